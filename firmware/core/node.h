@@ -1,0 +1,41 @@
+/* The node's protocol server: frames in, store operations, frames out. The
+ * platform gives it a block device, a write function for the byte stream and
+ * a few facts about the board; bytes read from the stream are pushed in with
+ * node_feed. */
+#ifndef PIFS_NODE_H
+#define PIFS_NODE_H
+
+#include "proto.h"
+#include "store.h"
+
+#define PIFS_FW_VERSION "0.1.0"
+
+struct pifs_platform {
+  const char *board;     /* "hosted", "raspi3b", "raspi0" */
+  uint64_t serial;       /* board serial number (0 if unknown) */
+  uint32_t window;       /* request bytes the host may have in flight */
+  void *io;              /* passed to write */
+  /* Writes all n bytes to the host; returns 0 or a negative error. */
+  int (*write)(void *io, const void *buf, uint32_t n);
+  /* Optional: the FAT date and time for files the node creates. */
+  void (*fat_now)(uint16_t *date, uint16_t *time);
+};
+
+struct pifs_node {
+  struct pifs_platform pl;
+  struct pifs_bdev *bd;
+  struct pifs_store *store; /* NULL while unformatted or refused */
+  int card_err;             /* why store is NULL */
+  struct proto_parser rx;
+  uint8_t tx[PROTO_HDR + PROTO_MAX_PAYLOAD + PROTO_TRAILER];
+  /* counters, reported in INFO */
+  uint32_t frames_ok, frames_bad, naks;
+};
+
+/* Mounts the card (never writing to it) and prepares the parser. */
+void node_init(struct pifs_node *n, struct pifs_bdev *bd, const struct pifs_platform *pl);
+/* Parses bytes from the host and answers every complete request. */
+void node_feed(struct pifs_node *n, const uint8_t *data, uint32_t len);
+void node_close(struct pifs_node *n);
+
+#endif

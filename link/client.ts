@@ -1,0 +1,670 @@
+/**
+ * A client for one node: pipelined requests within the node's receive
+ * window, retransmission after a NAK or a timeout, and the high-level
+ * operations (resumable chunk put, verified get, list, journal).
+ *
+ * @module
+ */
+import {
+  encodeFrame,
+  FLAG_RESPONSE,
+  type Frame,
+  FrameParser,
+  HEADER_SIZE,
+  MAX_DATA,
+  Op,
+  opToStr,
+  ProtocolError,
+  Reader,
+  Status,
+  statusToStr,
+  TRAILER_SIZE,
+  Writer,
+} from "./codec.ts";
+
+/** A byte stream to a node: a serial port, a pty, or a child's stdio. */
+export interface ByteLink {
+  /** Bytes from the node. */
+  readable: ReadableStream<Uint8Array>;
+  /** Sends bytes to the node (resolves once written). */
+  write(data: Uint8Array): Promise<void>;
+  /** Closes the link. */
+  close(): Promise<void>;
+}
+
+/** Options of {@linkcode NodeClient.connect}. */
+export interface ClientOptions {
+  /** Line rate in baud, used to scale timeouts (default 115200). */
+  baud?: number;
+  /** Base response timeout in ms, on top of the time the bytes need on the line (default 1500). */
+  timeoutMs?: number;
+  /** Retransmissions of one request before it fails (default 8). */
+  retries?: number;
+  /** Data bytes per PUT_DATA / GET frame (default 4096, at most 16384). */
+  frameData?: number;
+  /** Called with every byte count written, for wire accounting. */
+  onWrite?: (bytes: number) => void;
+}
+
+/** A failed request: names the node, the operation and the status. */
+export class NodeError extends Error {
+  override name = "NodeError";
+  /** The operation's name. */
+  readonly op: string;
+  /** The node's status code ({@linkcode Status}). */
+  readonly status: number;
+  /** A node error for `op` with `status`. */
+  constructor(op: string, status: number, detail = "") {
+    super(`${op}: ${statusToStr(status)}${detail ? ` (${detail})` : ""}`);
+    this.op = op;
+    this.status = status;
+  }
+}
+
+/** The node did not answer in time, even after retransmissions. */
+export class TimeoutError extends Error {
+  override name = "TimeoutError";
+}
+
+/** What HELLO reports. */
+export interface Hello {
+  /** Protocol version. */
+  protocol: number;
+  /** Receive window in bytes. */
+  window: number;
+  /** Largest data part of a frame. */
+  maxData: number;
+  /** Board serial number. */
+  serial: bigint;
+  /** Card state: 0, or why the node has no store (a {@linkcode Status}). */
+  cardStatus: number;
+  /** Board name ("hosted", "raspi3b", "raspi0"). */
+  board: string;
+  /** Firmware version. */
+  firmware: string;
+}
+
+/** What INFO (and FORMAT) report. */
+export interface NodeInfo {
+  /** 0 when the node has a store, else why not ({@linkcode Status}). */
+  status: number;
+  /** Cluster id (hex). */
+  clusterId: string;
+  /** Node id within the cluster. */
+  nodeId: number;
+  /** Bytes available for chunk data. */
+  capacity: number;
+  /** Bytes of chunk data still free. */
+  free: number;
+  /** Committed chunks. */
+  chunks: number;
+  /** Bytes in the metadata journal. */
+  journalLength: number;
+  /** First sector of PIFS/STORE.DAT on the card. */
+  storeLba: number;
+  /** Size of PIFS/STORE.DAT in sectors. */
+  storeSectors: number;
+  /** Sectors used in the active log half. */
+  logUsed: number;
+  /** Sectors in one log half. */
+  logHalf: number;
+  /** Superblock generation. */
+  generation: number;
+  /** Log epoch. */
+  epoch: number;
+  /** Frames the node accepted since boot. */
+  framesOk: number;
+  /** Frames the node rejected since boot (CRC, length). */
+  framesBad: number;
+}
+
+/** Options of {@linkcode NodeClient.format}. */
+export interface FormatOptions {
+  /** 16-byte cluster id. */
+  clusterId: Uint8Array;
+  /** Node id within the cluster. */
+  nodeId: number;
+  /** Store size in bytes (0: all free space but `reserveBytes`). */
+  sizeBytes?: number;
+  /** Free space to leave on the FAT volume when sizing by free space. */
+  reserveBytes?: number;
+  /** Re-format a card of another cluster (destroys its store). */
+  force?: boolean;
+}
+
+/** A chunk on a node. */
+export interface ChunkEntry {
+  /** Chunk id: hex SHA-256 of its content. */
+  id: string;
+  /** Size in bytes. */
+  size: number;
+}
+
+interface Pending {
+  bytes: Uint8Array;
+  replyBytes: number;
+  op: number;
+  tries: number;
+  timer?: ReturnType<typeof setTimeout>;
+  resolve: (f: Frame) => void;
+  reject: (e: Error) => void;
+}
+
+/**
+ * Hex form of bytes.
+ *
+ * @example
+ * ```ts
+ * import { toHex } from "./client.ts";
+ * if (toHex(new Uint8Array([1, 171])) !== "01ab") throw new Error();
+ * ```
+ */
+export function toHex(b: Uint8Array): string {
+  return Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+}
+
+/**
+ * Bytes of a hex string; throws a RangeError naming the bad input.
+ *
+ * @example
+ * ```ts
+ * import { fromHex } from "./client.ts";
+ * if (fromHex("01ab")[1] !== 171) throw new Error();
+ * ```
+ */
+export function fromHex(hex: string): Uint8Array {
+  if (!/^([0-9a-fA-F]{2})*$/.test(hex)) throw new RangeError(`not a hex string: '${hex}'`);
+  const out = new Uint8Array(hex.length / 2);
+  for (let i = 0; i < out.length; i++) out[i] = parseInt(hex.slice(2 * i, 2 * i + 2), 16);
+  return out;
+}
+
+/**
+ * SHA-256 of bytes: the id of a chunk.
+ *
+ * @example
+ * ```ts
+ * import { chunkId } from "./client.ts";
+ * const id = await chunkId(new TextEncoder().encode("abc"));
+ * if (!id.startsWith("ba7816bf")) throw new Error();
+ * ```
+ */
+export async function chunkId(data: Uint8Array): Promise<string> {
+  return toHex(new Uint8Array(await crypto.subtle.digest("SHA-256", data as BufferSource)));
+}
+
+/**
+ * Talks to one node over a {@linkcode ByteLink}.
+ *
+ * @example
+ * ```ts ignore
+ * import { NodeClient } from "./client.ts";
+ * import { SerialPort } from "./serial.ts";
+ * const port = await SerialPort.open("/dev/ttyUSB0", { baud: 115200 });
+ * const node = await NodeClient.connect(port, { baud: 115200 });
+ * console.log(await node.info());
+ * await node.close();
+ * ```
+ */
+export class NodeClient {
+  #link: ByteLink;
+  #parser = new FrameParser();
+  #pending = new Map<number, Pending>();
+  #nextId = 1;
+  #inflight = 0;
+  #replies = 0;
+  #waiters: (() => void)[] = [];
+  #closed = false;
+  #readerDone: Promise<void>;
+  #opts: Required<Omit<ClientOptions, "onWrite">> & Pick<ClientOptions, "onWrite">;
+  #writeChain: Promise<void> = Promise.resolve();
+  /** What the node said in HELLO. */
+  hello!: Hello;
+  /** Bytes this client has written to the link. */
+  bytesWritten = 0;
+  /** Requests sent again after a NAK or a timeout. */
+  retransmissions = 0;
+
+  private constructor(link: ByteLink, opts: ClientOptions) {
+    this.#link = link;
+    this.#opts = {
+      baud: opts.baud ?? 115200,
+      timeoutMs: opts.timeoutMs ?? 1500,
+      retries: opts.retries ?? 8,
+      frameData: Math.min(opts.frameData ?? 4096, MAX_DATA),
+      onWrite: opts.onWrite,
+    };
+    this.#readerDone = this.#readLoop();
+  }
+
+  /** Opens a session: HELLO, retried until the node answers. */
+  static async connect(link: ByteLink, opts: ClientOptions = {}): Promise<NodeClient> {
+    const c = new NodeClient(link, opts);
+    try {
+      c.hello = c.#parseHello(await c.request(Op.HELLO, new Uint8Array()));
+      if (c.hello.protocol !== 1) {
+        throw new ProtocolError(`node speaks protocol v${c.hello.protocol}, this host v1`);
+      }
+    } catch (e) {
+      await c.close();
+      throw e;
+    }
+    return c;
+  }
+
+  async #readLoop(): Promise<void> {
+    const reader = this.#link.readable.getReader();
+    try {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        this.#parser.push(value);
+        for (let ev = this.#parser.next(); ev; ev = this.#parser.next()) {
+          if (ev.kind === "frame") {
+            if (!(ev.frame.flags & FLAG_RESPONSE)) continue;
+            const p = this.#pending.get(ev.frame.reqid);
+            if (!p) continue; // a late answer to a request already answered
+            if (ev.frame.op === Op.NAK) this.#retransmit(ev.frame.reqid, p);
+            else if (ev.frame.op === p.op) this.#settle(ev.frame.reqid, p, ev.frame);
+          } else {
+            // A damaged response: ask again rather than wait for the timeout.
+            const p = this.#pending.get(ev.reqid);
+            if (p && ev.flags & FLAG_RESPONSE) this.#retransmit(ev.reqid, p);
+          }
+        }
+      }
+    } catch (e) {
+      if (!this.#closed) this.#failAll(e instanceof Error ? e : new Error(String(e)));
+    } finally {
+      reader.releaseLock();
+    }
+    if (!this.#closed) this.#failAll(new ProtocolError("the link to the node closed"));
+  }
+
+  #failAll(e: Error) {
+    for (const [id, p] of this.#pending) {
+      clearTimeout(p.timer);
+      this.#pending.delete(id);
+      this.#release(p);
+      p.reject(e);
+    }
+  }
+
+  #settle(id: number, p: Pending, f: Frame) {
+    clearTimeout(p.timer);
+    this.#pending.delete(id);
+    this.#release(p);
+    p.resolve(f);
+  }
+
+  #release(p: Pending) {
+    this.#inflight -= p.bytes.length;
+    this.#replies -= p.replyBytes;
+    const w = this.#waiters;
+    this.#waiters = [];
+    for (const fn of w) fn();
+  }
+
+  #timeoutFor(): number {
+    // Time for everything in flight, both ways, to cross the line, plus slack.
+    const lineMs = ((this.#inflight + this.#replies) * 10 * 1000) / this.#opts.baud;
+    return this.#opts.timeoutMs + 2 * lineMs;
+  }
+
+  #arm(id: number, p: Pending) {
+    clearTimeout(p.timer);
+    p.timer = setTimeout(() => this.#retransmit(id, p, true), this.#timeoutFor());
+  }
+
+  #retransmit(id: number, p: Pending, timedOut = false) {
+    if (!this.#pending.has(id)) return;
+    if (p.tries >= this.#opts.retries) {
+      clearTimeout(p.timer);
+      this.#pending.delete(id);
+      this.#release(p);
+      p.reject(
+        timedOut
+          ? new TimeoutError(`${opToStr(p.op)}: no answer after ${p.tries + 1} tries`)
+          : new ProtocolError(`${opToStr(p.op)}: rejected ${p.tries + 1} times (CRC errors)`),
+      );
+      return;
+    }
+    p.tries++;
+    this.retransmissions++;
+    this.#send(p.bytes).catch((e) => this.#failAll(e));
+    this.#arm(id, p);
+  }
+
+  #send(bytes: Uint8Array): Promise<void> {
+    this.#writeChain = this.#writeChain.then(async () => {
+      await this.#link.write(bytes);
+      this.bytesWritten += bytes.length;
+      this.#opts.onWrite?.(bytes.length);
+    });
+    return this.#writeChain;
+  }
+
+  /**
+   * Sends one request and resolves with its response frame, waiting for room
+   * in the node's receive window first.
+   */
+  async request(op: number, payload: Uint8Array, replyBytes = 64): Promise<Frame> {
+    if (this.#closed) throw new ProtocolError("the client is closed");
+    const size = HEADER_SIZE + payload.length + TRAILER_SIZE;
+    const window = this.hello?.window ?? size;
+    while (this.#inflight > 0 && this.#inflight + size > window) {
+      await new Promise<void>((r) => this.#waiters.push(r));
+      if (this.#closed) throw new ProtocolError("the client is closed");
+    }
+    let id = this.#nextId;
+    while (this.#pending.has(id)) id = (id % 0xffff) + 1;
+    this.#nextId = (id % 0xffff) + 1;
+    const bytes = encodeFrame({ op, flags: 0, reqid: id, payload });
+    this.#inflight += bytes.length;
+    this.#replies += replyBytes;
+    const done = new Promise<Frame>((resolve, reject) => {
+      const p: Pending = { bytes, replyBytes, op, tries: 0, resolve, reject };
+      this.#pending.set(id, p);
+      this.#arm(id, p);
+    });
+    this.#send(bytes).catch((e) => this.#failAll(e));
+    return await done;
+  }
+
+  /** Sends a request and returns a reader over the response after its status, which must be OK. */
+  async call(
+    op: number,
+    payload: Uint8Array,
+    accept: number[] = [],
+    replyBytes = 64,
+  ): Promise<[number, Reader]> {
+    const f = await this.request(op, payload, replyBytes);
+    const r = new Reader(f.payload);
+    const status = r.i32();
+    if (status !== Status.OK && !accept.includes(status)) throw new NodeError(opToStr(op), status);
+    return [status, r];
+  }
+
+  #parseHello(f: Frame): Hello {
+    const r = new Reader(f.payload);
+    const status = r.i32();
+    if (status !== 0) throw new NodeError("HELLO", status);
+    const protocol = r.u16();
+    r.u16();
+    const window = r.u32(), maxData = r.u32();
+    const serialLo = BigInt(r.u32()), serialHi = BigInt(r.u32());
+    const cardStatus = r.i32();
+    const board = r.str(), firmware = r.str();
+    return {
+      protocol,
+      window,
+      maxData,
+      serial: serialLo | (serialHi << 32n),
+      cardStatus,
+      board,
+      firmware,
+    };
+  }
+
+  static #parseInfo(r: Reader, status: number): NodeInfo {
+    return {
+      status,
+      clusterId: toHex(r.bytes(16)),
+      nodeId: r.u32(),
+      capacity: r.u64(),
+      free: r.u64(),
+      chunks: r.u32(),
+      journalLength: r.u64(),
+      storeLba: r.u64(),
+      storeSectors: r.u64(),
+      logUsed: r.u32(),
+      logHalf: r.u32(),
+      generation: r.u32(),
+      epoch: r.u32(),
+      framesOk: r.u32(),
+      framesBad: r.u32(),
+    };
+  }
+
+  /** INFO: the node's store and counters. `status` tells why there is no store. */
+  async info(): Promise<NodeInfo> {
+    const f = await this.request(Op.INFO, new Uint8Array());
+    const r = new Reader(f.payload);
+    return NodeClient.#parseInfo(r, r.i32());
+  }
+
+  /** FORMAT: creates PIFS/STORE.DAT and a fresh store (or opens it if it is this cluster's). */
+  async format(opts: FormatOptions): Promise<NodeInfo> {
+    if (opts.clusterId.length !== 16) throw new RangeError("cluster id must be 16 bytes");
+    const now = new Date();
+    const fatDate = ((now.getUTCFullYear() - 1980) << 9) | ((now.getUTCMonth() + 1) << 5) |
+      now.getUTCDate();
+    const fatTime = (now.getUTCHours() << 11) | (now.getUTCMinutes() << 5) |
+      (now.getUTCSeconds() >> 1);
+    const nonce = crypto.getRandomValues(new Uint32Array(1))[0];
+    const w = new Writer(48).u32(opts.force ? 1 : 0).bytes(opts.clusterId).u32(opts.nodeId)
+      .u64(Math.floor((opts.sizeBytes ?? 0) / 512)).u64(Math.floor((opts.reserveBytes ?? 0) / 512))
+      .u32(nonce).u16(fatDate).u16(fatTime);
+    const f = await this.request(Op.FORMAT, w.done());
+    const r = new Reader(f.payload);
+    const status = r.i32();
+    if (status !== 0) throw new NodeError("FORMAT", status);
+    return NodeClient.#parseInfo(r, status);
+  }
+
+  /**
+   * Stores a chunk: its id is the SHA-256 of `data`. Resumes where the node
+   * says it stands; returns the id and whether the node already had it.
+   */
+  async putChunk(
+    data: Uint8Array,
+    opts: { id?: string; onProgress?: (sent: number) => void } = {},
+  ): Promise<{ id: string; existed: boolean; resumedAt: number }> {
+    const id = opts.id ?? await chunkId(data);
+    const idb = fromHex(id);
+    for (let attempt = 0;; attempt++) {
+      const [st, r] = await this.call(
+        Op.PUT_BEGIN,
+        new Writer(36).bytes(idb).u32(data.length).done(),
+        [Status.EEXIST],
+      );
+      if (st === Status.EEXIST) return { id, existed: true, resumedAt: data.length };
+      const handle = r.u32();
+      const resumedAt = r.u32();
+      let have = resumedAt;
+      const step = this.#opts.frameData;
+      const maxOut = Math.max(2, Math.floor(this.hello.window / (step + 26)));
+      // Send frames from `have` on, pipelined; on a gap stop, drain, rewind.
+      while (have < data.length) {
+        let rewind = false, best = have;
+        const inflight: Promise<void>[] = [];
+        for (let off = have; off < data.length && !rewind; off += step) {
+          const piece = data.subarray(off, Math.min(off + step, data.length));
+          const payload = new Writer(8 + piece.length).u32(handle).u32(off).bytes(piece).done();
+          const p = this.call(Op.PUT_DATA, payload, [Status.ERANGE]).then(([s, rr]) => {
+            const h = rr.u32();
+            if (h > best) best = h;
+            if (s === Status.ERANGE) rewind = true;
+            opts.onProgress?.(best);
+          });
+          p.catch(() => {}); // judged below, with the others
+          inflight.push(p);
+          // Keep the node's window full, no fuller: wait for the oldest frame.
+          if (inflight.length >= maxOut) await inflight[inflight.length - maxOut].catch(() => {});
+        }
+        const results = await Promise.allSettled(inflight);
+        const failed = results.find((x) => x.status === "rejected") as
+          | PromiseRejectedResult
+          | undefined;
+        if (failed) {
+          const e = failed.reason;
+          // The pending put vanished (node restarted / evicted): start again.
+          if (e instanceof NodeError && e.status === Status.ENOENT && attempt < 3) break;
+          throw e;
+        }
+        if (best <= have && !rewind) throw new ProtocolError("PUT_DATA made no progress");
+        have = best;
+      }
+      if (have < data.length) continue; // begin again
+      try {
+        await this.call(Op.PUT_COMMIT, new Writer(4).u32(handle).done());
+      } catch (e) {
+        // A commit whose answer was lost and then repeated finds no pending put.
+        if (e instanceof NodeError && e.status === Status.ENOENT && await this.has(id)) {
+          return { id, existed: false, resumedAt };
+        }
+        throw e;
+      }
+      return { id, existed: false, resumedAt };
+    }
+  }
+
+  /** Reads a whole chunk (pipelined GETs) and checks its hash. */
+  async getChunk(id: string): Promise<Uint8Array> {
+    const idb = fromHex(id);
+    const step = this.#opts.frameData;
+    const first = await this.#get(idb, 0, 0);
+    const size = first.size;
+    const out = new Uint8Array(size);
+    const parts: Promise<void>[] = [];
+    // Replies are what fills the line here: keep about a window of them coming.
+    const maxOut = Math.max(2, Math.floor(this.hello.window / (step + 26)));
+    for (let off = 0; off < size; off += step) {
+      const n = Math.min(step, size - off);
+      const p = this.#get(idb, off, n).then((g) => {
+        if (g.data.length !== n) throw new ProtocolError(`GET ${id}@${off}: short reply`);
+        out.set(g.data, off);
+      });
+      p.catch(() => {});
+      parts.push(p);
+      if (parts.length >= maxOut) await parts[parts.length - maxOut];
+    }
+    await Promise.all(parts);
+    const got = await chunkId(out);
+    if (got !== id) throw new NodeError("GET", Status.EBADHASH, `chunk ${id} read back as ${got}`);
+    return out;
+  }
+
+  async #get(id: Uint8Array, off: number, n: number): Promise<{ size: number; data: Uint8Array }> {
+    const [, r] = await this.call(
+      Op.GET,
+      new Writer(40).bytes(id).u32(off).u32(n).done(),
+      [],
+      n + 30,
+    );
+    const size = r.u32();
+    return { size, data: r.rest() };
+  }
+
+  /** Whether the node holds a chunk. */
+  async has(id: string): Promise<boolean> {
+    return (await this.hasMany([id]))[0] !== undefined;
+  }
+
+  /** Sizes of the chunks the node holds among `ids` (undefined where absent). */
+  async hasMany(ids: string[]): Promise<(number | undefined)[]> {
+    const out: (number | undefined)[] = [];
+    for (let i = 0; i < ids.length; i += 256) {
+      const batch = ids.slice(i, i + 256);
+      const w = new Writer(4 + 32 * batch.length).u32(batch.length);
+      for (const id of batch) w.bytes(fromHex(id));
+      const [, r] = await this.call(Op.HAS, w.done());
+      const n = r.u32();
+      for (let k = 0; k < n; k++) {
+        const size = r.u32();
+        out.push(size === 0 ? undefined : size);
+      }
+    }
+    return out;
+  }
+
+  /** Every chunk on the node, paged. */
+  async listChunks(): Promise<ChunkEntry[]> {
+    const out: ChunkEntry[] = [];
+    let cursor = 0;
+    while (cursor !== 0xffffffff) {
+      const [, r] = await this.call(Op.LIST, new Writer(8).u32(cursor).u32(400).done());
+      cursor = r.u32();
+      const n = r.u32();
+      for (let i = 0; i < n; i++) out.push({ id: toHex(r.bytes(32)), size: r.u32() });
+    }
+    return out;
+  }
+
+  /** Deletes a chunk; false if the node did not have it. */
+  async deleteChunk(id: string): Promise<boolean> {
+    const [st] = await this.call(Op.DELETE, fromHex(id), [Status.ENOENT]);
+    return st === Status.OK;
+  }
+
+  /** Size of a chunk, or undefined. */
+  async stat(id: string): Promise<number | undefined> {
+    const [st, r] = await this.call(Op.STAT, fromHex(id), [Status.ENOENT]);
+    return st === Status.OK ? r.u32() : undefined;
+  }
+
+  /** Appends to the metadata journal if it is `expected` bytes long; returns the new length. */
+  async journalAppend(expected: number, data: Uint8Array): Promise<number> {
+    const payload = new Writer(8 + data.length).u64(expected).bytes(data).done();
+    const [st, r] = await this.call(Op.JOURNAL_APPEND, payload, [Status.ECONFLICT]);
+    const len = r.u64();
+    if (st === Status.ECONFLICT) {
+      // Our own append whose answer was lost shows up as this exact length.
+      if (len === expected + data.length) return len;
+      throw new NodeError("JOURNAL_APPEND", st, `journal is ${len} bytes, expected ${expected}`);
+    }
+    return len;
+  }
+
+  /** Reads the journal from `offset` to its end. */
+  async journalRead(offset = 0): Promise<Uint8Array> {
+    const parts: Uint8Array[] = [];
+    let total = 0;
+    for (;;) {
+      const [, r] = await this.call(
+        Op.JOURNAL_READ,
+        new Writer(12).u64(offset).u32(MAX_DATA).done(),
+        [],
+        MAX_DATA + 30,
+      );
+      const len = r.u64();
+      const data = r.rest();
+      parts.push(data);
+      total += data.length;
+      offset += data.length;
+      if (offset >= len || data.length === 0) break;
+    }
+    const out = new Uint8Array(total);
+    let o = 0;
+    for (const p of parts) {
+      out.set(p, o);
+      o += p.length;
+    }
+    return out;
+  }
+
+  /** Verifies every chunk on the node against its hash; returns the damaged ones. */
+  async scrub(): Promise<{ checked: number; bad: { id: string; status: number }[] }> {
+    let cursor = 0, checked = 0;
+    const bad: { id: string; status: number }[] = [];
+    while (cursor !== 0xffffffff) {
+      const [, r] = await this.call(Op.SCRUB, new Writer(8).u32(cursor).u32(16).done());
+      cursor = r.u32();
+      checked += r.u32();
+      const n = r.u32();
+      for (let i = 0; i < n; i++) bad.push({ id: toHex(r.bytes(32)), status: r.i32() });
+    }
+    return { checked, bad };
+  }
+
+  /** Ends the session and closes the link. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#failAll(new ProtocolError("the client is closed"));
+    for (const w of this.#waiters) w();
+    await this.#writeChain.catch(() => {});
+    await this.#link.close();
+    await this.#readerDone.catch(() => {});
+  }
+}

@@ -1,0 +1,31 @@
+/**
+ * pifs: a distributed store built from Raspberry Pis, each running the pifs
+ * node firmware and keeping its data on its own SD card, driven over UART by
+ * one host. This module is the host library's public surface.
+ *
+ * @example
+ * ```ts
+ * import { chunkId, encodeFrame, FrameParser, Op } from "./mod.ts";
+ * const p = new FrameParser();
+ * p.push(encodeFrame({ op: Op.HELLO, flags: 0, reqid: 1, payload: new Uint8Array() }));
+ * if (p.next()?.kind !== "frame") throw new Error("frame did not round-trip");
+ * if ((await chunkId(new Uint8Array())).slice(0, 8) !== "e3b0c442") throw new Error();
+ * ```
+ *
+ * @module
+ */
+export * from "./link/codec.ts";
+export * from "./link/crc32c.ts";
+export * from "./link/client.ts";
+export { listPorts, SerialError, SerialPort, UnsupportedBaudError } from "./link/serial.ts";
+export type { SerialOptions, WaitMethod } from "./link/serial.ts";
+export {
+  clusterDir,
+  ClusterError,
+  type ClusterFile,
+  connectNode,
+  type NodeEntry,
+  readClusterFile,
+} from "./store/cluster.ts";
+export { makeCard, parseSize } from "./sim/card.ts";
+export { simDown, simUp, type SimUpOptions } from "./sim/sim.ts";

@@ -1,0 +1,137 @@
+/**
+ * The cluster description, `DIR/cluster.json`, and connections to its nodes.
+ *
+ * @module
+ */
+import { z } from "zod";
+import { type ClientOptions, NodeClient } from "../link/client.ts";
+import { SerialPort } from "../link/serial.ts";
+
+/** Schema of one node in `cluster.json`. */
+export const NodeEntrySchema = z.object({
+  id: z.number().int().min(0),
+  tty: z.string().min(1),
+  card: z.string().min(1).optional(),
+  pid: z.number().int().positive().nullable().optional(),
+  log: z.string().optional(),
+  board: z.string().optional(),
+});
+
+/** Schema of `cluster.json`. */
+export const ClusterFileSchema = z.object({
+  version: z.literal(1),
+  cluster_id: z.string().regex(/^[0-9a-f]{32}$/, "32 lowercase hex digits"),
+  baud: z.number().int().min(0),
+  nodes: z.array(NodeEntrySchema),
+  created: z.string().optional(),
+  sim: z.object({ card_size: z.number().int().positive() }).optional(),
+});
+
+/** One node of a cluster, as `cluster.json` lists it. */
+export type NodeEntry = z.infer<typeof NodeEntrySchema>;
+/** The content of `cluster.json`. */
+export type ClusterFile = z.infer<typeof ClusterFileSchema>;
+
+/** A cluster directory that is missing or not valid. */
+export class ClusterError extends Error {
+  override name = "ClusterError";
+  /** The cluster directory. */
+  readonly dir: string;
+  /** A problem with the cluster at `dir`. */
+  constructor(dir: string, message: string) {
+    super(message);
+    this.dir = dir;
+  }
+}
+
+/** The cluster directory from `--cluster` or `PIFS_CLUSTER`. */
+export function clusterDir(option?: string): string {
+  const dir = option ?? Deno.env.get("PIFS_CLUSTER");
+  if (!dir) {
+    throw new ClusterError(
+      "",
+      "no cluster given: pass --cluster DIR or set PIFS_CLUSTER=DIR (make one with `pifs sim up --dir DIR`)",
+    );
+  }
+  return dir;
+}
+
+/**
+ * Reads and validates `DIR/cluster.json`; errors name the file and the field.
+ *
+ * @example
+ * ```ts
+ * import { readClusterFile } from "./cluster.ts";
+ * const dir = await Deno.makeTempDir();
+ * await Deno.writeTextFile(`${dir}/cluster.json`, '{"version": 1}');
+ * try {
+ *   await readClusterFile(dir);
+ *   throw new Error("accepted a bad cluster.json");
+ * } catch (e) {
+ *   if (!String(e).includes("cluster_id")) throw e;
+ * } finally {
+ *   await Deno.remove(dir, { recursive: true });
+ * }
+ * ```
+ */
+export async function readClusterFile(dir: string): Promise<ClusterFile> {
+  const path = `${dir}/cluster.json`;
+  let text: string;
+  try {
+    text = await Deno.readTextFile(path);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) {
+      const what = await Deno.stat(dir).then(
+        (s) => s.isDirectory ? "is not a pifs cluster (no cluster.json)" : "is not a directory",
+        () => "does not exist",
+      );
+      throw new ClusterError(dir, `${dir} ${what}`);
+    }
+    throw e;
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (e) {
+    throw new ClusterError(dir, `${path}: not valid JSON: ${(e as Error).message}`);
+  }
+  const r = ClusterFileSchema.safeParse(json);
+  if (!r.success) {
+    const issue = r.error.issues[0];
+    const where = issue.path.map((p) => typeof p === "number" ? `[${p}]` : `.${String(p)}`).join("")
+      .replace(/^\./, "");
+    throw new ClusterError(dir, `${path}: ${where || "(top)"}: ${issue.message}`);
+  }
+  return r.data;
+}
+
+/** Writes `DIR/cluster.json` atomically (write to a temporary file, rename). */
+export async function writeClusterFile(dir: string, c: ClusterFile): Promise<void> {
+  const tmp = `${dir}/.cluster.json.tmp`;
+  await Deno.writeTextFile(tmp, JSON.stringify(c, null, 2) + "\n");
+  await Deno.rename(tmp, `${dir}/cluster.json`);
+}
+
+/** Resolves a path in `cluster.json`, which may be relative to the cluster directory. */
+export function resolveIn(dir: string, p: string): string {
+  return p.startsWith("/") ? p : `${dir}/${p}`;
+}
+
+/** Connects to one node of a cluster over its tty. */
+export async function connectNode(
+  dir: string,
+  cluster: ClusterFile,
+  node: NodeEntry,
+  opts: ClientOptions = {},
+): Promise<NodeClient> {
+  const baud = cluster.baud || 115200;
+  const port = await SerialPort.open(resolveIn(dir, node.tty), { baud: nearestBaud(baud) });
+  return await NodeClient.connect(port, { baud, ...opts });
+}
+
+const STANDARD_BAUDS = [9600, 19200, 38400, 57600, 115200, 230400, 460800, 921600, 1000000];
+
+/** The termios speed to ask for: a pty ignores it, a real port needs a standard one. */
+function nearestBaud(b: number): number {
+  return STANDARD_BAUDS.includes(b) ? b : 115200;
+}
