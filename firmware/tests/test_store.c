@@ -1,0 +1,516 @@
+/* The chunk store: put/get/delete, replay at mount, compaction, journal,
+ * refusals, and power loss after every k-th sector write of a workload
+ * (littlefs-style), checked after each remount. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "sha256.h"
+#include "store.h"
+
+/* ---- a RAM card: a base image plus an overlay of written sectors ---- */
+
+struct ram {
+  uint8_t *base;    /* the image as made by mkfs.fat */
+  uint8_t *cur;     /* current content */
+  uint64_t sectors;
+  long budget;      /* sector writes left before the power goes; <0: unlimited */
+  long writes;      /* sectors written */
+  int dead;         /* power is off: every write fails */
+};
+
+static int ram_read(void *ctx, uint64_t lba, uint32_t n, void *buf) {
+  struct ram *r = ctx;
+  if (lba + n > r->sectors) return PIFS_EIO;
+  memcpy(buf, r->cur + lba * 512, (size_t)n * 512);
+  return 0;
+}
+
+static int ram_write(void *ctx, uint64_t lba, uint32_t n, const void *buf) {
+  struct ram *r = ctx;
+  if (lba + n > r->sectors || r->dead) return PIFS_EIO;
+  for (uint32_t i = 0; i < n; i++) {
+    if (r->budget == 0) { /* the power goes in the middle of this write */
+      r->dead = 1;
+      return PIFS_EIO;
+    }
+    memcpy(r->cur + (lba + i) * 512, (const uint8_t *)buf + (size_t)i * 512, 512);
+    r->writes++;
+    if (r->budget > 0) r->budget--;
+  }
+  return 0;
+}
+
+static int ram_flush(void *ctx) {
+  struct ram *r = ctx;
+  return r->dead ? PIFS_EIO : 0;
+}
+
+static struct ram card;
+static struct pifs_bdev bd = {&card, 0, ram_read, ram_write, ram_flush};
+
+/* Makes a 40 MiB superfloppy FAT32 image with mkfs.fat, into RAM. */
+static int make_card(void) {
+  char path[] = "/tmp/pifs-store-XXXXXX";
+  int fd = mkstemp(path);
+  if (fd < 0) return -1;
+  close(fd);
+  char cmd[512];
+  snprintf(cmd, sizeof cmd, "truncate -s 40M %s && mkfs.fat -F 32 -s 1 %s >/dev/null", path, path);
+  if (system(cmd)) return -1;
+  FILE *f = fopen(path, "rb");
+  card.sectors = 40u * 2048u;
+  card.base = malloc(card.sectors * 512);
+  card.cur = malloc(card.sectors * 512);
+  size_t got = fread(card.base, 512, card.sectors, f);
+  fclose(f);
+  unlink(path);
+  if (got != card.sectors) return -1;
+  memcpy(card.cur, card.base, card.sectors * 512);
+  bd.sectors = card.sectors;
+  card.budget = -1;
+  return 0;
+}
+
+static void power_on(long budget) {
+  card.dead = 0;
+  card.budget = budget;
+  card.writes = 0;
+}
+
+static struct pifs_format_opts fmt_opts(uint8_t cluster) {
+  struct pifs_format_opts o;
+  memset(&o, 0, sizeof o);
+  memset(o.cluster_id, cluster, 16);
+  o.node_id = 1;
+  o.size_sectors = 16384; /* 8 MiB store: log halves of 256 sectors */
+  o.nonce = 0x5eed0000u + cluster;
+  return o;
+}
+
+static void fill(uint8_t *p, uint32_t n, uint32_t seed) {
+  for (uint32_t i = 0; i < n; i++) {
+    seed = seed * 1103515245u + 12345u;
+    p[i] = (uint8_t)(seed >> 16);
+  }
+}
+
+/* Puts a chunk in pieces of `step` bytes. */
+static int put(struct pifs_store *s, const uint8_t *data, uint32_t n, uint32_t step, uint8_t id[32]) {
+  sha256(data, n, id);
+  uint32_t h, have;
+  int err = store_put_begin(s, id, n, &h, &have);
+  if (err) return err;
+  while (have < n) {
+    uint32_t k = n - have < step ? n - have : step;
+    if ((err = store_put_data(s, h, have, data + have, k, &have))) return err;
+  }
+  return store_put_commit(s, h);
+}
+
+static int get_ok(struct pifs_store *s, const uint8_t id[32], const uint8_t *want, uint32_t n) {
+  static uint8_t buf[1 << 20];
+  uint32_t size = 0;
+  if (store_get(s, id, 0, buf, n, &size)) return 0;
+  return size == n && !memcmp(buf, want, n);
+}
+
+static uint64_t used_sectors(const uint32_t *sizes, int n) {
+  uint64_t u = 0;
+  for (int i = 0; i < n; i++) u += (sizes[i] + 511) / 512;
+  return u;
+}
+
+static void reset_card(void) {
+  memcpy(card.cur, card.base, card.sectors * 512);
+  power_on(-1);
+}
+
+static void test_format_put_get_remount(void) {
+  reset_card();
+  struct pifs_store *s = NULL;
+  struct pifs_format_opts o = fmt_opts(1);
+  CHECK_EQ(store_open(&s, &bd), PIFS_EUNFORMATTED);
+  CHECK_EQ(store_format(&s, &bd, &o), 0);
+  static uint8_t d[3][300000];
+  uint32_t sz[3] = {1, 513, 300000};
+  uint8_t id[3][32];
+  for (int i = 0; i < 3; i++) {
+    fill(d[i], sz[i], (uint32_t)i + 1);
+    CHECK_EQ(put(s, d[i], sz[i], i == 2 ? 4096 : 100, id[i]), 0);
+  }
+  struct pifs_store_info in;
+  store_info(s, &in);
+  CHECK_EQ(in.chunks, 3);
+  CHECK_EQ(in.data_sectors - in.free_sectors, used_sectors(sz, 3));
+  /* ranges */
+  uint8_t buf[700];
+  uint32_t size;
+  CHECK_EQ(store_get(s, id[2], 1000, buf, 700, &size), 0);
+  CHECK(!memcmp(buf, d[2] + 1000, 700));
+  CHECK_EQ(store_get(s, id[1], 500, buf, 14, &size), PIFS_ERANGE);
+  store_close(s);
+  /* remount: everything derived from the log again */
+  CHECK_EQ(store_open(&s, &bd), 0);
+  for (int i = 0; i < 3; i++) CHECK(get_ok(s, id[i], d[i], sz[i]));
+  struct pifs_store_info in2;
+  store_info(s, &in2);
+  CHECK_EQ(in2.free_sectors, in.free_sectors);
+  CHECK_EQ(in2.chunks, 3);
+  /* formatting again for the same cluster changes nothing */
+  store_close(s);
+  CHECK_EQ(store_format(&s, &bd, &o), 0);
+  CHECK(get_ok(s, id[2], d[2], sz[2]));
+  store_close(s);
+  /* another cluster: refused, unless forced; forced wipes the store */
+  struct pifs_format_opts other = fmt_opts(2);
+  long before = card.writes;
+  CHECK_EQ(store_format(&s, &bd, &other), PIFS_EWRONGCLUSTER);
+  CHECK_EQ(card.writes, before);
+  other.force = 1;
+  CHECK_EQ(store_format(&s, &bd, &other), 0);
+  uint32_t dummy;
+  CHECK_EQ(store_has(s, id[0], &dummy), PIFS_ENOENT);
+  store_info(s, &in);
+  CHECK_EQ(in.chunks, 0);
+  CHECK_EQ(in.free_sectors, in.data_sectors);
+  store_close(s);
+  CHECK_EQ(store_open(&s, &bd), 0);
+  CHECK_EQ(store_has(s, id[2], &dummy), PIFS_ENOENT);
+  store_close(s);
+}
+
+static void test_resume_and_bad_hash(void) {
+  reset_card();
+  struct pifs_store *s = NULL;
+  struct pifs_format_opts o = fmt_opts(3);
+  CHECK_EQ(store_format(&s, &bd, &o), 0);
+  static uint8_t d[20000];
+  fill(d, sizeof d, 77);
+  uint8_t id[32];
+  sha256(d, sizeof d, id);
+  uint32_t h, have;
+  CHECK_EQ(store_put_begin(s, id, sizeof d, &h, &have), 0);
+  CHECK_EQ(have, 0);
+  CHECK_EQ(store_put_data(s, h, 0, d, 7000, &have), 0);
+  CHECK_EQ(have, 7000);
+  /* out of order: refused with where the node stands */
+  CHECK_EQ(store_put_data(s, h, 9000, d + 9000, 100, &have), PIFS_ERANGE);
+  CHECK_EQ(have, 7000);
+  /* a repeat of bytes already held is harmless */
+  CHECK_EQ(store_put_data(s, h, 0, d, 4000, &have), 0);
+  /* the host comes back: begin again tells how much the node holds */
+  uint32_t h2;
+  CHECK_EQ(store_put_begin(s, id, sizeof d, &h2, &have), 0);
+  CHECK_EQ(h2, h);
+  CHECK_EQ(have, 7000);
+  CHECK_EQ(store_put_commit(s, h), PIFS_ERANGE); /* not complete yet */
+  CHECK_EQ(store_put_data(s, h, 7000, d + 7000, sizeof d - 7000, &have), 0);
+  CHECK_EQ(store_put_commit(s, h), 0);
+  CHECK(get_ok(s, id, d, sizeof d));
+  CHECK_EQ(store_put_begin(s, id, sizeof d, &h2, &have), PIFS_EEXIST);
+  /* content that does not match its id is never committed, and frees its sectors */
+  struct pifs_store_info a, b;
+  store_info(s, &a);
+  uint8_t wrong[32];
+  memcpy(wrong, id, 32);
+  wrong[0] ^= 1;
+  CHECK_EQ(store_put_begin(s, wrong, 1000, &h, &have), 0);
+  CHECK_EQ(store_put_data(s, h, 0, d, 1000, &have), 0);
+  CHECK_EQ(store_put_commit(s, h), PIFS_EBADHASH);
+  store_info(s, &b);
+  CHECK_EQ(b.chunks, a.chunks);
+  CHECK_EQ(b.free_sectors, a.free_sectors);
+  CHECK_EQ(store_has(s, wrong, NULL), PIFS_ENOENT);
+  /* invalid sizes */
+  CHECK_EQ(store_put_begin(s, wrong, 0, &h, &have), PIFS_EINVAL);
+  CHECK_EQ(store_put_begin(s, wrong, PIFS_MAX_CHUNK + 1, &h, &have), PIFS_EINVAL);
+  /* bit rot on the card is caught on read and by scrub */
+  store_close(s);
+  CHECK_EQ(store_open(&s, &bd), 0);
+  struct pifs_store_info in;
+  store_info(s, &in);
+  uint64_t data_lba = in.store_lba + (in.store_sectors - in.data_sectors);
+  int flipped = 0;
+  for (uint64_t sec = data_lba; sec < data_lba + in.data_sectors && !flipped; sec++) {
+    if (!memcmp(card.cur + sec * 512, d, 64)) { /* the chunk's first sector */
+      card.cur[sec * 512 + 100] ^= 0x40;
+      flipped = 1;
+    }
+  }
+  CHECK(flipped);
+  uint8_t buf[16];
+  uint32_t size;
+  CHECK_EQ(store_get(s, id, 0, buf, 16, &size), PIFS_EBADHASH);
+  store_close(s);
+}
+
+static int bad_count;
+static void on_bad(void *ctx, const uint8_t id[32], int err) {
+  (void)ctx;
+  (void)id;
+  if (err == PIFS_EBADHASH) bad_count++;
+}
+
+static void test_delete_reuse_compact_journal(void) {
+  reset_card();
+  struct pifs_store *s = NULL;
+  struct pifs_format_opts o = fmt_opts(4);
+  CHECK_EQ(store_format(&s, &bd, &o), 0);
+  struct pifs_store_info in;
+  store_info(s, &in);
+  uint32_t half = in.log_half;
+  CHECK(half >= 64);
+  /* Many puts and deletes: more records than a log half holds, so the log
+   * compacts by itself, and freed sectors are reused. */
+  static uint8_t d[8192];
+  uint8_t keep[32], id[32];
+  fill(d, 5000, 999);
+  CHECK_EQ(put(s, d, 5000, 4096, keep), 0);
+  uint64_t jlen = 0;
+  char entry[64];
+  for (uint32_t i = 0; i < half * 3; i++) {
+    fill(d, 8192, i + 5);
+    CHECK_EQ(put(s, d, 8192, 8192, id), 0);
+    CHECK_EQ(store_delete(s, id), 0);
+    if (i % 50 == 0) {
+      int n = snprintf(entry, sizeof entry, "entry %u;", i);
+      CHECK_EQ(store_journal_append(s, jlen, entry, (uint32_t)n, &jlen), 0);
+    }
+  }
+  store_info(s, &in);
+  CHECK_EQ(in.chunks, 1);
+  CHECK(in.epoch != o.nonce + 1); /* compacted at least once */
+  CHECK_EQ(in.data_sectors - in.free_sectors, 10);
+  /* a conditional append at the wrong length is refused */
+  uint64_t l2;
+  CHECK_EQ(store_journal_append(s, jlen - 1, "x", 1, &l2), PIFS_ECONFLICT);
+  CHECK_EQ(l2, jlen);
+  store_close(s);
+  CHECK_EQ(store_open(&s, &bd), 0);
+  fill(d, 5000, 999);
+  CHECK(get_ok(s, keep, d, 5000));
+  store_info(s, &in);
+  CHECK_EQ(in.chunks, 1);
+  CHECK_EQ(in.journal_len, jlen);
+  static char j[4096];
+  uint32_t got;
+  uint64_t len;
+  CHECK_EQ(store_journal_read(s, 0, j, sizeof j, &got, &len), 0);
+  CHECK_EQ(got, jlen);
+  CHECK(!memcmp(j, "entry 0;entry 50;", 17));
+  /* reading from the middle of an entry */
+  CHECK_EQ(store_journal_read(s, 3, j, 5, &got, &len), 0);
+  CHECK_EQ(got, 5);
+  CHECK(!memcmp(j, "ry 0;", 5));
+  CHECK_EQ(store_journal_read(s, jlen + 1, j, 5, &got, &len), PIFS_ERANGE);
+  /* scrub finds nothing wrong */
+  uint32_t cur = 0, checked = 0, total = 0;
+  bad_count = 0;
+  while (cur != 0xFFFFFFFFu) {
+    CHECK_EQ(store_scrub(s, &cur, 7, &checked, on_bad, NULL), 0);
+    total += checked;
+  }
+  CHECK_EQ(total, 1);
+  CHECK_EQ(bad_count, 0);
+  store_close(s);
+}
+
+static void test_full_store(void) {
+  reset_card();
+  struct pifs_store *s = NULL;
+  struct pifs_format_opts o = fmt_opts(5);
+  CHECK_EQ(store_format(&s, &bd, &o), 0);
+  struct pifs_store_info in;
+  store_info(s, &in);
+  static uint8_t d[1 << 20];
+  uint8_t id[32];
+  int n = 0, err = 0;
+  while (!(err = (fill(d, sizeof d, (uint32_t)n + 100), put(s, d, sizeof d, 16384, id)))) n++;
+  CHECK_EQ(err, PIFS_ENOSPC);
+  CHECK(n >= 6);
+  store_info(s, &in);
+  CHECK(in.free_sectors < 2048);
+  /* delete one and the space is there again */
+  fill(d, sizeof d, 100);
+  sha256(d, sizeof d, id);
+  CHECK_EQ(store_delete(s, id), 0);
+  fill(d, sizeof d, 7777);
+  CHECK_EQ(put(s, d, sizeof d, 16384, id), 0);
+  store_close(s);
+}
+
+/* ---- power loss after every k-th sector write ---- */
+
+#define NOPS 9
+struct op {
+  int kind; /* 0 put, 1 delete, 2 journal, 3 compact */
+  uint32_t size, seed, target;
+};
+static const struct op workload[NOPS] = {
+    {0, 700, 1, 0},   {0, 6000, 2, 0}, {2, 0, 0, 0},    {0, 40000, 3, 0}, {1, 0, 0, 0},
+    {3, 0, 0, 0},     {0, 1, 4, 0},    {1, 0, 0, 1},    {2, 0, 0, 0},
+};
+
+struct expect {
+  int acked[NOPS];
+  int started[NOPS];
+};
+
+static uint8_t ids[NOPS][32];
+static uint8_t bufs[NOPS][40000];
+
+static void run_workload(struct pifs_store *s, struct expect *e) {
+  uint64_t jl = 0;
+  for (int i = 0; i < NOPS; i++) {
+    const struct op *op = &workload[i];
+    int err = 0;
+    e->started[i] = 1;
+    if (op->kind == 0) err = put(s, bufs[i], op->size, 4096, ids[i]);
+    else if (op->kind == 1) err = store_delete(s, ids[op->target]);
+    else if (op->kind == 2) err = store_journal_append(s, jl, "journal!", 8, &jl);
+    else err = store_compact(s);
+    if (err) return; /* the power went */
+    e->acked[i] = 1;
+  }
+}
+
+static void test_power_loss_every_write(void) {
+  reset_card();
+  struct pifs_store *s = NULL;
+  struct pifs_format_opts o = fmt_opts(6);
+  CHECK_EQ(store_format(&s, &bd, &o), 0);
+  store_close(s);
+  /* the whole card after FORMAT is the starting point of every trial */
+  uint8_t *snap = malloc(card.sectors * 512);
+  CHECK(snap != NULL);
+  memcpy(snap, card.cur, card.sectors * 512);
+  for (int i = 0; i < NOPS; i++) {
+    if (workload[i].kind == 0) {
+      fill(bufs[i], workload[i].size, workload[i].seed);
+      sha256(bufs[i], workload[i].size, ids[i]);
+    }
+  }
+  /* How many sector writes does the whole workload take? */
+  CHECK_EQ(store_open(&s, &bd), 0);
+  power_on(-1);
+  struct expect full;
+  memset(&full, 0, sizeof full);
+  run_workload(s, &full);
+  long total = card.writes;
+  store_close(s);
+  CHECK(full.acked[NOPS - 1]);
+  CHECK(total > 50);
+  int trials = 0;
+  for (long k = 0; k <= total; k++) {
+    memcpy(card.cur, snap, card.sectors * 512);
+    power_on(-1);
+    CHECK_EQ(store_open(&s, &bd), 0);
+    power_on(k);
+    struct expect e;
+    memset(&e, 0, sizeof e);
+    run_workload(s, &e);
+    store_close(s);
+    /* power back on: mount and check */
+    power_on(-1);
+    CHECK_EQ(store_open(&s, &bd), 0);
+    uint32_t sizes[NOPS];
+    int live = 0;
+    for (int i = 0; i < NOPS; i++) {
+      if (workload[i].kind != 0) continue;
+      int deleted_ack = 0, deleted_started = 0;
+      for (int j = 0; j < NOPS; j++)
+        if (workload[j].kind == 1 && workload[j].target == (uint32_t)i) {
+          deleted_ack = e.acked[j];
+          deleted_started = e.started[j];
+        }
+      uint32_t size;
+      int present = store_has(s, ids[i], &size) == 0;
+      if (e.acked[i] && !deleted_started) {
+        if (!present || !get_ok(s, ids[i], bufs[i], workload[i].size)) {
+          fprintf(stderr, "  k=%ld: acknowledged chunk %d lost or damaged\n", k, i);
+          CHECK(0);
+        }
+      }
+      if (!e.acked[i] && present) {
+        fprintf(stderr, "  k=%ld: unacknowledged chunk %d visible\n", k, i);
+        CHECK(0);
+      }
+      if (deleted_ack && present) {
+        fprintf(stderr, "  k=%ld: deleted chunk %d came back\n", k, i);
+        CHECK(0);
+      }
+      if (present) {
+        CHECK(get_ok(s, ids[i], bufs[i], workload[i].size));
+        sizes[live++] = workload[i].size;
+      }
+    }
+    /* the journal holds exactly the acknowledged appends (or one more whose
+     * record landed just as the power went) */
+    int jacked = 0, jstarted = 0;
+    for (int i = 0; i < NOPS; i++)
+      if (workload[i].kind == 2) {
+        jacked += e.acked[i];
+        jstarted += e.started[i];
+      }
+    struct pifs_store_info in;
+    store_info(s, &in);
+    CHECK(in.journal_len >= 8u * (uint64_t)jacked && in.journal_len <= 8u * (uint64_t)jstarted);
+    /* free space is accounted exactly */
+    CHECK_EQ(in.data_sectors - in.free_sectors, used_sectors(sizes, live));
+    CHECK_EQ(in.chunks, (uint32_t)live);
+    /* and the store keeps working after the remount */
+    uint8_t nid[32];
+    static uint8_t extra[3000];
+    fill(extra, sizeof extra, (uint32_t)k + 1000);
+    CHECK_EQ(put(s, extra, sizeof extra, 1000, nid), 0);
+    CHECK(get_ok(s, nid, extra, sizeof extra));
+    store_close(s);
+    trials++;
+  }
+  free(snap);
+  printf("  power loss: %d trials (every sector write of a %ld-write workload)\n", trials, total);
+  CHECK(trials == total + 1);
+}
+
+static void test_refusals_write_nothing(void) {
+  /* a card without a FAT32 volume: nothing is written by open or format */
+  uint8_t *save = malloc(card.sectors * 512);
+  memcpy(save, card.base, card.sectors * 512);
+  memset(card.cur, 0, card.sectors * 512);
+  power_on(-1);
+  struct pifs_store *s = NULL;
+  CHECK_EQ(store_open(&s, &bd), PIFS_EBADSIG);
+  struct pifs_format_opts o = fmt_opts(7);
+  CHECK_EQ(store_format(&s, &bd, &o), PIFS_EBADSIG);
+  CHECK_EQ(card.writes, 0);
+  /* damaged superblocks: refused as not ours, not re-formatted without force */
+  memcpy(card.cur, save, card.sectors * 512);
+  CHECK_EQ(store_format(&s, &bd, &o), 0);
+  struct pifs_store_info in;
+  store_info(s, &in);
+  store_close(s);
+  memset(card.cur + in.store_lba * 512, 0x5A, 1024);
+  power_on(-1);
+  CHECK_EQ(store_open(&s, &bd), PIFS_EUNFORMATTED);
+  CHECK_EQ(store_format(&s, &bd, &o), PIFS_ECORRUPT);
+  CHECK_EQ(card.writes, 0);
+  free(save);
+}
+
+int main(void) {
+  if (make_card()) {
+    fprintf(stderr, "cannot make a FAT32 image (mkfs.fat missing?)\n");
+    printf("0 passed, 1 failed\n");
+    return 1;
+  }
+  RUN(test_format_put_get_remount);
+  RUN(test_resume_and_bad_hash);
+  RUN(test_delete_reuse_compact_journal);
+  RUN(test_full_store);
+  RUN(test_power_loss_every_write);
+  RUN(test_refusals_write_nothing);
+  return CHECK_DONE();
+}
