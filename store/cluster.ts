@@ -7,8 +7,39 @@ import { z } from "zod";
 import { type ClientOptions, NodeClient } from "../link/client.ts";
 import { SerialPort } from "../link/serial.ts";
 
-/** Schema of one node in `cluster.json`. */
-export const NodeEntrySchema = z.object({
+/** One node of a cluster, as `cluster.json` lists it. */
+export interface NodeEntry {
+  /** Node id within the cluster. */
+  id: number;
+  /** Its serial port (a pty for a simulated node), relative to the cluster directory or absolute. */
+  tty: string;
+  /** Card image of a simulated node. */
+  card?: string;
+  /** Process id of a simulated node while it runs. */
+  pid?: number | null;
+  /** Log file of a simulated node. */
+  log?: string;
+  /** Board name. */
+  board?: string;
+}
+
+/** The content of `cluster.json`. */
+export interface ClusterFile {
+  /** Format version: 1. */
+  version: 1;
+  /** 16-byte cluster id, hex. */
+  cluster_id: string;
+  /** Line rate of the links (0: unpaced simulation). */
+  baud: number;
+  /** The nodes, in order. */
+  nodes: NodeEntry[];
+  /** When the cluster was made. */
+  created?: string;
+  /** Settings of a simulated cluster. */
+  sim?: { card_size: number };
+}
+
+const NodeEntrySchema = z.object({
   id: z.number().int().min(0),
   tty: z.string().min(1),
   card: z.string().min(1).optional(),
@@ -17,20 +48,14 @@ export const NodeEntrySchema = z.object({
   board: z.string().optional(),
 });
 
-/** Schema of `cluster.json`. */
-export const ClusterFileSchema = z.object({
+const ClusterFileSchema: z.ZodType<ClusterFile> = z.object({
   version: z.literal(1),
-  cluster_id: z.string().regex(/^[0-9a-f]{32}$/, "32 lowercase hex digits"),
+  cluster_id: z.string().regex(/^[0-9a-f]{32}$/, "must be 32 lowercase hex digits"),
   baud: z.number().int().min(0),
   nodes: z.array(NodeEntrySchema),
   created: z.string().optional(),
   sim: z.object({ card_size: z.number().int().positive() }).optional(),
 });
-
-/** One node of a cluster, as `cluster.json` lists it. */
-export type NodeEntry = z.infer<typeof NodeEntrySchema>;
-/** The content of `cluster.json`. */
-export type ClusterFile = z.infer<typeof ClusterFileSchema>;
 
 /** A cluster directory that is missing or not valid. */
 export class ClusterError extends Error {
