@@ -116,6 +116,8 @@ export interface NodeInfo {
   framesOk: number;
   /** Frames the node rejected since boot (CRC, length). */
   framesBad: number;
+  /** NAKs the node sent since boot (payload CRC errors). */
+  naks: number;
 }
 
 /** Options of {@linkcode NodeClient.format}. */
@@ -140,9 +142,22 @@ export interface ChunkEntry {
   size: number;
 }
 
+/** Options of {@linkcode NodeClient.request}. */
+export interface RequestOptions {
+  /** Expected size of the reply, for the timeout (default 64). */
+  replyBytes?: number;
+  /** Time the node may need to do the work (ms), added to the timeout. */
+  workMs?: number;
+  /** Abandons the request. */
+  signal?: AbortSignal;
+}
+
 interface Pending {
   bytes: Uint8Array;
+  /** Order of the last transmission among all sent by this client. */
+  sentSeq: number;
   replyBytes: number;
+  workMs: number;
   op: number;
   tries: number;
   timer?: ReturnType<typeof setTimeout>;
@@ -212,6 +227,7 @@ export class NodeClient {
   #pending = new Map<number, Pending>();
   #nextId = 1;
   #inflight = 0;
+  #sendSeq = 0;
   #replies = 0;
   #waiters: (() => void)[] = [];
   #closed = false;
@@ -224,6 +240,10 @@ export class NodeClient {
   bytesWritten = 0;
   /** Requests sent again after a NAK or a timeout. */
   retransmissions = 0;
+  /** Data frames in flight during a put: halved on a loss, grown by one per clean window. */
+  #cwnd = 0;
+  /** Data bytes per frame during a put: halved on a loss (to 512), doubled after clean windows. */
+  #frame = 0;
 
   private constructor(link: ByteLink, opts: ClientOptions) {
     this.#link = link;
@@ -295,6 +315,11 @@ export class NodeClient {
     this.#pending.delete(id);
     this.#release(p);
     p.resolve(f);
+    // Fast retransmit: the node answers in order, so a request sent before
+    // this one and still unanswered was lost on the way, or its answer was.
+    for (const [qid, q] of this.#pending) {
+      if (q.sentSeq < p.sentSeq) this.#retransmit(qid, q, true);
+    }
   }
 
   #release(p: Pending) {
@@ -305,15 +330,16 @@ export class NodeClient {
     for (const fn of w) fn();
   }
 
-  #timeoutFor(): number {
-    // Time for everything in flight, both ways, to cross the line, plus slack.
+  #timeoutFor(p: Pending): number {
+    // Time for everything in flight, both ways, to cross the line, the
+    // node's work, and slack.
     const lineMs = ((this.#inflight + this.#replies) * 10 * 1000) / this.#opts.baud;
-    return this.#opts.timeoutMs + 2 * lineMs;
+    return this.#opts.timeoutMs + 2 * lineMs + p.workMs;
   }
 
   #arm(id: number, p: Pending) {
     clearTimeout(p.timer);
-    p.timer = setTimeout(() => this.#retransmit(id, p, true), this.#timeoutFor());
+    p.timer = setTimeout(() => this.#retransmit(id, p, true), this.#timeoutFor(p));
   }
 
   #retransmit(id: number, p: Pending, timedOut = false) {
@@ -331,12 +357,15 @@ export class NodeClient {
     }
     p.tries++;
     this.retransmissions++;
-    this.#send(p.bytes).catch((e) => this.#failAll(e));
+    p.sentSeq = ++this.#sendSeq;
+    this.#send(p.bytes, id).catch((e) => this.#failAll(e));
     this.#arm(id, p);
   }
 
-  #send(bytes: Uint8Array): Promise<void> {
+  #send(bytes: Uint8Array, id: number): Promise<void> {
     this.#writeChain = this.#writeChain.then(async () => {
+      // A request abandoned while it waited in the queue is not sent at all.
+      if (this.#pending.get(id)?.bytes !== bytes) return;
       await this.#link.write(bytes);
       this.bytesWritten += bytes.length;
       this.#opts.onWrite?.(bytes.length);
@@ -346,9 +375,10 @@ export class NodeClient {
 
   /**
    * Sends one request and resolves with its response frame, waiting for room
-   * in the node's receive window first.
+   * in the node's receive window first. An aborted request stops being
+   * retransmitted, frees its window share and rejects with the signal's reason.
    */
-  async request(op: number, payload: Uint8Array, replyBytes = 64): Promise<Frame> {
+  async request(op: number, payload: Uint8Array, opts: RequestOptions = {}): Promise<Frame> {
     if (this.#closed) throw new ProtocolError("the client is closed");
     const size = HEADER_SIZE + payload.length + TRAILER_SIZE;
     const window = this.hello?.window ?? size;
@@ -356,32 +386,55 @@ export class NodeClient {
       await new Promise<void>((r) => this.#waiters.push(r));
       if (this.#closed) throw new ProtocolError("the client is closed");
     }
+    opts.signal?.throwIfAborted();
     let id = this.#nextId;
     while (this.#pending.has(id)) id = (id % 0xffff) + 1;
     this.#nextId = (id % 0xffff) + 1;
     const bytes = encodeFrame({ op, flags: 0, reqid: id, payload });
+    const replyBytes = opts.replyBytes ?? 64;
     this.#inflight += bytes.length;
     this.#replies += replyBytes;
     const done = new Promise<Frame>((resolve, reject) => {
-      const p: Pending = { bytes, replyBytes, op, tries: 0, resolve, reject };
+      const p: Pending = {
+        bytes,
+        sentSeq: ++this.#sendSeq,
+        replyBytes,
+        workMs: opts.workMs ?? 0,
+        op,
+        tries: 0,
+        resolve,
+        reject,
+      };
       this.#pending.set(id, p);
       this.#arm(id, p);
+      opts.signal?.addEventListener("abort", () => {
+        if (this.#pending.get(id) !== p) return;
+        clearTimeout(p.timer);
+        this.#pending.delete(id);
+        this.#release(p);
+        reject(opts.signal!.reason);
+      }, { once: true });
     });
-    this.#send(bytes).catch((e) => this.#failAll(e));
+    this.#send(bytes, id).catch((e) => this.#failAll(e));
     return await done;
   }
 
-  /** Sends a request and returns a reader over the response after its status, which must be OK. */
+  /**
+   * Sends a request and returns its status and a reader over the rest of the
+   * response; a status other than OK or one of `opts.accept` throws a
+   * {@linkcode NodeError}.
+   */
   async call(
     op: number,
     payload: Uint8Array,
-    accept: number[] = [],
-    replyBytes = 64,
+    opts: RequestOptions & { accept?: number[] } = {},
   ): Promise<[number, Reader]> {
-    const f = await this.request(op, payload, replyBytes);
+    const f = await this.request(op, payload, opts);
     const r = new Reader(f.payload);
     const status = r.i32();
-    if (status !== Status.OK && !accept.includes(status)) throw new NodeError(opToStr(op), status);
+    if (status !== Status.OK && !(opts.accept ?? []).includes(status)) {
+      throw new NodeError(opToStr(op), status);
+    }
     return [status, r];
   }
 
@@ -423,6 +476,7 @@ export class NodeClient {
       epoch: r.u32(),
       framesOk: r.u32(),
       framesBad: r.u32(),
+      naks: r.u32(),
     };
   }
 
@@ -445,7 +499,8 @@ export class NodeClient {
     const w = new Writer(48).u32(opts.force ? 1 : 0).bytes(opts.clusterId).u32(opts.nodeId)
       .u64(Math.floor((opts.sizeBytes ?? 0) / 512)).u64(Math.floor((opts.reserveBytes ?? 0) / 512))
       .u32(nonce).u16(fatDate).u16(fatTime);
-    const f = await this.request(Op.FORMAT, w.done());
+    // The node scans the FAT for free space and writes the store's start.
+    const f = await this.request(Op.FORMAT, w.done(), { workMs: 30000 });
     const r = new Reader(f.payload);
     const status = r.i32();
     if (status !== 0) throw new NodeError("FORMAT", status);
@@ -466,48 +521,73 @@ export class NodeClient {
       const [st, r] = await this.call(
         Op.PUT_BEGIN,
         new Writer(36).bytes(idb).u32(data.length).done(),
-        [Status.EEXIST],
+        { accept: [Status.EEXIST] },
       );
       if (st === Status.EEXIST) return { id, existed: true, resumedAt: data.length };
       const handle = r.u32();
       const resumedAt = r.u32();
       let have = resumedAt;
-      const step = this.#opts.frameData;
-      const maxOut = Math.max(2, Math.floor(this.hello.window / (step + 26)));
-      // Send frames from `have` on, pipelined; on a gap stop, drain, rewind.
+      const maxFrame = this.#opts.frameData;
+      const maxWnd = () => Math.max(2, Math.floor(this.hello.window / (this.#frame + 26)));
+      if (!this.#frame) this.#frame = maxFrame;
+      if (!this.#cwnd) this.#cwnd = maxWnd();
+      let clean = 0; // frames acknowledged in order since the last loss
+      // Go-back-N: send frames from `have` on, pipelined within the window.
+      // A frame lost or damaged on the way makes the node answer the ones
+      // after it with ERANGE and the offset it holds: the round is abandoned
+      // (its outstanding requests dropped) and the next starts there.
+      let stalls = 0;
       while (have < data.length) {
-        let rewind = false, best = have;
+        const round = new AbortController();
+        let best = have, gap = false, failure: unknown;
         const inflight: Promise<void>[] = [];
-        for (let off = have; off < data.length && !rewind; off += step) {
+        const step = this.#frame;
+        for (let off = have; off < data.length && !gap && failure === undefined; off += step) {
           const piece = data.subarray(off, Math.min(off + step, data.length));
           const payload = new Writer(8 + piece.length).u32(handle).u32(off).bytes(piece).done();
-          const p = this.call(Op.PUT_DATA, payload, [Status.ERANGE]).then(([s, rr]) => {
+          const p = this.call(Op.PUT_DATA, payload, {
+            accept: [Status.ERANGE],
+            signal: round.signal,
+          }).then(([s, rr]) => {
             const h = rr.u32();
             if (h > best) best = h;
-            if (s === Status.ERANGE) rewind = true;
             opts.onProgress?.(best);
+            if (s === Status.ERANGE && !gap) {
+              gap = true;
+              round.abort(new DOMException("rewind", "AbortError"));
+              this.#loss();
+              clean = 0;
+            } else if (s === Status.OK && ++clean >= this.#cwnd) {
+              clean = 0;
+              this.#gain(maxFrame, maxWnd());
+            }
+          }, (e) => {
+            if (round.signal.aborted && e === round.signal.reason) return;
+            if (failure === undefined) failure = e;
+            round.abort(new DOMException("failed", "AbortError"));
           });
-          p.catch(() => {}); // judged below, with the others
           inflight.push(p);
-          // Keep the node's window full, no fuller: wait for the oldest frame.
-          if (inflight.length >= maxOut) await inflight[inflight.length - maxOut].catch(() => {});
+          // Keep the window full, no fuller: wait for the oldest frame.
+          if (inflight.length >= this.#cwnd) await inflight[inflight.length - this.#cwnd];
         }
-        const results = await Promise.allSettled(inflight);
-        const failed = results.find((x) => x.status === "rejected") as
-          | PromiseRejectedResult
-          | undefined;
-        if (failed) {
-          const e = failed.reason;
-          // The pending put vanished (node restarted / evicted): start again.
-          if (e instanceof NodeError && e.status === Status.ENOENT && attempt < 3) break;
-          throw e;
+        await Promise.all(inflight);
+        if (failure !== undefined) {
+          // The pending put vanished (node restarted, or evicted): begin again.
+          if (failure instanceof NodeError && failure.status === Status.ENOENT && attempt < 3) {
+            break;
+          }
+          throw failure;
         }
-        if (best <= have && !rewind) throw new ProtocolError("PUT_DATA made no progress");
+        if (best <= have && ++stalls > this.#opts.retries) {
+          throw new ProtocolError(`PUT_DATA of ${id}: no progress at byte ${have}`);
+        }
+        if (best > have) stalls = 0;
         have = best;
       }
       if (have < data.length) continue; // begin again
       try {
-        await this.call(Op.PUT_COMMIT, new Writer(4).u32(handle).done());
+        // The node reads the chunk back from the card and hashes it.
+        await this.call(Op.PUT_COMMIT, new Writer(4).u32(handle).done(), { workMs: 2000 });
       } catch (e) {
         // A commit whose answer was lost and then repeated finds no pending put.
         if (e instanceof NodeError && e.status === Status.ENOENT && await this.has(id)) {
@@ -519,10 +599,26 @@ export class NodeClient {
     }
   }
 
+  // Additive increase, multiplicative decrease, as TCP does: a line that
+  // loses frames gets fewer and smaller ones in flight, a clean one the most
+  // the node's window allows.
+  #loss() {
+    this.#cwnd = Math.max(1, Math.floor(this.#cwnd / 2));
+    this.#frame = Math.max(512, this.#frame / 2);
+  }
+
+  #gain(maxFrame: number, maxWnd: number) {
+    if (this.#frame < maxFrame) this.#frame = Math.min(maxFrame, this.#frame * 2);
+    else this.#cwnd = Math.min(maxWnd, this.#cwnd + 1);
+  }
+
   /** Reads a whole chunk (pipelined GETs) and checks its hash. */
   async getChunk(id: string): Promise<Uint8Array> {
     const idb = fromHex(id);
-    const step = this.#opts.frameData;
+    const maxFrame = this.#opts.frameData;
+    if (!this.#frame) this.#frame = maxFrame;
+    const step = this.#frame;
+    const retrans = this.retransmissions;
     const first = await this.#get(idb, 0, 0);
     const size = first.size;
     const out = new Uint8Array(size);
@@ -540,18 +636,20 @@ export class NodeClient {
       if (parts.length >= maxOut) await parts[parts.length - maxOut];
     }
     await Promise.all(parts);
+    // Damaged replies shrink the next chunk's frames; clean ones grow them.
+    if (this.retransmissions > retrans) this.#frame = Math.max(512, this.#frame / 2);
+    else if (this.#frame < maxFrame) this.#frame = Math.min(maxFrame, this.#frame * 2);
     const got = await chunkId(out);
     if (got !== id) throw new NodeError("GET", Status.EBADHASH, `chunk ${id} read back as ${got}`);
     return out;
   }
 
   async #get(id: Uint8Array, off: number, n: number): Promise<{ size: number; data: Uint8Array }> {
-    const [, r] = await this.call(
-      Op.GET,
-      new Writer(40).bytes(id).u32(off).u32(n).done(),
-      [],
-      n + 30,
-    );
+    // The first read of a chunk makes the node verify all of it (8 MiB at most).
+    const [, r] = await this.call(Op.GET, new Writer(40).bytes(id).u32(off).u32(n).done(), {
+      replyBytes: n + 30,
+      workMs: off === 0 ? 2000 : 0,
+    });
     const size = r.u32();
     return { size, data: r.rest() };
   }
@@ -568,7 +666,7 @@ export class NodeClient {
       const batch = ids.slice(i, i + 256);
       const w = new Writer(4 + 32 * batch.length).u32(batch.length);
       for (const id of batch) w.bytes(fromHex(id));
-      const [, r] = await this.call(Op.HAS, w.done());
+      const [, r] = await this.call(Op.HAS, w.done(), { replyBytes: 8 + 4 * batch.length + 18 });
       const n = r.u32();
       for (let k = 0; k < n; k++) {
         const size = r.u32();
@@ -583,7 +681,9 @@ export class NodeClient {
     const out: ChunkEntry[] = [];
     let cursor = 0;
     while (cursor !== 0xffffffff) {
-      const [, r] = await this.call(Op.LIST, new Writer(8).u32(cursor).u32(400).done());
+      const [, r] = await this.call(Op.LIST, new Writer(8).u32(cursor).u32(400).done(), {
+        replyBytes: 12 + 36 * 400 + 18,
+      });
       cursor = r.u32();
       const n = r.u32();
       for (let i = 0; i < n; i++) out.push({ id: toHex(r.bytes(32)), size: r.u32() });
@@ -593,20 +693,20 @@ export class NodeClient {
 
   /** Deletes a chunk; false if the node did not have it. */
   async deleteChunk(id: string): Promise<boolean> {
-    const [st] = await this.call(Op.DELETE, fromHex(id), [Status.ENOENT]);
+    const [st] = await this.call(Op.DELETE, fromHex(id), { accept: [Status.ENOENT] });
     return st === Status.OK;
   }
 
   /** Size of a chunk, or undefined. */
   async stat(id: string): Promise<number | undefined> {
-    const [st, r] = await this.call(Op.STAT, fromHex(id), [Status.ENOENT]);
+    const [st, r] = await this.call(Op.STAT, fromHex(id), { accept: [Status.ENOENT] });
     return st === Status.OK ? r.u32() : undefined;
   }
 
   /** Appends to the metadata journal if it is `expected` bytes long; returns the new length. */
   async journalAppend(expected: number, data: Uint8Array): Promise<number> {
     const payload = new Writer(8 + data.length).u64(expected).bytes(data).done();
-    const [st, r] = await this.call(Op.JOURNAL_APPEND, payload, [Status.ECONFLICT]);
+    const [st, r] = await this.call(Op.JOURNAL_APPEND, payload, { accept: [Status.ECONFLICT] });
     const len = r.u64();
     if (st === Status.ECONFLICT) {
       // Our own append whose answer was lost shows up as this exact length.
@@ -624,8 +724,7 @@ export class NodeClient {
       const [, r] = await this.call(
         Op.JOURNAL_READ,
         new Writer(12).u64(offset).u32(MAX_DATA).done(),
-        [],
-        MAX_DATA + 30,
+        { replyBytes: MAX_DATA + 30 },
       );
       const len = r.u64();
       const data = r.rest();
@@ -648,7 +747,11 @@ export class NodeClient {
     let cursor = 0, checked = 0;
     const bad: { id: string; status: number }[] = [];
     while (cursor !== 0xffffffff) {
-      const [, r] = await this.call(Op.SCRUB, new Writer(8).u32(cursor).u32(16).done());
+      // 16 chunks of up to 8 MiB are read and hashed on the node per request.
+      const [, r] = await this.call(Op.SCRUB, new Writer(8).u32(cursor).u32(16).done(), {
+        replyBytes: 16 + 36 * 16 + 18,
+        workMs: 30000,
+      });
       cursor = r.u32();
       checked += r.u32();
       const n = r.u32();

@@ -810,6 +810,8 @@ int fat32_create_store(struct fat32_vol *v, uint64_t want_sectors, uint64_t rese
     if (n == 0) return PIFS_ENOSPC;
     first = fs.best_start;
   }
+  /* Too small for its user: refused before anything is written. */
+  if ((uint64_t)n * spc < v->min_store_sectors) return PIFS_ENOSPC;
   uint32_t size = n * clus_bytes(v);
 
   uint8_t ents[3 * DIR_ENT];

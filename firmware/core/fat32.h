@@ -23,6 +23,9 @@ struct fat32_vol {
   /* FAT date/time stamped on entries that this module creates. Caller sets
    * them (the core has no clock); 0 means 2026-01-01 00:00. */
   uint16_t now_date, now_time;
+  /* fat32_create_store refuses (PIFS_ENOSPC, nothing written) to make a
+   * store smaller than this; set by the caller, 0 means no minimum. */
+  uint32_t min_store_sectors;
 };
 
 /* Finds and validates the FAT32 volume on bd (MBR partition of type 0x0B or

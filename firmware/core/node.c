@@ -45,7 +45,8 @@ static uint32_t info_payload(struct pifs_node *n, uint8_t *p) {
   st32(p + 80, in.epoch);
   st32(p + 84, n->frames_ok);
   st32(p + 88, n->frames_bad);
-  return 92;
+  st32(p + 92, n->naks);
+  return 96;
 }
 
 struct list_ctx {
@@ -93,7 +94,10 @@ static void handle(struct pifs_node *n, const struct proto_frame *f) {
     send(n, f->op, f->reqid, info_payload(n, p));
     return;
   case OP_FORMAT: {
-    if (len != 48) break;
+    if (len != 48) {
+      send_status(n, f->op, f->reqid, PIFS_EPROTO);
+      return;
+    }
     struct pifs_format_opts o;
     memset(&o, 0, sizeof o);
     o.force = (int)(ld32(q) & 1u);
@@ -131,9 +135,6 @@ static void handle(struct pifs_node *n, const struct proto_frame *f) {
   }
 
   switch (f->op) {
-  case OP_FORMAT:
-    send_status(n, f->op, f->reqid, PIFS_EINVAL);
-    return;
   case OP_PUT_BEGIN: {
     if (len != 36) break;
     uint32_t h = 0, have = 0;
@@ -160,11 +161,7 @@ static void handle(struct pifs_node *n, const struct proto_frame *f) {
   case OP_GET: {
     if (len != 40) break;
     uint32_t off = ld32(q + 32), want = ld32(q + 36), size = 0;
-    if (want > PROTO_MAX_DATA) {
-      send_status(n, f->op, f->reqid, PIFS_EINVAL);
-      return;
-    }
-    err = store_get(s, q, off, p + 8, want, &size);
+    err = want > PROTO_MAX_DATA ? PIFS_EINVAL : store_get(s, q, off, p + 8, want, &size);
     st32(p, (uint32_t)err);
     st32(p + 4, size);
     send(n, f->op, f->reqid, err ? 8 : 8 + want);

@@ -16,7 +16,8 @@
 #define REC_DEL 2u
 #define REC_JOURNAL 3u
 #define LOG_START 2u
-#define MAX_EXTENTS 60u /* a PUT record stays within one sector */
+#define MAX_EXTENTS 56u /* a PUT record (24 + 40 + 8 * 56 bytes) stays within one sector */
+#define MIN_STORE_SECTORS 1024u /* 512 KiB: two 64-sector log halves and some data */
 #define VERIFIED_CACHE 4
 
 struct extent {
@@ -56,6 +57,7 @@ struct pifs_store {
   /* superblock state */
   uint8_t cluster_id[16];
   uint32_t node_id, generation, epoch, active, log_half;
+  uint32_t max_epoch; /* highest epoch any log record may carry (reserved before use) */
   /* log */
   uint32_t head; /* next free sector, relative to the active half */
   uint32_t seq;  /* sequence number of the next record */
@@ -274,6 +276,7 @@ static int sb_write(struct pifs_store *s) {
   st32(b + 44, s->log_half);
   st32(b + 48, s->active);
   st32(b + 52, s->epoch);
+  st32(b + 56, s->max_epoch);
   st32(b + 508, crc32c(b, 508));
   int err = wr(s, s->generation & 1u, 1, b);
   if (err) return err;
@@ -285,14 +288,8 @@ static int sb_valid(const uint8_t *b) {
   return !memcmp(b, SB_MAGIC, 8) && ld32(b + 508) == crc32c(b, 508) && ld32(b + 8) == SB_VERSION;
 }
 
-static int sb_read(struct pifs_store *s) {
-  uint8_t a[PIFS_SECTOR], b[PIFS_SECTOR];
-  int err = rd(s, 0, 1, a);
-  if (!err) err = rd(s, 1, 1, b);
-  if (err) return err;
-  int va = sb_valid(a), vb = sb_valid(b);
-  if (!va && !vb) return PIFS_EUNFORMATTED;
-  const uint8_t *p = (va && (!vb || ld32(a + 12) >= ld32(b + 12))) ? a : b;
+/* Loads superblock b; 0 if it is consistent with the file it lies in. */
+static int sb_load(struct pifs_store *s, const uint8_t *p) {
   s->generation = ld32(p + 12);
   memcpy(s->cluster_id, p + 16, 16);
   s->node_id = ld32(p + 32);
@@ -300,11 +297,28 @@ static int sb_read(struct pifs_store *s) {
   s->log_half = ld32(p + 44);
   s->active = ld32(p + 48);
   s->epoch = ld32(p + 52);
+  s->max_epoch = ld32(p + 56);
+  if (s->max_epoch < s->epoch) s->max_epoch = s->epoch;
+  /* STORE.DAT may have grown since the superblock was written: use the file. */
   if (ld32(p + 40) != LOG_START || s->active > 1 || s->log_half < 8 || total > s->sectors ||
       (uint64_t)LOG_START + 2ull * s->log_half >= total)
     return PIFS_ECORRUPT;
-  /* STORE.DAT may have grown since the superblock was written: use the file. */
   return 0;
+}
+
+static int sb_read(struct pifs_store *s) {
+  uint8_t a[PIFS_SECTOR], b[PIFS_SECTOR];
+  int err = rd(s, 0, 1, a);
+  if (!err) err = rd(s, 1, 1, b);
+  if (err) return err;
+  int va = sb_valid(a), vb = sb_valid(b);
+  if (!va && !vb) return PIFS_EUNFORMATTED;
+  const uint8_t *first = (va && (!vb || ld32(a + 12) >= ld32(b + 12))) ? a : b;
+  const uint8_t *second = first == a ? (vb ? b : NULL) : (va ? a : NULL);
+  /* The newest consistent one wins; an inconsistent newest falls back. */
+  if (!sb_load(s, first)) return 0;
+  if (second && !sb_load(s, second)) return 0;
+  return PIFS_ECORRUPT;
 }
 
 /* ---- log records ---- */
@@ -440,8 +454,14 @@ static int replay(struct pifs_store *s) {
  * switches the superblock to it. Until that superblock write the old half
  * stays authoritative, so a power cut at any point leaves a valid store. */
 int store_compact(struct pifs_store *s) {
-  uint32_t half = s->active ^ 1u, epoch = s->epoch + 1, pos = 0, seq = 0;
-  int err;
+  /* The new epoch is reserved in the superblock before any record carries
+   * it, so an interrupted compaction's records can never be mistaken for a
+   * later one's (which gets a higher epoch still). */
+  uint32_t half = s->active ^ 1u, epoch = s->max_epoch + 1, pos = 0, seq = 0;
+  s->max_epoch = epoch;
+  s->generation++;
+  int err = sb_write(s);
+  if (err) return err;
   for (uint32_t i = 0; i < s->tab_cap; i++) {
     struct chunk *c = &s->tab[i];
     if (!c->used) continue;
@@ -544,6 +564,11 @@ int store_format(struct pifs_store **out, struct pifs_bdev *bd, const struct pif
   if (err) return err;
   s->vol.now_date = o->fat_date;
   s->vol.now_time = o->fat_time;
+  s->vol.min_store_sectors = MIN_STORE_SECTORS;
+  if (o->size_sectors && o->size_sectors < MIN_STORE_SECTORS) {
+    store_close(s);
+    return PIFS_EINVAL;
+  }
   err = locate(s);
   if (err == PIFS_EUNFORMATTED) {
     uint64_t lba, n;
@@ -552,7 +577,9 @@ int store_format(struct pifs_store **out, struct pifs_bdev *bd, const struct pif
       s->lba = lba;
       s->sectors = n > 0xFFFFFFFFu ? 0xFFFFFFFFu : (uint32_t)n;
       s->generation = 0;
-      s->epoch = o->nonce; /* sectors of a new file may hold an old store's records */
+      /* Sectors of a new file may hold an old store's records: a random
+       * first epoch keeps them stale. */
+      s->max_epoch = o->nonce;
     }
   } else if (!err) {
     /* A store exists. Same cluster: formatting again changes nothing (the
@@ -573,7 +600,7 @@ int store_format(struct pifs_store **out, struct pifs_bdev *bd, const struct pif
     else if (r && !o->force) err = PIFS_ECORRUPT;
     if (r) {
       s->generation = 0;
-      s->epoch = o->nonce;
+      s->max_epoch = o->nonce;
     }
   }
   if (err) {
@@ -586,7 +613,11 @@ int store_format(struct pifs_store **out, struct pifs_bdev *bd, const struct pif
   if (s->log_half < 64) s->log_half = 64;
   s->active = 0;
   /* A new epoch makes every record already on the card stale. */
-  s->epoch += 1;
+  if (s->sectors < MIN_STORE_SECTORS) {
+    store_close(s);
+    return PIFS_ENOSPC;
+  }
+  s->epoch = ++s->max_epoch;
   s->generation += 1;
   if ((err = setup(s)) || (err = sb_write(s))) {
     store_close(s);

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "node.h"
+#include "hostio.h"
 
 static const char *usage =
     "usage: pifs-node --card IMAGE [--pty-link PATH | --stdio | --tty PATH] [--baud N]\n"
@@ -46,45 +47,6 @@ static int fb_flush(void *ctx) {
   struct file_bdev *f = ctx;
   if (!f->sync) return 0;
   return fdatasync(f->fd) == 0 ? 0 : PIFS_EIO;
-}
-
-/* ---- pacing: a virtual line clock per direction ---- */
-
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static void sleep_s(double s) {
-  if (s <= 0) return;
-  struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
-  while (nanosleep(&ts, &ts) && errno == EINTR) {
-  }
-}
-
-struct line {
-  double rate;  /* bytes per second; 0 = unpaced */
-  double clock; /* time at which the line is free again */
-  double slack; /* the most idle time a line may "bank" (a FIFO's worth) */
-};
-
-/* Bytes that may pass now, and the time to wait when none may. */
-static size_t line_allow(struct line *l, size_t want, double *wait) {
-  *wait = 0;
-  if (l->rate <= 0) return want;
-  double t = now_s();
-  if (l->clock < t - l->slack) l->clock = t - l->slack;
-  double avail = (t - l->clock) * l->rate;
-  if (avail < 1) {
-    *wait = (1 - avail) / l->rate;
-    return 0;
-  }
-  return (size_t)avail < want ? (size_t)avail : want;
-}
-
-static void line_used(struct line *l, size_t n) {
-  if (l->rate > 0) l->clock += (double)n / l->rate;
 }
 
 struct io {
@@ -132,15 +94,6 @@ static void fat_now(uint16_t *date, uint16_t *tm) {
   gmtime_r(&t, &g);
   *date = (uint16_t)(((g.tm_year - 80) << 9) | ((g.tm_mon + 1) << 5) | g.tm_mday);
   *tm = (uint16_t)((g.tm_hour << 11) | (g.tm_min << 5) | (g.tm_sec / 2));
-}
-
-static int make_raw(int fd) {
-  struct termios t;
-  if (tcgetattr(fd, &t)) return -1;
-  cfmakeraw(&t);
-  t.c_cc[VMIN] = 1;
-  t.c_cc[VTIME] = 0;
-  return tcsetattr(fd, TCSANOW, &t);
 }
 
 int main(int argc, char **argv) {
@@ -196,28 +149,16 @@ int main(int argc, char **argv) {
       return 1;
     }
   } else {
-    int m = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
-    if (m < 0 || grantpt(m) || unlockpt(m)) {
+    const char *name;
+    int m = pty_open(&slave, &name);
+    if (m < 0) {
       fprintf(stderr, "pifs-node: cannot create a pty: %s\n", strerror(errno));
       return 1;
     }
-    const char *name = ptsname(m);
-    /* Hold the slave open so the master never sees a hang-up between hosts,
-     * and make it raw so the host's bytes pass unchanged. */
-    slave = open(name, O_RDWR | O_NOCTTY | O_CLOEXEC);
-    if (slave < 0 || make_raw(slave)) {
-      fprintf(stderr, "pifs-node: cannot set up pty '%s': %s\n", name, strerror(errno));
-      return 1;
-    }
     io.rfd = io.wfd = m;
-    if (pty_link) {
-      char tmp[4096];
-      snprintf(tmp, sizeof tmp, "%s.tmp%d", pty_link, (int)getpid());
-      unlink(tmp);
-      if (symlink(name, tmp) || rename(tmp, pty_link)) {
-        fprintf(stderr, "pifs-node: cannot link '%s' to %s: %s\n", pty_link, name, strerror(errno));
-        return 1;
-      }
+    if (pty_link && link_path(pty_link, name)) {
+      fprintf(stderr, "pifs-node: cannot link '%s' to %s: %s\n", pty_link, name, strerror(errno));
+      return 1;
     }
     printf("pty %s\n", name);
     fflush(stdout);

@@ -10,69 +10,7 @@
 #include "sha256.h"
 #include "store.h"
 
-/* ---- a RAM card: a base image plus an overlay of written sectors ---- */
-
-struct ram {
-  uint8_t *base;    /* the image as made by mkfs.fat */
-  uint8_t *cur;     /* current content */
-  uint64_t sectors;
-  long budget;      /* sector writes left before the power goes; <0: unlimited */
-  long writes;      /* sectors written */
-  int dead;         /* power is off: every write fails */
-};
-
-static int ram_read(void *ctx, uint64_t lba, uint32_t n, void *buf) {
-  struct ram *r = ctx;
-  if (lba + n > r->sectors) return PIFS_EIO;
-  memcpy(buf, r->cur + lba * 512, (size_t)n * 512);
-  return 0;
-}
-
-static int ram_write(void *ctx, uint64_t lba, uint32_t n, const void *buf) {
-  struct ram *r = ctx;
-  if (lba + n > r->sectors || r->dead) return PIFS_EIO;
-  for (uint32_t i = 0; i < n; i++) {
-    if (r->budget == 0) { /* the power goes in the middle of this write */
-      r->dead = 1;
-      return PIFS_EIO;
-    }
-    memcpy(r->cur + (lba + i) * 512, (const uint8_t *)buf + (size_t)i * 512, 512);
-    r->writes++;
-    if (r->budget > 0) r->budget--;
-  }
-  return 0;
-}
-
-static int ram_flush(void *ctx) {
-  struct ram *r = ctx;
-  return r->dead ? PIFS_EIO : 0;
-}
-
-static struct ram card;
-static struct pifs_bdev bd = {&card, 0, ram_read, ram_write, ram_flush};
-
-/* Makes a 40 MiB superfloppy FAT32 image with mkfs.fat, into RAM. */
-static int make_card(void) {
-  char path[] = "/tmp/pifs-store-XXXXXX";
-  int fd = mkstemp(path);
-  if (fd < 0) return -1;
-  close(fd);
-  char cmd[512];
-  snprintf(cmd, sizeof cmd, "truncate -s 40M %s && mkfs.fat -F 32 -s 1 %s >/dev/null", path, path);
-  if (system(cmd)) return -1;
-  FILE *f = fopen(path, "rb");
-  card.sectors = 40u * 2048u;
-  card.base = malloc(card.sectors * 512);
-  card.cur = malloc(card.sectors * 512);
-  size_t got = fread(card.base, 512, card.sectors, f);
-  fclose(f);
-  unlink(path);
-  if (got != card.sectors) return -1;
-  memcpy(card.cur, card.base, card.sectors * 512);
-  bd.sectors = card.sectors;
-  card.budget = -1;
-  return 0;
-}
+#include "ramcard.h"
 
 static void power_on(long budget) {
   card.dead = 0;
@@ -500,6 +438,67 @@ static void test_refusals_write_nothing(void) {
   free(save);
 }
 
+/* A compaction cut short leaves records in the other half; a later one into
+ * that half writes fewer. Those old records must never be replayed. */
+static void test_interrupted_compaction_leaves_no_ghosts(void) {
+  reset_card();
+  struct pifs_store *s = NULL;
+  struct pifs_format_opts o = fmt_opts(8);
+  CHECK_EQ(store_format(&s, &bd, &o), 0);
+  static uint8_t d[10][700];
+  uint8_t id[10][32];
+  for (int i = 0; i < 10; i++) {
+    fill(d[i], 700, (uint32_t)i + 300);
+    CHECK_EQ(put(s, d[i], 700, 700, id[i]), 0);
+  }
+  power_on(9); /* the superblock reservation and 8 of the 10 records */
+  CHECK(store_compact(s) != 0);
+  store_close(s);
+  power_on(-1);
+  CHECK_EQ(store_open(&s, &bd), 0);
+  for (int i = 0; i < 5; i++) CHECK_EQ(store_delete(s, id[i]), 0);
+  CHECK_EQ(store_compact(s), 0); /* 5 records into the half that holds 8 old ones */
+  store_close(s);
+  CHECK_EQ(store_open(&s, &bd), 0);
+  struct pifs_store_info in;
+  store_info(s, &in);
+  CHECK_EQ(in.chunks, 5);
+  for (int i = 0; i < 10; i++) CHECK_EQ(store_has(s, id[i], NULL), i < 5 ? PIFS_ENOENT : 0);
+  CHECK_EQ(in.data_sectors - in.free_sectors, 5 * 2);
+  /* the same after a forced re-format: nothing of the old store comes back */
+  store_close(s);
+  struct pifs_format_opts other = fmt_opts(9);
+  other.force = 1;
+  CHECK_EQ(store_format(&s, &bd, &other), 0);
+  uint8_t nid[32];
+  CHECK_EQ(put(s, d[0], 700, 700, nid), 0);
+  CHECK_EQ(store_compact(s), 0);
+  store_close(s);
+  CHECK_EQ(store_open(&s, &bd), 0);
+  store_info(s, &in);
+  CHECK_EQ(in.chunks, 1);
+  store_close(s);
+}
+
+/* A FORMAT that cannot make a usable store writes nothing. */
+static void test_format_too_small_writes_nothing(void) {
+  reset_card();
+  struct pifs_store *s = NULL;
+  struct pifs_format_opts o = fmt_opts(10);
+  o.size_sectors = 100;
+  CHECK_EQ(store_format(&s, &bd, &o), PIFS_EINVAL);
+  CHECK_EQ(card.writes, 0);
+  o.size_sectors = 0;
+  o.reserve_sectors = card.sectors - 1000; /* leaves less than the minimum */
+  CHECK_EQ(store_format(&s, &bd, &o), PIFS_ENOSPC);
+  CHECK_EQ(card.writes, 0);
+  CHECK_EQ(store_open(&s, &bd), PIFS_EUNFORMATTED);
+  o.reserve_sectors = 0;
+  o.size_sectors = 2048;
+  CHECK_EQ(store_format(&s, &bd, &o), 0);
+  store_close(s);
+}
+
 int main(void) {
   if (make_card()) {
     fprintf(stderr, "cannot make a FAT32 image (mkfs.fat missing?)\n");
@@ -512,5 +511,7 @@ int main(void) {
   RUN(test_full_store);
   RUN(test_power_loss_every_write);
   RUN(test_refusals_write_nothing);
+  RUN(test_interrupted_compaction_leaves_no_ghosts);
+  RUN(test_format_too_small_writes_nothing);
   return CHECK_DONE();
 }
