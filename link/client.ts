@@ -488,7 +488,19 @@ export class NodeClient {
   }
 
   /** FORMAT: creates PIFS/STORE.DAT and a fresh store (or opens it if it is this cluster's). */
-  async format(opts: FormatOptions): Promise<NodeInfo> {
+  format(opts: FormatOptions): Promise<NodeInfo> {
+    return this.#format(opts, opts.force ? 1 : 0);
+  }
+
+  /**
+   * Grows this cluster's store in place over the free clusters after it, to
+   * `sizeBytes` (0: all but `reserveBytes` of them). Chunks stay as they are.
+   */
+  grow(opts: Omit<FormatOptions, "force">): Promise<NodeInfo> {
+    return this.#format(opts, 2);
+  }
+
+  async #format(opts: FormatOptions, flags: number): Promise<NodeInfo> {
     if (opts.clusterId.length !== 16) throw new RangeError("cluster id must be 16 bytes");
     const now = new Date();
     const fatDate = ((now.getUTCFullYear() - 1980) << 9) | ((now.getUTCMonth() + 1) << 5) |
@@ -496,14 +508,14 @@ export class NodeClient {
     const fatTime = (now.getUTCHours() << 11) | (now.getUTCMinutes() << 5) |
       (now.getUTCSeconds() >> 1);
     const nonce = crypto.getRandomValues(new Uint32Array(1))[0];
-    const w = new Writer(48).u32(opts.force ? 1 : 0).bytes(opts.clusterId).u32(opts.nodeId)
+    const w = new Writer(48).u32(flags).bytes(opts.clusterId).u32(opts.nodeId)
       .u64(Math.floor((opts.sizeBytes ?? 0) / 512)).u64(Math.floor((opts.reserveBytes ?? 0) / 512))
       .u32(nonce).u16(fatDate).u16(fatTime);
     // The node scans the FAT for free space and writes the store's start.
     const f = await this.request(Op.FORMAT, w.done(), { workMs: 30000 });
     const r = new Reader(f.payload);
     const status = r.i32();
-    if (status !== 0) throw new NodeError("FORMAT", status);
+    if (status !== 0) throw new NodeError(flags & 2 ? "FORMAT (grow)" : "FORMAT", status);
     return NodeClient.#parseInfo(r, status);
   }
 

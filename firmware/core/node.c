@@ -110,6 +110,17 @@ static void handle(struct pifs_node *n, const struct proto_frame *f) {
     o.fat_time = ld16(q + 46);
     if (!o.fat_date && n->pl.fat_now) n->pl.fat_now(&o.fat_date, &o.fat_time);
     struct pifs_store *ns = NULL;
+    if (ld32(q) & 2u) { /* grow the store this card already has */
+      struct pifs_store_info in;
+      if (n->store) store_info(n->store, &in);
+      err = !n->store ? n->card_err
+            : memcmp(in.cluster_id, o.cluster_id, 16) ? PIFS_EWRONGCLUSTER
+            : store_grow(n->store, o.size_sectors, o.reserve_sectors);
+      uint32_t l = info_payload(n, p);
+      st32(p, (uint32_t)err);
+      send(n, f->op, f->reqid, l);
+      return;
+    }
     err = store_format(&ns, n->bd, &o);
     if (!err) {
       store_close(n->store);

@@ -633,6 +633,27 @@ int store_format(struct pifs_store **out, struct pifs_bdev *bd, const struct pif
   return 0;
 }
 
+int store_grow(struct pifs_store *s, uint64_t want_sectors, uint64_t reserve_sectors) {
+  uint64_t n = 0;
+  int err = fat32_grow_store(&s->vol, want_sectors, reserve_sectors, &n);
+  if (err) return err;
+  if (n > 0xFFFFFFFFu) n = 0xFFFFFFFFu;
+  if (n <= s->sectors) return 0;
+  uint32_t old_data = s->data_sectors, data = (uint32_t)n - s->data_start;
+  uint8_t *bm = realloc(s->bitmap, (data + 7) / 8);
+  if (!bm) return PIFS_ENOMEM; /* the file grew; the next mount will use it */
+  /* Bits past the old end (in its last byte, and the new bytes) are free. */
+  for (uint32_t i = old_data; i < data && (i & 7); i++) bm[i >> 3] &= (uint8_t) ~(1u << (i & 7));
+  if ((data + 7) / 8 > (old_data + 7) / 8)
+    memset(bm + (old_data + 7) / 8, 0, (data + 7) / 8 - (old_data + 7) / 8);
+  s->bitmap = bm;
+  s->sectors = (uint32_t)n;
+  s->data_sectors = data;
+  s->free_sectors += data - old_data;
+  s->generation++;
+  return sb_write(s);
+}
+
 void store_close(struct pifs_store *s) {
   if (!s) return;
   for (uint32_t i = 0; i < s->tab_cap; i++)

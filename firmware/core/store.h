@@ -84,6 +84,12 @@ int store_journal_append(struct pifs_store *s, uint64_t expected_len, const void
 int store_journal_read(struct pifs_store *s, uint64_t offset, void *buf, uint32_t max, uint32_t *n,
                        uint64_t *len);
 
+/* Grows PIFS/STORE.DAT in place over the free clusters right after it, to
+ * want_sectors (0: as far as they go, leaving reserve_sectors free on the
+ * volume). The new sectors join the data region. FAT metadata is written
+ * here, never on the hot path. */
+int store_grow(struct pifs_store *s, uint64_t want_sectors, uint64_t reserve_sectors);
+
 /* Forces a log compaction (normally done when the active half fills). */
 int store_compact(struct pifs_store *s);
 

@@ -499,6 +499,59 @@ static void test_format_too_small_writes_nothing(void) {
   store_close(s);
 }
 
+/* Writes the RAM card to a file and runs fsck.fat -n on it. */
+static int fsck_clean(void) {
+  char path[] = "/tmp/pifs-fsck-XXXXXX";
+  int fd = mkstemp(path);
+  if (fd < 0) return 0;
+  ssize_t w = write(fd, card.cur, card.sectors * 512);
+  close(fd);
+  char cmd[256];
+  snprintf(cmd, sizeof cmd, "fsck.fat -n %s >/dev/null 2>&1", path);
+  int rc = w == (ssize_t)(card.sectors * 512) ? system(cmd) : -1;
+  unlink(path);
+  return rc == 0;
+}
+
+static void test_grow_keeps_chunks_and_fat_clean(void) {
+  reset_card();
+  struct pifs_store *s = NULL;
+  struct pifs_format_opts o = fmt_opts(11);
+  o.size_sectors = 2048;
+  CHECK_EQ(store_format(&s, &bd, &o), 0);
+  static uint8_t d[400000];
+  uint8_t id[4][32];
+  for (int i = 0; i < 3; i++) {
+    fill(d, 200000, (uint32_t)i + 40);
+    CHECK_EQ(put(s, d, 200000, 16384, id[i]), 0);
+  }
+  fill(d, 400000, 43);
+  CHECK_EQ(put(s, d, 400000, 16384, id[3]), PIFS_ENOSPC); /* full */
+  struct pifs_store_info a, b;
+  store_info(s, &a);
+  CHECK_EQ(store_grow(s, 8192, 0), 0);
+  store_info(s, &b);
+  CHECK_EQ(b.store_sectors, 8192);
+  CHECK_EQ(b.free_sectors - a.free_sectors, 8192 - 2048);
+  CHECK_EQ(put(s, d, 400000, 16384, id[3]), 0); /* fits now */
+  store_close(s);
+  CHECK(fsck_clean());
+  CHECK_EQ(store_open(&s, &bd), 0);
+  store_info(s, &a);
+  CHECK_EQ(a.store_sectors, 8192);
+  CHECK_EQ(a.free_sectors, b.free_sectors - 782);
+  for (int i = 0; i < 3; i++) {
+    fill(d, 200000, (uint32_t)i + 40);
+    CHECK(get_ok(s, id[i], d, 200000));
+  }
+  /* as far as the free space goes, less a reserve */
+  CHECK_EQ(store_grow(s, 0, 4096), 0);
+  store_info(s, &b);
+  CHECK(b.store_sectors > 8192);
+  store_close(s);
+  CHECK(fsck_clean());
+}
+
 int main(void) {
   if (make_card()) {
     fprintf(stderr, "cannot make a FAT32 image (mkfs.fat missing?)\n");
@@ -513,5 +566,6 @@ int main(void) {
   RUN(test_refusals_write_nothing);
   RUN(test_interrupted_compaction_leaves_no_ghosts);
   RUN(test_format_too_small_writes_nothing);
+  RUN(test_grow_keeps_chunks_and_fat_clean);
   return CHECK_DONE();
 }
