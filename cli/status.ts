@@ -1,0 +1,62 @@
+/**
+ * `pifs status`.
+ *
+ * @module
+ */
+import { type Command, Option } from "commander";
+import type { NodeClient } from "../link/client.ts";
+import { statusToStr } from "../link/codec.ts";
+import { connectNode } from "../store/cluster.ts";
+import { humanBytes, withCluster } from "./_util.ts";
+
+/** Adds `status` to `program`. */
+export function registerStatus(program: Command): void {
+  const clusterOpt = () =>
+    new Option("--cluster <dir>", "cluster directory (default: $PIFS_CLUSTER)");
+  program.command("status")
+    .description("each node: id, board, firmware, capacity, free, chunks, and whether it answers")
+    .addOption(clusterOpt())
+    .option("--json", "machine-readable output")
+    .action(async (o) => {
+      const rows = await withCluster(o, async (dir, c) => {
+        return await Promise.all(c.nodes.map(async (n) => {
+          const row: Record<string, unknown> = { id: n.id, tty: n.tty, answers: false };
+          let client: NodeClient | undefined;
+          try {
+            client = await connectNode(dir, c, n, { timeoutMs: 1000, retries: 2 });
+            const i = await client.info();
+            Object.assign(row, {
+              answers: true,
+              board: client.hello.board,
+              firmware: client.hello.firmware,
+              card: i.status === 0 ? "ok" : statusToStr(i.status),
+              cluster_ok: i.clusterId === c.cluster_id,
+              capacity: i.capacity,
+              free: i.free,
+              chunks: i.chunks,
+              journal_bytes: i.journalLength,
+            });
+          } catch (e) {
+            row.error = (e as Error).message;
+          } finally {
+            await client?.close();
+          }
+          return row;
+        }));
+      });
+      if (o.json) {
+        console.log(JSON.stringify({ nodes: rows }));
+      } else {
+        for (const r of rows) {
+          console.log(
+            r.answers
+              ? `node ${r.id}: ${r.board} fw ${r.firmware}, card ${r.card}, ${
+                humanBytes(r.free as number)
+              } free of ${humanBytes(r.capacity as number)}, ${r.chunks} chunks`
+              : `node ${r.id}: DOWN (${r.error})`,
+          );
+        }
+      }
+      if (rows.some((r) => !r.answers)) Deno.exitCode = 1;
+    });
+}
