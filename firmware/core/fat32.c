@@ -548,6 +548,13 @@ static int dir_scan(struct fat32_vol *v, uint32_t dclus, const uint8_t *name, st
   if (!clus_valid(v, dclus)) return PIFS_ECORRUPT;
   while (clus) {
     if (++seen > v->nclusters) return PIFS_ECORRUPT; /* loop in the chain */
+    /* A cluster of a directory that the FAT calls free (or bad) means the
+     * FAT and the tree disagree: a damaged card, refused before anything
+     * could allocate that cluster a second time. */
+    uint32_t self;
+    int fr = fat_get(v, &fc, clus, &self);
+    if (fr) return fr;
+    if ((self & 0x0FFFFFFFu) == 0 || (self & 0x0FFFFFFFu) == 0x0FFFFFF7u) return PIFS_ECORRUPT;
     o->last_clus = clus;
     for (uint32_t sec = 0; sec < v->sec_per_clus; sec++) {
       int r = vrd(v, clus_sector(v, clus) + sec, 1, b);

@@ -552,6 +552,21 @@ static void test_grow_keeps_chunks_and_fat_clean(void) {
   CHECK(fsck_clean());
 }
 
+/* A FAT that calls the root directory's cluster free: a damaged card. It is
+ * refused, and not one sector is written (found by fuzz_mount: the new
+ * PIFS/ directory was allocated over the root). */
+static void test_fat_disagreeing_with_tree_is_refused(void) {
+  reset_card();
+  uint32_t reserved = ld16(card.cur + 14), root = ld32(card.cur + 44);
+  uint8_t *fat = card.cur + (size_t)reserved * 512;
+  st32(fat + 4 * root, 0); /* only FAT #1: as the fuzzer found it */
+  power_on(-1);
+  struct pifs_store *s = NULL;
+  struct pifs_format_opts o = fmt_opts(12);
+  CHECK_EQ(store_format(&s, &bd, &o), PIFS_ECORRUPT);
+  CHECK_EQ(card.writes, 0);
+}
+
 int main(void) {
   if (make_card()) {
     fprintf(stderr, "cannot make a FAT32 image (mkfs.fat missing?)\n");
@@ -567,5 +582,6 @@ int main(void) {
   RUN(test_interrupted_compaction_leaves_no_ghosts);
   RUN(test_format_too_small_writes_nothing);
   RUN(test_grow_keeps_chunks_and_fat_clean);
+  RUN(test_fat_disagreeing_with_tree_is_refused);
   return CHECK_DONE();
 }
