@@ -6,6 +6,7 @@
 import { Command, CommanderError } from "commander";
 import { NodeError } from "../link/client.ts";
 import { registerChunk } from "./chunk.ts";
+import { registerFiles } from "./files.ts";
 import { registerSim } from "./sim.ts";
 import { registerStatus } from "./status.ts";
 import { UsageError } from "./_util.ts";
@@ -22,6 +23,7 @@ export function buildCli(): Command {
 
   registerSim(program);
   registerStatus(program);
+  registerFiles(program);
   registerChunk(program);
 
   return program;
@@ -29,8 +31,8 @@ export function buildCli(): Command {
 
 /** Runs the CLI with `args`; returns the exit code. */
 export async function main(args: string[]): Promise<number> {
-  const program = buildCli();
   try {
+    const program = buildCli();
     await program.parseAsync(args, { from: "user" });
     return typeof Deno.exitCode === "number" ? Deno.exitCode : 0;
   } catch (e) {
@@ -48,6 +50,10 @@ export async function main(args: string[]): Promise<number> {
         "TimeoutError",
         "ProtocolError",
         "UnsupportedBaudError",
+        "QuorumError",
+        "PathError",
+        "JournalError",
+        "PlacementError",
       ].includes(err.name);
     console.error(`pifs: ${known ? err.message : err.stack ?? err}`);
     return err instanceof UsageError ? 2 : 1;

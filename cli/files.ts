@@ -1,0 +1,379 @@
+/**
+ * The everyday commands: put, get, ls, cat, rm, mv, mkdir, du, gc, attach.
+ *
+ * @module
+ */
+import { type Command, Option } from "commander";
+import type { Entry } from "../store/index_db.ts";
+import { baseName, normalizePath, parentOf } from "../store/namespace.ts";
+import { type PutStats, Store, type StoreOptions } from "../store/store.ts";
+import { clusterDir } from "../store/cluster.ts";
+import { Progress } from "./_progress.ts";
+import { humanBytes, info, intOption, UsageError } from "./_util.ts";
+
+interface Common {
+  cluster?: string;
+  copies?: number;
+  degraded?: boolean;
+  json?: boolean;
+}
+
+async function withStore<T>(o: Common, fn: (s: Store) => Promise<T>): Promise<T> {
+  const dir = clusterDir(o.cluster);
+  const opts: StoreOptions = { copies: o.copies, degraded: o.degraded, log: info };
+  const s = await Store.open(dir, opts);
+  try {
+    return await fn(s);
+  } finally {
+    await s.close();
+  }
+}
+
+function need(s: Store, path: string): Entry {
+  const e = s.index.get(path);
+  if (!e) throw new UsageError(`${path}: no such file or directory in the store`);
+  return e;
+}
+
+function modeString(e: Entry): string {
+  const bits = "rwxrwxrwx";
+  let m = "";
+  for (let i = 0; i < 9; i++) m += e.mode & (1 << (8 - i)) ? bits[i] : "-";
+  return (e.type === "d" ? "d" : "-") + m;
+}
+
+function lsLine(e: Entry, long: boolean): string {
+  const name = baseName(e.path) || "/";
+  if (!long) return name + (e.type === "d" ? "/" : "");
+  const t = new Date(e.mtime).toISOString().replace("T", " ").slice(0, 19);
+  return `${modeString(e)} ${String(e.size).padStart(12)} ${t} ${name}${e.type === "d" ? "/" : ""}`;
+}
+
+async function localStat(p: string): Promise<Deno.FileInfo> {
+  try {
+    return await Deno.stat(p);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) {
+      throw new UsageError(`${p}: no such local file or directory`);
+    }
+    throw e;
+  }
+}
+
+/** Local files under `root` (recursively), with their paths relative to it. */
+async function* walkLocal(
+  root: string,
+  rel = "",
+): AsyncGenerator<{ abs: string; rel: string; info: Deno.FileInfo }> {
+  const abs = rel ? `${root}/${rel}` : root;
+  const st = await Deno.lstat(abs);
+  if (st.isSymlink) return; // symlinks are not stored yet; skipped, not followed
+  yield { abs, rel, info: st };
+  if (st.isDirectory) {
+    const names: string[] = [];
+    for await (const d of Deno.readDir(abs)) names.push(d.name);
+    names.sort();
+    for (const n of names) yield* walkLocal(root, rel ? `${rel}/${n}` : n);
+  }
+}
+
+/** Adds the file commands to `program`. */
+export function registerFiles(program: Command): void {
+  const clusterOpt = () =>
+    new Option("--cluster <dir>", "cluster directory (default: $PIFS_CLUSTER)");
+  const copiesOpt = () =>
+    new Option("--copies <r>", "copies of each chunk on distinct Pis (default 2)").argParser(
+      intOption("--copies", 1, 64),
+    );
+
+  program.command("put")
+    .description(
+      "store local files and directories (recursively) at REMOTE, as cp -r would: into REMOTE " +
+        "if it is a directory, else as REMOTE",
+    )
+    .argument("<paths...>", "LOCAL... REMOTE: local files or directories, then the remote path")
+    .addOption(clusterOpt())
+    .addOption(copiesOpt())
+    .option("--degraded", "accept fewer copies when Pis are down (recorded for repair)")
+    .option("--json", "print a JSON summary")
+    .action(async (paths: string[], o) => {
+      if (paths.length < 2) throw new UsageError("put needs LOCAL... REMOTE (at least two paths)");
+      const locals = paths.slice(0, -1), remote = paths[paths.length - 1];
+      const target = normalizePath(remote);
+      const infos: { path: string; info: Deno.FileInfo }[] = [];
+      for (const l of locals) {
+        infos.push({ path: l.replace(/\/+$/, "") || "/", info: await localStat(l) });
+      }
+      const stats: PutStats = { files: 0, bytesRead: 0, chunksNew: 0, chunksDeduplicated: 0 };
+      const t0 = performance.now();
+      await withStore(o, async (s) => {
+        const existing = s.index.get(target);
+        const intoDir = existing?.type === "d" || remote.endsWith("/") || locals.length > 1;
+        if (existing?.type === "f" && (locals.length > 1 || infos[0].info.isDirectory)) {
+          throw new UsageError(
+            `${target}: is a file; cannot put a directory or several files there`,
+          );
+        }
+        let total = 0;
+        for (const x of infos) {
+          for await (const f of walkLocal(x.path)) if (f.info.isFile) total += f.info.size;
+        }
+        const bar = new Progress(`put ${total} bytes`, total);
+        const fileSlots = Math.max(2, s.up().length);
+        let done = 0;
+        try {
+          for (const x of infos) {
+            const dest = intoDir ? normalizePath(`${target}/${baseName("/" + x.path)}`) : target;
+            if (parentOf(dest) !== "/" && s.index.get(parentOf(dest))?.type === "f") {
+              throw new UsageError(`${parentOf(dest)}: is a file, not a directory`);
+            }
+            // Directories in tree order; files several at a time, so every
+            // link stays busy (each file becomes visible once it is whole).
+            const files: Promise<void>[] = [];
+            let failure: unknown;
+            for await (const f of walkLocal(x.path)) {
+              if (failure) break;
+              const rp = f.rel ? normalizePath(`${dest}/${f.rel}`) : dest;
+              const mtime = f.info.mtime?.getTime() ?? Date.now();
+              const mode = (f.info.mode ?? 0o644) & 0o777;
+              const cur = s.index.get(rp);
+              if (f.info.isDirectory) {
+                if (cur?.type === "f") throw new UsageError(`${rp}: is a file, not a directory`);
+                if (!cur) await s.commit({ op: "mkdir", p: rp, mode, mtime });
+              } else if (f.info.isFile) {
+                if (cur?.type === "d") throw new UsageError(`${rp}: is a directory`);
+                const p = (async () => {
+                  const file = await Deno.open(f.abs, { read: true });
+                  await s.putStream(rp, file.readable, {
+                    mode,
+                    mtime,
+                    copies: o.copies,
+                    onBytes: (n) => bar.update(done += n),
+                  }, stats);
+                })().catch((e) => {
+                  failure ??= e;
+                });
+                files.push(p);
+                if (files.length >= fileSlots) await files[files.length - fileSlots];
+              }
+            }
+            await Promise.all(files);
+            if (failure) throw failure;
+          }
+        } finally {
+          bar.done();
+        }
+        const secs = (performance.now() - t0) / 1000;
+        const summary = {
+          files: stats.files,
+          bytes_read: stats.bytesRead,
+          chunks_new: stats.chunksNew,
+          chunks_deduplicated: stats.chunksDeduplicated,
+          wire_bytes: s.wireBytes,
+          seconds: Number(secs.toFixed(3)),
+        };
+        if (o.json) console.log(JSON.stringify(summary));
+        else {
+          info(
+            `stored ${stats.files} files, ${humanBytes(stats.bytesRead)} in ${
+              secs.toFixed(1)
+            } s: ` +
+              `${stats.chunksNew} chunks sent, ${stats.chunksDeduplicated} already stored`,
+          );
+        }
+      });
+    });
+
+  program.command("get")
+    .description("copy REMOTE (a file or a directory tree) to LOCAL, as cp -r would")
+    .argument("<remote>")
+    .argument("<local>")
+    .addOption(clusterOpt())
+    .action(async (remote: string, local: string, o) => {
+      const src = normalizePath(remote);
+      await withStore(o, async (s) => {
+        const e = need(s, src);
+        const lst = await Deno.stat(local).catch(() => undefined);
+        const dest = lst?.isDirectory
+          ? `${local.replace(/\/+$/, "")}/${baseName(src) || "root"}`
+          : local;
+        for (const x of s.index.walk(src)) {
+          const lp = dest + x.path.slice(src.length);
+          if (x.type === "d") {
+            await Deno.mkdir(lp, { recursive: true, mode: x.mode });
+            continue;
+          }
+          const m = await s.manifestOf(x.manifest!);
+          const tmp = `${lp}.pifs-part`;
+          const f = await Deno.open(tmp, {
+            write: true,
+            create: true,
+            truncate: true,
+            mode: x.mode,
+          });
+          await s.fileStream(m).pipeTo(f.writable);
+          await Deno.chmod(tmp, x.mode);
+          await Deno.utime(tmp, new Date(x.mtime), new Date(x.mtime));
+          await Deno.rename(tmp, lp);
+        }
+        for (const x of s.index.walk(src).reverse()) {
+          if (x.type === "d") {
+            await Deno.utime(dest + x.path.slice(src.length), new Date(x.mtime), new Date(x.mtime));
+          }
+        }
+        void e;
+      });
+    });
+
+  program.command("ls")
+    .description("list a directory of the store (default /)")
+    .argument("[path]", "remote path", "/")
+    .option("-l, --long", "mode, size, time")
+    .addOption(clusterOpt())
+    .option("--json", "machine-readable output")
+    .action(async (path: string, o) => {
+      const p = normalizePath(path);
+      await withStore(o, (s) => {
+        const e = need(s, p);
+        const rows = e.type === "d" ? s.index.list(p) : [e];
+        if (o.json) {
+          console.log(JSON.stringify(rows.map((r) => ({
+            name: baseName(r.path),
+            path: r.path,
+            type: r.type === "d" ? "dir" : "file",
+            size: r.size,
+            mode: r.mode,
+            mtime: r.mtime,
+            copies: r.copies,
+          }))));
+        } else for (const r of rows) console.log(lsLine(r, !!o.long));
+        return Promise.resolve();
+      });
+    });
+
+  program.command("cat")
+    .description("write a stored file to standard output")
+    .argument("<path>")
+    .addOption(clusterOpt())
+    .action(async (path: string, o) => {
+      const p = normalizePath(path);
+      await withStore(o, async (s) => {
+        const e = need(s, p);
+        if (e.type !== "f") throw new UsageError(`${p}: is a directory`);
+        const m = await s.manifestOf(e.manifest!);
+        for await (const b of s.fileStream(m)) await Deno.stdout.write(b);
+      });
+    });
+
+  program.command("mkdir")
+    .description("make a directory (and its parents)")
+    .argument("<path>")
+    .addOption(clusterOpt())
+    .action(async (path: string, o) => {
+      const p = normalizePath(path);
+      await withStore(o, async (s) => {
+        const e = s.index.get(p);
+        if (e?.type === "f") throw new UsageError(`${p}: a file of that name exists`);
+        for (let q = parentOf(p); q !== "/"; q = parentOf(q)) {
+          if (s.index.get(q)?.type === "f") {
+            throw new UsageError(`${q}: is a file, not a directory`);
+          }
+        }
+        if (!e) await s.commit({ op: "mkdir", p, mode: 0o755, mtime: Date.now() });
+      });
+    });
+
+  program.command("rm")
+    .description("remove a file, or a directory tree with -r (space returns after `gc`)")
+    .argument("<path>")
+    .option("-r, --recursive", "remove directories and their contents")
+    .addOption(clusterOpt())
+    .action(async (path: string, o) => {
+      const p = normalizePath(path);
+      if (p === "/") throw new UsageError("refusing to remove /");
+      await withStore(o, async (s) => {
+        const e = need(s, p);
+        if (e.type === "d" && !o.recursive && s.index.list(p).length > 0) {
+          throw new UsageError(`${p}: is a directory (use -r)`);
+        }
+        await s.commit({ op: "rm", p });
+      });
+    });
+
+  program.command("mv")
+    .description("move or rename; into FROM's target if it is a directory")
+    .argument("<from>")
+    .argument("<to>")
+    .addOption(clusterOpt())
+    .action(async (from: string, to: string, o) => {
+      const a = normalizePath(from);
+      let b = normalizePath(to);
+      if (a === "/") throw new UsageError("cannot move /");
+      await withStore(o, async (s) => {
+        need(s, a);
+        if (s.index.get(b)?.type === "d") b = normalizePath(`${b}/${baseName(a)}`);
+        if (b === a) return;
+        if (b.startsWith(a + "/")) throw new UsageError(`cannot move ${a} into itself (${b})`);
+        if (s.index.get(b)?.type === "d") throw new UsageError(`${b}: is a directory`);
+        await s.commit({ op: "mv", p: a, to: b });
+      });
+    });
+
+  program.command("du")
+    .description("files and bytes under a path")
+    .argument("[path]", "remote path", "/")
+    .addOption(clusterOpt())
+    .option("--json", "machine-readable output")
+    .action(async (path: string, o) => {
+      const p = normalizePath(path);
+      await withStore(o, (s) => {
+        need(s, p);
+        const u = s.index.usage(p);
+        if (o.json) console.log(JSON.stringify({ path: p, ...u }));
+        else console.log(`${humanBytes(u.bytes)}\t${u.files} files\t${p}`);
+        return Promise.resolve();
+      });
+    });
+
+  program.command("gc")
+    .description("delete chunks that no file references, first stored longer ago than --grace")
+    .option("--grace <seconds>", "grace period (default 3600)", intOption("--grace", 0, 1e9), 3600)
+    .addOption(clusterOpt())
+    .option("--json", "machine-readable output")
+    .action(async (o) => {
+      await withStore(o, async (s) => {
+        const dead = s.index.unreferenced(Date.now() - o.grace * 1000);
+        let deleted = 0;
+        for (const c of dead) {
+          for (const nid of c.nodes) {
+            const st = s.nodes.get(nid);
+            if (!st?.client) continue;
+            await st.client.deleteChunk(c.id);
+            s.index.removeLocation(c.id, nid);
+            deleted++;
+          }
+        }
+        if (o.json) console.log(JSON.stringify({ chunks: dead.length, copies_deleted: deleted }));
+        else info(`gc: ${dead.length} unreferenced chunks, ${deleted} copies deleted`);
+      });
+    });
+
+  program.command("attach")
+    .description("rebuild this host's index from the cards alone (the Pis hold the truth)")
+    .addOption(clusterOpt())
+    .action(async (o) => {
+      const dir = clusterDir(o.cluster);
+      for (const f of ["index.db", "index.db-wal", "index.db-shm"]) {
+        await Deno.remove(`${dir}/${f}`).catch(() => {});
+      }
+      await withStore(o, (s) => {
+        const u = s.index.usage("/");
+        info(
+          `attached: ${u.files} files, ${
+            humanBytes(u.bytes)
+          }; ${s.up().length} of ${s.nodes.size} nodes answer`,
+        );
+        return Promise.resolve();
+      });
+    });
+}

@@ -1,0 +1,148 @@
+/**
+ * The namespace: remote paths, the journal entries that change the tree, and
+ * file manifests. Entries are appended to the journals on the Pis; the host's
+ * index is rebuilt by replaying them in order.
+ *
+ * @module
+ */
+
+/** A remote path that is not acceptable. */
+export class PathError extends Error {
+  override name = "PathError";
+  /** The offending path. */
+  readonly path: string;
+  /** A problem with `path`. */
+  constructor(path: string, message: string) {
+    super(`remote path '${path}': ${message}`);
+    this.path = path;
+  }
+}
+
+/** Longest name of one path component, in UTF-8 bytes. */
+export const MAX_NAME = 255;
+/** Longest path, in UTF-8 bytes. */
+export const MAX_PATH = 4096;
+
+/**
+ * Normalises a remote path to its absolute form ("/" or "/a/b"). Refuses
+ * `..`, `.`, empty components, over-long names, NUL and control characters.
+ *
+ * @example
+ * ```ts
+ * import { normalizePath } from "./namespace.ts";
+ * if (normalizePath("photos/2024/") !== "/photos/2024") throw new Error();
+ * let refused = false;
+ * try { normalizePath("/a/../b"); } catch { refused = true; }
+ * if (!refused) throw new Error("'..' accepted");
+ * ```
+ */
+export function normalizePath(path: string): string {
+  if (typeof path !== "string" || path.length === 0) throw new PathError(path, "empty path");
+  if (new TextEncoder().encode(path).length > MAX_PATH) {
+    throw new PathError(path.slice(0, 40) + "…", `longer than ${MAX_PATH} bytes`);
+  }
+  // deno-lint-ignore no-control-regex
+  if (/[\x00-\x1f\x7f]/.test(path)) throw new PathError(path, "contains a control character");
+  const trimmed = path.replace(/^\/+/, "").replace(/\/$/, "");
+  if (trimmed === "") return "/";
+  const parts = trimmed.split("/");
+  for (const p of parts) {
+    if (p === "") throw new PathError(path, "has an empty name (//)");
+    if (p === "." || p === "..") throw new PathError(path, `'${p}' is not allowed`);
+    if (new TextEncoder().encode(p).length > MAX_NAME) {
+      throw new PathError(path, `name '${p.slice(0, 20)}…' is longer than ${MAX_NAME} bytes`);
+    }
+  }
+  return "/" + parts.join("/");
+}
+
+/** Parent directory of a normalised path ("/" for top-level names). */
+export function parentOf(path: string): string {
+  const i = path.lastIndexOf("/");
+  return i <= 0 ? "/" : path.slice(0, i);
+}
+
+/** Last component of a normalised path ("" for "/"). */
+export function baseName(path: string): string {
+  return path.slice(path.lastIndexOf("/") + 1);
+}
+
+/** A change to the tree, as appended to the journals. `s` is its sequence number. */
+export type JournalEntry =
+  | {
+    s: number;
+    op: "put";
+    p: string;
+    m: string;
+    size: number;
+    mode: number;
+    mtime: number;
+    copies: number;
+  }
+  | { s: number; op: "mkdir"; p: string; mode: number; mtime: number }
+  | { s: number; op: "rm"; p: string }
+  | { s: number; op: "mv"; p: string; to: string };
+
+/** A file's content: the chunks, in order. Stored as a chunk itself. */
+export interface Manifest {
+  /** Format version: 1. */
+  v: 1;
+  /** File size in bytes. */
+  size: number;
+  /** Chunk ids and sizes, in file order. */
+  chunks: [string, number][];
+}
+
+/** Encodes a journal entry as one line of JSON. */
+export function encodeEntry(e: JournalEntry): Uint8Array {
+  return new TextEncoder().encode(JSON.stringify(e) + "\n");
+}
+
+/** A journal that cannot be read back as entries. */
+export class JournalError extends Error {
+  override name = "JournalError";
+}
+
+/**
+ * Decodes a journal (JSON lines) into entries; each must carry the next
+ * sequence number after `firstSeq - 1`.
+ *
+ * @example
+ * ```ts
+ * import { decodeJournal, encodeEntry } from "./namespace.ts";
+ * const bytes = encodeEntry({ s: 1, op: "rm", p: "/x" });
+ * if (decodeJournal(bytes)[0].op !== "rm") throw new Error();
+ * ```
+ */
+export function decodeJournal(bytes: Uint8Array, firstSeq = 1): JournalEntry[] {
+  const text = new TextDecoder().decode(bytes);
+  const out: JournalEntry[] = [];
+  let seq = firstSeq;
+  for (const line of text.split("\n")) {
+    if (line === "") continue;
+    let e: JournalEntry;
+    try {
+      e = JSON.parse(line);
+    } catch {
+      throw new JournalError(`journal entry ${seq}: not JSON: ${line.slice(0, 60)}`);
+    }
+    if (e.s !== seq) throw new JournalError(`journal entry ${seq}: carries sequence ${e.s}`);
+    out.push(e);
+    seq++;
+  }
+  return out;
+}
+
+/** Encodes a manifest as the bytes of its chunk. */
+export function encodeManifest(m: Manifest): Uint8Array {
+  return new TextEncoder().encode(JSON.stringify(m));
+}
+
+/** Decodes a manifest chunk. */
+export function decodeManifest(bytes: Uint8Array, id: string): Manifest {
+  const m = JSON.parse(new TextDecoder().decode(bytes));
+  if (m?.v !== 1 || !Array.isArray(m.chunks) || typeof m.size !== "number") {
+    throw new JournalError(`manifest ${id}: not a pifs manifest`);
+  }
+  return m;
+}

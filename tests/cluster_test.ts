@@ -1,0 +1,209 @@
+/**
+ * The cluster through the real CLI: R copies on distinct Pis, the namespace
+ * on the Pis (attach rebuilds the same listing and contents), a Pi killed
+ * during a put, and bad input refused with nothing written.
+ */
+import { readClusterFile } from "../store/cluster.ts";
+import { Store } from "../store/store.ts";
+import { assert, assertEquals } from "./_assert.ts";
+import { assertFsckClean } from "./_cards.ts";
+
+const PIFS = new URL("../pifs", import.meta.url).pathname;
+
+async function pifs(...args: string[]): Promise<{ code: number; out: string; err: string }> {
+  const o = await new Deno.Command(PIFS, { args, stdin: "null" }).output();
+  return {
+    code: o.code,
+    out: new TextDecoder().decode(o.stdout),
+    err: new TextDecoder().decode(o.stderr),
+  };
+}
+
+async function ok(...args: string[]): Promise<string> {
+  const r = await pifs(...args);
+  assertEquals(r.code, 0, `pifs ${args.join(" ")}: ${r.err}`);
+  return r.out;
+}
+
+function rand(n: number, seed: number): Uint8Array {
+  const b = new Uint8Array(n);
+  let x = seed >>> 0 || 1;
+  for (let i = 0; i < n; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    b[i] = x & 0xff;
+  }
+  return b;
+}
+
+/** A local tree of files of mixed sizes, some identical (dedup). */
+async function makeTree(root: string) {
+  await Deno.mkdir(`${root}/docs/deep`, { recursive: true });
+  await Deno.mkdir(`${root}/empty`, { recursive: true });
+  await Deno.writeFile(`${root}/big.bin`, rand(900_000, 1));
+  await Deno.writeFile(`${root}/docs/a.txt`, new TextEncoder().encode("alpha\n"));
+  await Deno.writeFile(`${root}/docs/copy-of-big.bin`, rand(900_000, 1));
+  await Deno.writeFile(`${root}/docs/deep/zero`, new Uint8Array(0));
+  await Deno.writeFile(`${root}/docs/deep/mid.bin`, rand(300_000, 7));
+  await Deno.chmod(`${root}/docs/a.txt`, 0o600);
+}
+
+async function diffTrees(a: string, b: string) {
+  const r = await new Deno.Command("diff", { args: ["-r", a, b] }).output();
+  assert(r.success, `diff -r ${a} ${b}:\n${new TextDecoder().decode(r.stdout)}`);
+}
+
+Deno.test("cluster: R=2 copies on distinct Pis, get, attach rebuilds the same tree", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "pifs-cluster-" });
+  try {
+    await ok("sim", "up", "--dir", dir, "--nodes", "3");
+    const src = `${dir}/src`;
+    await makeTree(src);
+    const sum = JSON.parse(await ok("put", src, "/data", "--cluster", dir, "--json"));
+    assertEquals(sum.files, 5);
+    assertEquals(sum.bytes_read, 900_000 * 2 + 6 + 300_000);
+    assert(sum.chunks_deduplicated >= 4, `identical file not deduplicated: ${JSON.stringify(sum)}`);
+
+    // Every chunk of every file is on 2 distinct nodes, and those nodes have it.
+    const c = await readClusterFile(dir);
+    const s = await Store.open(dir);
+    try {
+      const onNode = new Map<number, Set<string>>();
+      for (const st of s.up()) {
+        onNode.set(st.entry.id, new Set((await st.client!.listChunks()).map((e) => e.id)));
+      }
+      let checked = 0;
+      for (const e of s.index.walk("/data")) {
+        if (e.type !== "f") continue;
+        const m = await s.manifestOf(e.manifest!);
+        for (const id of [e.manifest!, ...m.chunks.map((x) => x[0])]) {
+          const locs = s.index.locations(id);
+          assertEquals(new Set(locs).size, 2, `chunk ${id} on ${locs}`);
+          for (const n of locs) assert(onNode.get(n)!.has(id), `node ${n} lacks ${id}`);
+          checked++;
+        }
+      }
+      assert(checked >= 10);
+      // The journal is on every node, byte for byte.
+      const lens = await Promise.all(
+        s.up().map(async (st) => (await st.client!.info()).journalLength),
+      );
+      assert(lens.every((l) => l === lens[0] && l > 0), `journal lengths ${lens}`);
+    } finally {
+      await s.close();
+    }
+
+    // cp -r conventions: /data is the tree itself; into an existing dir, under its name.
+    const out = `${dir}/out`;
+    await ok("get", "/data", out, "--cluster", dir);
+    await diffTrees(src, out);
+    const st = await Deno.stat(`${out}/docs/a.txt`);
+    assertEquals(st.mode! & 0o777, 0o600);
+    assertEquals(
+      st.mtime!.getTime(),
+      (await Deno.stat(`${src}/docs/a.txt`)).mtime!.getTime(),
+    );
+    await Deno.mkdir(`${dir}/into`);
+    await ok("get", "/data/docs", `${dir}/into`, "--cluster", dir);
+    await diffTrees(`${src}/docs`, `${dir}/into/docs`);
+    assertEquals(await ok("cat", "/data/docs/a.txt", "--cluster", dir), "alpha\n");
+
+    // attach after losing the host's state: the same listing and contents.
+    const before = await ok("ls", "-l", "/data/docs", "--cluster", dir);
+    const beforeJson = await ok("ls", "/data/docs/deep", "--json", "--cluster", dir);
+    for (const f of ["index.db", "index.db-wal", "index.db-shm"]) {
+      await Deno.remove(`${dir}/${f}`).catch(() => {});
+    }
+    await ok("attach", "--cluster", dir);
+    assertEquals(await ok("ls", "-l", "/data/docs", "--cluster", dir), before);
+    assertEquals(await ok("ls", "/data/docs/deep", "--json", "--cluster", dir), beforeJson);
+    const again = `${dir}/again`;
+    await ok("get", "/data", again, "--cluster", dir);
+    await diffTrees(src, again);
+
+    // rm, mv, gc: space comes back only for chunks nothing references.
+    await ok("mv", "/data/docs/copy-of-big.bin", "/moved.bin", "--cluster", dir);
+    await ok("rm", "-r", "/data", "--cluster", dir);
+    const gc = JSON.parse(await ok("gc", "--grace", "0", "--json", "--cluster", dir));
+    assert(gc.chunks > 0, "gc found nothing to delete");
+    await ok("get", "/moved.bin", `${dir}/moved.bin`, "--cluster", dir); // its chunks survived
+    assertEquals(await Deno.readFile(`${dir}/moved.bin`), rand(900_000, 1));
+
+    await ok("sim", "down", "--dir", dir);
+    for (const n of c.nodes) await assertFsckClean(`${dir}/${n.card}`);
+  } finally {
+    await pifs("sim", "down", "--dir", dir);
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("cluster: a Pi killed during a put; every acknowledged file reads back without it", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "pifs-kill-" });
+  try {
+    await ok("sim", "up", "--dir", dir, "--nodes", "4", "--baud", "921600");
+    const c = await readClusterFile(dir);
+    const src = `${dir}/src`;
+    await Deno.mkdir(src);
+    for (let i = 0; i < 6; i++) await Deno.writeFile(`${src}/f${i}.bin`, rand(300_000, 100 + i));
+    const put = new Deno.Command(PIFS, {
+      args: ["put", src, "/p", "--cluster", dir, "--json"],
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    await new Promise((r) => setTimeout(r, 1500));
+    Deno.kill(c.nodes[1].pid!, "SIGKILL");
+    const res = await put.output();
+    const err = new TextDecoder().decode(res.stderr);
+    // Completes (R=2 still possible on 3 nodes), or fails saying why.
+    assert(res.success || /QuorumError|down|copies/.test(err), `put failed unclearly: ${err}`);
+    const ls = JSON.parse(await ok("ls", "/p", "--json", "--cluster", dir));
+    assert(ls.length > 0, "nothing was stored");
+    for (const f of ls) {
+      const out = `${dir}/${f.name}`;
+      await ok("get", f.path, out, "--cluster", dir);
+      assertEquals(await Deno.readFile(out), await Deno.readFile(`${src}/${f.name}`));
+    }
+    if (res.success) assertEquals(ls.length, 6);
+    const status = JSON.parse((await pifs("status", "--json", "--cluster", dir)).out);
+    assertEquals(status.nodes.filter((n: { answers: boolean }) => !n.answers).length, 1);
+  } finally {
+    await pifs("sim", "down", "--dir", dir);
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("cluster: bad input is refused clearly and writes nothing", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "pifs-bad-" });
+  try {
+    await ok("sim", "up", "--dir", dir, "--nodes", "2");
+    await Deno.writeFile(`${dir}/f`, new Uint8Array([1, 2, 3]));
+    const journal = async () =>
+      JSON.parse(await ok("status", "--json", "--cluster", dir)).nodes.map((
+        n: { journal_bytes: number; chunks: number },
+      ) => [n.journal_bytes, n.chunks]);
+    await ok("ls", "--cluster", dir); // builds the index
+    const before = await journal();
+    const cases: [string[], RegExp][] = [
+      [["put", `${dir}/f`, "/a/../b"], /'\.\.' is not allowed/],
+      [["put", `${dir}/f`, "/a//b"], /empty name/],
+      [["put", `${dir}/f`, "/" + "n".repeat(300)], /longer than 255 bytes/],
+      [["put", `${dir}/missing`, "/x"], /no such local file/],
+      [["mkdir", "/a/./b"], /'\.' is not allowed/],
+      [["get", "/nothing", `${dir}/o`], /no such file or directory/],
+      [["rm", "/"], /refusing to remove \//],
+      [["put", `${dir}/f`, "/x", "--copies", "3"], /only 2 nodes/],
+    ];
+    for (const [args, re] of cases) {
+      const r = await pifs(...args, "--cluster", dir);
+      assert(r.code !== 0, `pifs ${args.join(" ")} succeeded`);
+      assert(re.test(r.err), `pifs ${args.join(" ")}: ${r.err}`);
+    }
+    const notCluster = await pifs("ls", "--cluster", `${dir}/nowhere`);
+    assert(notCluster.code !== 0 && /does not exist/.test(notCluster.err), notCluster.err);
+    assertEquals(await journal(), before);
+  } finally {
+    await pifs("sim", "down", "--dir", dir);
+    await Deno.remove(dir, { recursive: true });
+  }
+});
