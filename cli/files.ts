@@ -342,6 +342,9 @@ export function registerFiles(program: Command): void {
     .option("--json", "machine-readable output")
     .action(async (o) => {
       await withStore(o, async (s) => {
+        // What the nodes really hold: a host killed between a node's commit
+        // and its own index update must not leave a chunk nobody deletes.
+        await s.relist();
         const dead = s.index.unreferenced(Date.now() - o.grace * 1000);
         let deleted = 0;
         for (const c of dead) {

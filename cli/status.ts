@@ -25,6 +25,9 @@ export function registerStatus(program: Command): void {
           try {
             client = await connectNode(dir, c, n, { timeoutMs: 1000, retries: 2 });
             const i = await client.info();
+            if (i.status === 0 && i.nodeId !== n.id) {
+              throw new Error(`${n.tty} answers as node ${i.nodeId}, not node ${n.id}`);
+            }
             Object.assign(row, {
               answers: true,
               board: client.hello.board,

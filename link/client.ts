@@ -225,7 +225,9 @@ export class NodeClient {
   #link: ByteLink;
   #parser = new FrameParser();
   #pending = new Map<number, Pending>();
-  #nextId = 1;
+  // A random first request id: answers still on the line from a previous
+  // session (a host that died) are not taken for this session's.
+  #nextId = 1 + (crypto.getRandomValues(new Uint16Array(1))[0] % 0xfffe);
   #inflight = 0;
   #sendSeq = 0;
   #replies = 0;

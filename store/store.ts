@@ -155,6 +155,10 @@ export class Store {
         if (st.info.clusterId !== this.cluster.cluster_id) {
           throw new Error(`card belongs to cluster ${st.info.clusterId}`);
         }
+        if (st.info.nodeId !== st.entry.id) {
+          // A stale tty path now leading to another node: never talk to it as this one.
+          throw new Error(`${st.entry.tty} answers as node ${st.info.nodeId}`);
+        }
         st.journalLength = st.info.journalLength;
       } catch (e) {
         st.error = (e as Error).message;
@@ -221,7 +225,11 @@ export class Store {
     await this.#catchUp();
   }
 
-  /** Re-learns where every chunk is, from each node's LIST. */
+  /** Re-learns where every chunk is, from each answering node's LIST. */
+  relist(): Promise<void> {
+    return this.#relist();
+  }
+
   async #relist() {
     for (const st of this.up()) {
       const list = await st.client!.listChunks();

@@ -289,6 +289,12 @@ void node_feed(struct pifs_node *n, const uint8_t *data, uint32_t len) {
   }
 }
 
+void node_idle(struct pifs_node *n) {
+  if (proto_idle(&n->rx)) n->frames_bad++;
+}
+
+int node_partial(const struct pifs_node *n) { return n->rx.len > n->rx.consumed; }
+
 void node_close(struct pifs_node *n) {
   store_close(n->store);
   n->store = NULL;

@@ -36,6 +36,14 @@ struct pifs_node {
 void node_init(struct pifs_node *n, struct pifs_bdev *bd, const struct pifs_platform *pl);
 /* Parses bytes from the host and answers every complete request. */
 void node_feed(struct pifs_node *n, const uint8_t *data, uint32_t len);
+/* The platform calls this when no byte has arrived for PIFS_IDLE_MS while a
+ * frame was incomplete: the partial frame is dropped (the host that sent it
+ * is gone or will retransmit). */
+void node_idle(struct pifs_node *n);
+/* Whether bytes of an incomplete frame are waiting. */
+int node_partial(const struct pifs_node *n);
+#define PIFS_IDLE_MS 100
+
 void node_close(struct pifs_node *n);
 
 #endif

@@ -87,6 +87,17 @@ int proto_next(struct proto_parser *p, struct proto_frame *f) {
   }
 }
 
+uint32_t proto_idle(struct proto_parser *p) {
+  if (p->consumed) {
+    drop(p, p->consumed);
+    p->consumed = 0;
+  }
+  uint32_t n = p->len;
+  p->dropped += n;
+  p->len = 0;
+  return n;
+}
+
 void proto_header(uint8_t out[PROTO_HDR], uint8_t op, uint8_t flags, uint16_t reqid, uint32_t len) {
   out[0] = PROTO_MAGIC0;
   out[1] = PROTO_MAGIC1;

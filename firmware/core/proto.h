@@ -64,6 +64,11 @@ uint32_t proto_feed(struct proto_parser *p, const uint8_t *data, uint32_t n);
  * frame's payload stays valid until the next call. */
 int proto_next(struct proto_parser *p, struct proto_frame *f);
 
+/* Drops a partial frame: called when the line has been idle for a while
+ * (the sender died mid-frame), so the next frame is not swallowed as its
+ * payload. Returns the bytes dropped. */
+uint32_t proto_idle(struct proto_parser *p);
+
 /* Writes a frame header into out[0..13] for a payload of len bytes. */
 void proto_header(uint8_t out[PROTO_HDR], uint8_t op, uint8_t flags, uint16_t reqid, uint32_t len);
 /* Encodes a whole frame into out (PROTO_HDR + len + 4 bytes); returns its size. */

@@ -20,8 +20,10 @@
  *  - the node answers every request event exactly once, in order, whatever
  *    the cut: the (op, reqid) of its answers equal those of the events of a
  *    second parser given the whole stream in one piece;
- *  - the node writes only inside PIFS/STORE.DAT (its store exists on this
- *    card, so FAT, directories and every other sector stay untouched);
+ *  - the node writes only inside PIFS/STORE.DAT unless it answered a FORMAT
+ *    (the store exists on this card, so FATs, directories and every other
+ *    sector stay untouched); even then (a grow) only the FATs, FSInfo, the
+ *    PIFS/ directory and the sectors from STORE.DAT on;
  *  - what the node acknowledged survives: after node_close the card opens
  *    again with store_open, with the same number of chunks and journal bytes;
  *  - parser: consumed <= buffered, frame len <= PROTO_MAX_PAYLOAD, a
@@ -34,6 +36,7 @@
 #include <string.h>
 
 #include "crc32c.h"
+#include "fat32.h"
 #include "fixture.h"
 #include "node.h"
 #include "proto.h"
@@ -47,7 +50,9 @@ static void die(const char *msg, long long a, long long b) {
 }
 
 static struct ramdisk disk;
-static uint64_t store_lba, store_secs;
+static uint64_t store_lba, store_secs, pifs_dir_lba;
+static struct fat32_vol vol;
+static uint32_t formats; /* FORMAT answers in this run */
 static int verbose; /* PIFS_FUZZ_VERBOSE=1: print every answer (to read a reproducer) */
 
 /* ---- the card, made once ---- */
@@ -89,6 +94,15 @@ static void make_card(void) {
   store_secs = in.store_sectors;
   store_close(s);
   rd_commit(&disk);
+  memset(&vol, 0, sizeof vol);
+  if (fat32_mount(&vol, &disk.bd)) die("fixture: the card does not mount", 0, 0);
+  const uint8_t *d = disk.cur + (vol.part_lba + vol.data_start) * PIFS_SECTOR;
+  for (int i = 0; i < 16 && !pifs_dir_lba; i++, d += 32)
+    if (!memcmp(d, "PIFS       ", 11)) {
+      uint32_t c = ((uint32_t)ld16(d + 20) << 16) | ld16(d + 26);
+      pifs_dir_lba = vol.part_lba + vol.data_start + (uint64_t)(c - 2) * vol.sec_per_clus;
+    }
+  if (!pifs_dir_lba) die("fixture: no PIFS directory", 0, 0);
 }
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
@@ -245,6 +259,7 @@ static int host_write(void *io, const void *buf, uint32_t n) {
   int status = (int)ld32(f.payload);
   if (!strcmp(pifs_err_to_str(status), "unknown error")) die("response status is not a pifs_err", status, f.op);
   if (nanswers < MAX_EVENTS) answers[nanswers++] = (struct answer){f.op, f.reqid};
+  if (f.op == OP_FORMAT) formats++;
   if (verbose) fprintf(stderr, "  answer %-14s reqid %5u len %5u status %s\n", proto_op_to_str(f.op), f.reqid, f.len, pifs_err_to_str(status));
   return 0;
 }
@@ -257,12 +272,13 @@ static void fat_now(uint16_t *date, uint16_t *time) {
 static void node_mode(const uint8_t *d, size_t n, struct cutter *c) {
   struct pifs_platform pl = {"fuzz", 0x1234, 65536, NULL, host_write, fat_now};
   rd_restore(&disk);
-  disk.restricted = 1;
-  disk.lo = store_lba;
-  disk.hi = store_lba + store_secs;
-  disk.extra = store_lba; /* (inside anyway) */
-  disk.why = "node wrote outside PIFS/STORE.DAT";
+  rd_restrict(&disk, "node wrote outside STORE.DAT and the sectors a grow may change");
+  rd_allow(&disk, vol.part_lba + vol.reserved, vol.part_lba + vol.data_start); /* the FATs */
+  if (vol.fsinfo_sec) rd_allow(&disk, vol.part_lba + vol.fsinfo_sec, vol.part_lba + vol.fsinfo_sec + 1);
+  rd_allow(&disk, pifs_dir_lba, pifs_dir_lba + vol.sec_per_clus);  /* STORE.DAT's entry */
+  rd_allow(&disk, store_lba, vol.part_lba + vol.total_sectors);    /* the store, grown */
   nanswers = 0;
+  formats = 0;
 
   node_init(&node, &disk.bd, &pl);
   if (node.card_err || !node.store) die("the fixture card did not open", node.card_err, 0);
@@ -285,6 +301,12 @@ static void node_mode(const uint8_t *d, size_t n, struct cutter *c) {
     k++;
   }
   if (k != nanswers && nanswers < MAX_EVENTS) die("more answers than requests", nanswers, k);
+
+  /* Only FORMAT (re-initialise, grow) may write outside STORE.DAT as it was. */
+  if (!formats)
+    for (uint32_t i = 0; i < disk.nlist; i++)
+      if (disk.list[i] < store_lba || disk.list[i] >= store_lba + store_secs)
+        die("node wrote outside PIFS/STORE.DAT with no FORMAT request", disk.list[i], 0);
 
   /* What was acknowledged is on the card. */
   struct pifs_store_info before, after;

@@ -316,11 +316,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
    * sectors, or to FSInfo. */
   rd_policy_none(r);
   if (!merr) {
-    r->restricted = 1;
-    r->lo = v.part_lba + v.reserved;
-    r->hi = v.part_lba + v.total_sectors;
-    r->extra = v.fsinfo_sec ? v.part_lba + v.fsinfo_sec : r->lo;
-    r->why = "write to the MBR, the boot sector, a reserved sector or outside the volume";
+    rd_restrict(r, "write to the MBR, the boot sector, a reserved sector or outside the volume");
+    rd_allow(r, v.part_lba + v.reserved, v.part_lba + v.total_sectors);
+    if (v.fsinfo_sec) rd_allow(r, v.part_lba + v.fsinfo_sec, v.part_lba + v.fsinfo_sec + 1);
   } else {
     r->writes_forbidden = 1;
     r->why = "write to a card that fat32_mount refused";

@@ -80,11 +80,13 @@ static void get(const uint8_t id[32], uint32_t off, uint32_t want) {
   req(OP_GET, p, 40);
 }
 
-static void format(uint8_t cluster, int force) {
+/* flags: bit 0 force, bit 1 grow the existing store to size sectors. */
+static void format(uint8_t cluster, int flags, uint64_t size) {
   uint8_t p[48] = {0};
-  st32(p, (uint32_t)force);
+  st32(p, (uint32_t)flags);
   memset(p + 4, cluster, 16);
   st32(p + 20, FIX_NODE_ID);
+  st64(p + 24, size);
   st32(p + 40, 0x0badcafe);
   req(OP_FORMAT, p, 48);
 }
@@ -133,7 +135,7 @@ static void session(void) {
   st32(p, 0);
   st32(p + 4, 10);
   req(OP_SCRUB, p, 8);
-  format(FIX_CLUSTER, 0);
+  format(FIX_CLUSTER, 0, 0);
   req('Z', NULL, 0);
   req(OP_INFO, NULL, 0);
 }
@@ -207,8 +209,8 @@ int main(int argc, char **argv) {
 
   /* FORMAT of another cluster: refused, then forced. */
   start(1, 0, 0, 0, 0);
-  format(0x33, 0);
-  format(0x33, 1);
+  format(0x33, 0, 0);
+  format(0x33, 1, 0);
   req(OP_INFO, NULL, 0);
   {
     uint8_t p[8] = {0};
@@ -216,5 +218,67 @@ int main(int argc, char **argv) {
     req(OP_LIST, p, 8);
   }
   save("framed-format");
+
+  /* Grow the store (FORMAT flag 2), then use the new room. */
+  start(1, 0, 0, 0, 0);
+  format(FIX_CLUSTER, 2, 4096);
+  req(OP_INFO, NULL, 0);
+  {
+    uint8_t id[32], p[600], data[2048];
+    chunk_id(3, id);
+    memcpy(p, id, 32);
+    st32(p + 32, fix_chunk_size(3));
+    req(OP_PUT_BEGIN, p, 36);
+    fix_chunk(3, data);
+    st32(p, 1);
+    st32(p + 4, 0);
+    memcpy(p + 8, data, 500);
+    req(OP_PUT_DATA, p, 508);
+    st32(p + 4, 500);
+    memcpy(p + 8, data + 500, 200);
+    req(OP_PUT_DATA, p, 208);
+    req(OP_PUT_COMMIT, p, 4);
+  }
+  format(FIX_CLUSTER, 2, 0);
+  req(OP_INFO, NULL, 0);
+  save("framed-grow");
+
+  /* Three chunks whose ids share a slot of the chunk table (1024 slots at
+   * first), the first deleted: the table's backward-shift delete. */
+  start(1, 0, 0, 0, 0);
+  {
+    uint8_t ids[3][32], bodies[3][8], p[128];
+    int have = 0;
+    uint32_t slot = 0;
+    for (uint32_t i = 0; have < 3 && i < 1000000; i++) {
+      uint8_t body[8], id[32];
+      snprintf((char *)body, sizeof body, "c%06u", (unsigned)i);
+      sha256(body, 7, id);
+      if (have == 0) slot = ld32(id) & 1023u;
+      if ((ld32(id) & 1023u) != slot) continue;
+      memcpy(ids[have], id, 32);
+      memcpy(bodies[have], body, 8);
+      have++;
+    }
+    for (int k = 0; k < 3; k++) {
+      memcpy(p, ids[k], 32);
+      st32(p + 32, 7);
+      req(OP_PUT_BEGIN, p, 36);
+      st32(p, (uint32_t)k + 1);
+      st32(p + 4, 0);
+      memcpy(p + 8, bodies[k], 7);
+      req(OP_PUT_DATA, p, 15);
+      req(OP_PUT_COMMIT, p, 4);
+    }
+    req(OP_DELETE, ids[0], 32);
+    st32(p, 3);
+    for (int k = 0; k < 3; k++) memcpy(p + 4 + 32 * k, ids[k], 32);
+    req(OP_HAS, p, 100);
+    memcpy(p, ids[2], 32);
+    st32(p + 32, 0);
+    st32(p + 36, 7);
+    req(OP_GET, p, 40);
+  }
+  save("framed-collide");
   return 0;
 }

@@ -20,11 +20,14 @@ struct ramdisk {
   uint32_t *list;  /* dirty sectors, in the order they first changed */
   uint32_t nlist;
   uint64_t writes; /* sectors written through the block device */
-  /* Write policy: writes_forbidden aborts on any write; otherwise a write is
-   * allowed when it falls in [lo, hi) or is the one sector `extra`. */
+  /* Write policy: writes_forbidden aborts on any write; when restricted, a
+   * write must fall in one of the nallow ranges [lo, hi). */
   int writes_forbidden;
   int restricted;
-  uint64_t lo, hi, extra;
+  struct {
+    uint64_t lo, hi;
+  } allow[8];
+  int nallow;
   const char *why; /* what the policy protects, for the abort message */
   struct pifs_bdev bd;
 };
@@ -55,8 +58,11 @@ static inline int rd_write(void *ctx, uint64_t lba, uint32_t n, const void *buf)
   for (uint32_t i = 0; i < n; i++) {
     uint64_t s = lba + i;
     if (r->writes_forbidden) rd_die(r->why ? r->why : "write to a card that must not be written", s, n);
-    if (r->restricted && !(s >= r->lo && s < r->hi) && s != r->extra)
-      rd_die(r->why ? r->why : "write outside the allowed sectors", s, n);
+    if (r->restricted) {
+      int ok = 0;
+      for (int k = 0; k < r->nallow && !ok; k++) ok = s >= r->allow[k].lo && s < r->allow[k].hi;
+      if (!ok) rd_die(r->why ? r->why : "write outside the allowed sectors", s, n);
+    }
     rd_mark(r, s);
   }
   memcpy(r->cur + lba * PIFS_SECTOR, buf, (size_t)n * PIFS_SECTOR);
@@ -72,7 +78,23 @@ static inline int rd_flush(void *ctx) {
 static inline void rd_policy_none(struct ramdisk *r) {
   r->writes_forbidden = 0;
   r->restricted = 0;
+  r->nallow = 0;
   r->why = NULL;
+}
+
+/* Restricts writes to the ranges given with rd_allow. */
+static inline void rd_restrict(struct ramdisk *r, const char *why) {
+  rd_policy_none(r);
+  r->restricted = 1;
+  r->why = why;
+}
+
+static inline void rd_allow(struct ramdisk *r, uint64_t lo, uint64_t hi) {
+  if (r->nallow < (int)(sizeof r->allow / sizeof r->allow[0])) {
+    r->allow[r->nallow].lo = lo;
+    r->allow[r->nallow].hi = hi;
+    r->nallow++;
+  }
 }
 
 /* Overwrites part of a sector without counting it as a device write (the

@@ -191,8 +191,13 @@ int main(int argc, char **argv) {
       continue;
     }
     struct pollfd pf = {io.rfd, POLLIN, 0};
-    int r = poll(&pf, 1, 200);
+    /* A frame left incomplete for PIFS_IDLE_MS is dropped: its sender is
+     * gone (or will retransmit), and the next frame must not become its
+     * payload. */
+    int partial = node_partial(&node);
+    int r = poll(&pf, 1, partial ? PIFS_IDLE_MS : 200);
     if (r < 0 && errno != EINTR) break;
+    if (r == 0 && partial) node_idle(&node);
     if (r <= 0) continue;
     if (pf.revents & (POLLERR | POLLNVAL)) break;
     if (pf.revents & POLLHUP && !(pf.revents & POLLIN)) {
