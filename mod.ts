@@ -29,3 +29,8 @@ export {
 } from "./store/cluster.ts";
 export { makeCard, parseSize } from "./sim/card.ts";
 export { simDown, simUp, type SimUpOptions } from "./sim/sim.ts";
+export { LinkError, startLink } from "./sim/link.ts";
+export type { LinkHandle, LinkOptions, LinkStats } from "./sim/link.ts";
+export { placeChunk, PlacementError, type PlacementNode, rankNodes } from "./store/placement.ts";
+export { QuorumError, Store, type StoreOptions } from "./store/store.ts";
+export { normalizePath, PathError } from "./store/namespace.ts";

@@ -123,7 +123,9 @@ export function registerFiles(program: Command): void {
         let done = 0;
         try {
           for (const x of infos) {
-            const dest = intoDir ? normalizePath(`${target}/${baseName("/" + x.path)}`) : target;
+            // The local name, even for "." or "..": the real directory's name.
+            const localName = baseName(await Deno.realPath(x.path));
+            const dest = intoDir ? normalizePath(`${target}/${localName}`) : target;
             if (parentOf(dest) !== "/" && s.index.get(parentOf(dest))?.type === "f") {
               throw new UsageError(`${parentOf(dest)}: is a file, not a directory`);
             }

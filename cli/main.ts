@@ -54,6 +54,7 @@ export async function main(args: string[]): Promise<number> {
         "PathError",
         "JournalError",
         "PlacementError",
+        "LinkError",
       ].includes(err.name);
     console.error(`pifs: ${known ? err.message : err.stack ?? err}`);
     return err instanceof UsageError ? 2 : 1;

@@ -484,7 +484,7 @@ export class NodeClient {
 
   /** INFO: the node's store and counters. `status` tells why there is no store. */
   async info(): Promise<NodeInfo> {
-    const f = await this.request(Op.INFO, new Uint8Array());
+    const f = await this.request(Op.INFO, new Uint8Array(), { replyBytes: 128 });
     const r = new Reader(f.payload);
     return NodeClient.#parseInfo(r, r.i32());
   }
@@ -514,7 +514,7 @@ export class NodeClient {
       .u64(Math.floor((opts.sizeBytes ?? 0) / 512)).u64(Math.floor((opts.reserveBytes ?? 0) / 512))
       .u32(nonce).u16(fatDate).u16(fatTime);
     // The node scans the FAT for free space and writes the store's start.
-    const f = await this.request(Op.FORMAT, w.done(), { workMs: 30000 });
+    const f = await this.request(Op.FORMAT, w.done(), { workMs: 30000, replyBytes: 128 });
     const r = new Reader(f.payload);
     const status = r.i32();
     if (status !== 0) throw new NodeError(flags & 2 ? "FORMAT (grow)" : "FORMAT", status);

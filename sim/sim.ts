@@ -9,11 +9,21 @@ import { fromHex, toHex } from "../link/client.ts";
 import {
   type ClusterFile,
   connectNode,
+  type LinkEntry,
   readClusterFile,
   resolveIn,
   writeClusterFile,
 } from "../store/cluster.ts";
 import { makeCard, parseSize } from "./card.ts";
+import {
+  checkLinkOptions,
+  formatLinkStats,
+  isLinkProcess,
+  isProcessNamed,
+  parseLinkStats,
+  spawnDetached,
+  startLink,
+} from "./link.ts";
 import { run } from "./_run.ts";
 
 /** Options of {@linkcode simUp}. */
@@ -24,6 +34,16 @@ export interface SimUpOptions {
   cardSize?: string;
   /** Line rate; 0 = unpaced. */
   baud?: number;
+  /**
+   * Bit error rate of each node's line. With it or {@linkcode drop}, each
+   * node sits behind a `pifs-link` (which then also does the pacing); the
+   * cluster keeps them, so restarting it restarts its links too.
+   */
+  ber?: number;
+  /** Byte drop rate of each node's line (see {@linkcode ber}). */
+  drop?: number;
+  /** Seed of the links' faults; node K's link gets seed + K (default 1 + K). */
+  linkSeed?: number;
   /** Progress messages. */
   log?: (msg: string) => void;
 }
@@ -45,15 +65,8 @@ export async function nodeBinary(): Promise<string> {
 }
 
 /** Whether `pid` is a running hosted node (asked of `ps`: Deno allows /proc only with -A). */
-export async function isNodeProcess(pid: number | null | undefined): Promise<boolean> {
-  if (!pid) return false;
-  const out = await new Deno.Command("ps", {
-    args: ["-o", "stat=,args=", "-p", String(pid)],
-    stdout: "piped",
-    stderr: "null",
-  }).output();
-  const line = new TextDecoder().decode(out.stdout).trim();
-  return out.success && line.includes("pifs-node") && !line.startsWith("Z");
+export function isNodeProcess(pid: number | null | undefined): Promise<boolean> {
+  return isProcessNamed(pid, "pifs-node");
 }
 
 async function waitFor(what: string, fn: () => Promise<boolean>, ms: number) {
@@ -65,40 +78,78 @@ async function waitFor(what: string, fn: () => Promise<boolean>, ms: number) {
   throw new SimError(`timed out after ${ms} ms waiting for ${what}`);
 }
 
+/** Stops `pid` if `alive` says it runs: SIGTERM, then SIGKILL after 5 s. Whether it ran. */
+async function stopProcess(
+  what: string,
+  pid: number | null | undefined,
+  alive: (pid: number | null | undefined) => Promise<boolean>,
+): Promise<boolean> {
+  if (!(await alive(pid))) return false;
+  Deno.kill(pid!, "SIGTERM");
+  try {
+    await waitFor(`${what} to stop`, async () => !(await alive(pid)), 5000);
+  } catch {
+    Deno.kill(pid!, "SIGKILL");
+    await waitFor(`${what} to die`, async () => !(await alive(pid)), 2000);
+  }
+  return true;
+}
+
 async function startNode(dir: string, c: ClusterFile, i: number): Promise<number> {
   const n = c.nodes[i];
   const bin = await nodeBinary();
+  const log = resolveIn(dir, n.log ?? `node${n.id}.log`);
+  const card = resolveIn(dir, n.card!);
+  if (n.link) {
+    // Behind a link: the node opens the link's node side and runs unpaced
+    // (pifs-link paces the line); it is up once it has opened its card.
+    const line = resolveIn(dir, n.link.line);
+    const offset = await Deno.stat(log).then((s) => s.size, () => 0);
+    const p = spawnDetached(bin, ["--card", card, "--tty", line, "--baud", "0"], log);
+    await waitFor(`node ${n.id} to start (log: ${log})`, async () => {
+      const text = await Deno.readFile(log).then(
+        (b) => new TextDecoder().decode(b.subarray(offset)),
+        () => "",
+      );
+      if (p.exited()) {
+        throw new SimError(`node ${n.id} exited at start: ${text.trim().split("\n").pop()}`);
+      }
+      return text.includes("pifs-node: card");
+    }, 10000);
+    return p.pid;
+  }
   const tty = resolveIn(dir, n.tty);
   await Deno.remove(tty).catch(() => {});
-  const args = [
-    "--card",
-    resolveIn(dir, n.card!),
-    "--pty-link",
-    tty,
-    "--baud",
-    String(c.baud),
-  ];
-  const log = resolveIn(dir, n.log ?? `node${n.id}.log`);
   // setsid: the node outlives this command and ignores the terminal's signals.
-  const quoted = [bin, ...args].map((a) => `'${a.replaceAll("'", `'\\''`)}'`).join(" ");
-  const child = new Deno.Command("sh", {
-    args: ["-c", `exec setsid ${quoted} >>'${log.replaceAll("'", `'\\''`)}' 2>&1`],
-    stdin: "null",
-    stdout: "null",
-    stderr: "null",
-  }).spawn();
-  child.unref();
-  const pid = child.pid;
-  let exited = false;
-  child.status.then(() => exited = true);
+  const p = spawnDetached(bin, ["--card", card, "--pty-link", tty, "--baud", String(c.baud)], log);
   await waitFor(`node ${n.id} to create its pty (log: ${log})`, async () => {
-    if (exited) {
+    if (p.exited()) {
       const text = await Deno.readTextFile(log).catch(() => "");
       throw new SimError(`node ${n.id} exited at start: ${text.trim().split("\n").pop()}`);
     }
     return await Deno.lstat(tty).then(() => true, () => false);
   }, 10000);
-  return pid;
+  return p.pid;
+}
+
+/** The link node `i` should sit behind, or null when the cluster has no faults. */
+function wantedLink(c: ClusterFile, i: number): Omit<LinkEntry, "pid"> | null {
+  if (!c.faults) return null;
+  const n = c.nodes[i];
+  return {
+    line: n.link?.line ?? `node${n.id}.line`,
+    baud: c.baud,
+    ber: c.faults.ber,
+    drop: c.faults.drop,
+    // Each node its own fault pattern, reproducible from the cluster's seed.
+    seed: (c.faults.seed ?? 1) + n.id,
+    log: n.link?.log ?? `node${n.id}.link.log`,
+  };
+}
+
+function sameLink(a: Omit<LinkEntry, "pid">, b: Omit<LinkEntry, "pid">): boolean {
+  return a.line === b.line && a.baud === b.baud && a.ber === b.ber && a.drop === b.drop &&
+    a.seed === b.seed && a.log === b.log;
 }
 
 /**
@@ -108,12 +159,20 @@ async function startNode(dir: string, c: ClusterFile, i: number): Promise<number
  */
 export async function simUp(dir: string, opts: SimUpOptions = {}): Promise<ClusterFile> {
   const log = opts.log ?? (() => {});
+  checkLinkOptions({ ber: opts.ber, drop: opts.drop, seed: opts.linkSeed });
+  const faultsGiven = opts.ber !== undefined || opts.drop !== undefined;
+  const seedAlone = (faults?: ClusterFile["faults"]) => {
+    if (opts.linkSeed !== undefined && !faultsGiven && !faults) {
+      throw new SimError(`--link-seed ${opts.linkSeed}: only with --ber or --drop`);
+    }
+  };
   await Deno.mkdir(dir, { recursive: true });
   let c: ClusterFile;
   let fresh = false;
   const exists = await Deno.stat(`${dir}/cluster.json`).then(() => true, () => false);
   if (exists) {
     c = await readClusterFile(dir);
+    seedAlone(c.faults);
     if (opts.nodes !== undefined && opts.nodes !== c.nodes.length) {
       throw new SimError(
         `${dir} already holds a cluster of ${c.nodes.length} nodes; --nodes ${opts.nodes} does not match (adding nodes comes with \`node add\`)`,
@@ -121,6 +180,7 @@ export async function simUp(dir: string, opts: SimUpOptions = {}): Promise<Clust
     }
     if (opts.baud !== undefined) c.baud = opts.baud;
   } else {
+    seedAlone();
     const nodes = opts.nodes ?? 3;
     if (!Number.isInteger(nodes) || nodes < 1 || nodes > 64) {
       throw new SimError(`--nodes ${nodes}: must be a whole number from 1 to 64`);
@@ -151,15 +211,60 @@ export async function simUp(dir: string, opts: SimUpOptions = {}): Promise<Clust
     }
     fresh = true;
   }
+  if (faultsGiven || opts.linkSeed !== undefined) {
+    c.faults = {
+      ber: opts.ber ?? c.faults?.ber ?? 0,
+      drop: opts.drop ?? c.faults?.drop ?? 0,
+      seed: opts.linkSeed ?? c.faults?.seed,
+    };
+    if (c.faults.seed === undefined) delete c.faults.seed;
+  }
   for (let i = 0; i < c.nodes.length; i++) {
     const n = c.nodes[i];
-    if (await isNodeProcess(n.pid)) {
+    const want = wantedLink(c, i);
+    const nodeUp = await isNodeProcess(n.pid);
+    const linkUp = await isLinkProcess(n.link?.pid);
+    if (nodeUp && (want ? linkUp && sameLink(n.link!, want) : !linkUp)) {
       log(`node ${n.id} already running (pid ${n.pid})`);
       continue;
     }
     if (!n.card) throw new SimError(`node ${n.id} has no card in ${dir}/cluster.json`);
-    n.pid = await startNode(dir, c, i);
-    log(`node ${n.id} up: pid ${n.pid}, tty ${resolveIn(dir, n.tty)}`);
+    // A node whose line is to change: stop it (and its old link) first.
+    if (await stopProcess(`node ${n.id}`, n.pid, isNodeProcess)) {
+      log(`node ${n.id} stopped to change its line`);
+    }
+    n.pid = null;
+    if (n.link && await stopProcess(`node ${n.id}'s link`, n.link.pid, isLinkProcess)) {
+      n.link.pid = null;
+    }
+    if (!want) {
+      delete n.link;
+      n.pid = await startNode(dir, c, i);
+      log(`node ${n.id} up: pid ${n.pid}, tty ${resolveIn(dir, n.tty)}`);
+      continue;
+    }
+    const link = await startLink({
+      a: resolveIn(dir, n.tty),
+      b: resolveIn(dir, want.line),
+      baud: want.baud,
+      ber: want.ber,
+      drop: want.drop,
+      seed: want.seed,
+      detached: true,
+      log: resolveIn(dir, want.log),
+    });
+    n.link = { pid: link.pid, ...want };
+    try {
+      n.pid = await startNode(dir, c, i);
+    } catch (e) {
+      await stopProcess(`node ${n.id}'s link`, link.pid, isLinkProcess);
+      n.link.pid = null;
+      throw e;
+    }
+    log(
+      `node ${n.id} up: pid ${n.pid}, tty ${resolveIn(dir, n.tty)} through pifs-link ` +
+        `pid ${link.pid} (ber ${want.ber}, drop ${want.drop}, baud ${want.baud})`,
+    );
   }
   await writeClusterFile(dir, c);
   for (const n of c.nodes) {
@@ -187,23 +292,22 @@ export async function simUp(dir: string, opts: SimUpOptions = {}): Promise<Clust
   return c;
 }
 
-/** Stops the nodes of the cluster in `dir` (SIGTERM, then SIGKILL after 5 s). */
+/**
+ * Stops the nodes of the cluster in `dir`, and their links if they have any
+ * (SIGTERM, then SIGKILL after 5 s).
+ */
 export async function simDown(dir: string, log: (m: string) => void = () => {}): Promise<void> {
   const c = await readClusterFile(dir);
   for (const n of c.nodes) {
-    if (!(await isNodeProcess(n.pid))) {
-      n.pid = null;
-      continue;
-    }
-    Deno.kill(n.pid!, "SIGTERM");
-    try {
-      await waitFor(`node ${n.id} to stop`, async () => !(await isNodeProcess(n.pid)), 5000);
-    } catch {
-      Deno.kill(n.pid!, "SIGKILL");
-      await waitFor(`node ${n.id} to die`, async () => !(await isNodeProcess(n.pid)), 2000);
-    }
-    log(`node ${n.id} stopped`);
+    if (await stopProcess(`node ${n.id}`, n.pid, isNodeProcess)) log(`node ${n.id} stopped`);
     n.pid = null;
+    if (!n.link) continue;
+    if (await stopProcess(`node ${n.id}'s link`, n.link.pid, isLinkProcess)) {
+      const text = await Deno.readTextFile(resolveIn(dir, n.link.log)).catch(() => "");
+      const stats = parseLinkStats(text);
+      log(`node ${n.id}'s link stopped${stats ? `: ${formatLinkStats(stats)}` : ""}`);
+    }
+    n.link.pid = null;
   }
   await writeClusterFile(dir, c);
 }

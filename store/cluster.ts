@@ -21,6 +21,29 @@ export interface NodeEntry {
   log?: string;
   /** Board name. */
   board?: string;
+  /**
+   * The emulated line (`pifs-link`) between `tty` (host side) and the node of
+   * a simulated cluster with faults.
+   */
+  link?: LinkEntry;
+}
+
+/** A simulated node's emulated line, as `cluster.json` records it. */
+export interface LinkEntry {
+  /** Process id of `pifs-link` while it runs. */
+  pid: number | null;
+  /** The node's side of the line, relative to the cluster directory or absolute. */
+  line: string;
+  /** Line rate (0: unpaced). */
+  baud: number;
+  /** Bit error rate. */
+  ber: number;
+  /** Byte drop rate. */
+  drop: number;
+  /** Seed of its fault generator. */
+  seed?: number;
+  /** Its log file. */
+  log: string;
 }
 
 /** The content of `cluster.json`. */
@@ -37,6 +60,8 @@ export interface ClusterFile {
   created?: string;
   /** Settings of a simulated cluster. */
   sim?: { card_size: number };
+  /** Faults of a simulated cluster's lines (each node then sits behind a `pifs-link`). */
+  faults?: { ber: number; drop: number; seed?: number };
 }
 
 const NodeEntrySchema = z.object({
@@ -46,6 +71,15 @@ const NodeEntrySchema = z.object({
   pid: z.number().int().positive().nullable().optional(),
   log: z.string().optional(),
   board: z.string().optional(),
+  link: z.object({
+    pid: z.number().int().positive().nullable(),
+    line: z.string().min(1),
+    baud: z.number().int().min(0),
+    ber: z.number().min(0).max(1),
+    drop: z.number().min(0).max(1),
+    seed: z.number().int().min(0).optional(),
+    log: z.string().min(1),
+  }).optional(),
 });
 
 const ClusterFileSchema: z.ZodType<ClusterFile> = z.object({
@@ -55,6 +89,11 @@ const ClusterFileSchema: z.ZodType<ClusterFile> = z.object({
   nodes: z.array(NodeEntrySchema),
   created: z.string().optional(),
   sim: z.object({ card_size: z.number().int().positive() }).optional(),
+  faults: z.object({
+    ber: z.number().min(0).max(1),
+    drop: z.number().min(0).max(1),
+    seed: z.number().int().min(0).optional(),
+  }).optional(),
 });
 
 /** A cluster directory that is missing or not valid. */

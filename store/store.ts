@@ -31,7 +31,7 @@ export interface StoreOptions {
   copies?: number;
   /** Accept fewer copies than asked when nodes are down (recorded for repair). */
   degraded?: boolean;
-  /** Base timeout of a node's answer in ms (default 1500). */
+  /** Base timeout of a node's answer in ms (default 800, plus the line time of what is in flight). */
   timeoutMs?: number;
   /** Progress messages. */
   log?: (msg: string) => void;
@@ -292,7 +292,13 @@ export class Store {
         st.journalLength = await st.client!.journalAppend(applied, bytes);
         ok++;
       } catch (err) {
-        this.#markDown(st, err);
+        // A node that answered with an error (its journal differs, it is
+        // full) is not down: it just does not count towards the quorum.
+        if ((err as Error).name === "NodeError") {
+          this.#opts.log?.(
+            `node ${st.entry.id}: journal entry ${e.s} refused: ${(err as Error).message}`,
+          );
+        } else this.#markDown(st, err);
       }
     }));
     if (ok < this.quorum()) {

@@ -65,7 +65,10 @@ int main(int argc, char **argv) {
   }
   int sa, sb;
   const char *na, *nb;
+  char name_a[128] = "";
   int ma = pty_open(&sa, &na);
+  if (ma >= 0) snprintf(name_a, sizeof name_a, "%s", na); /* ptsname's buffer is reused */
+  na = name_a;
   if (ma < 0 || link_path(pa, na)) {
     fprintf(stderr, "pifs-link: pty for %s: %s\n", pa, strerror(errno));
     return 1;
