@@ -119,7 +119,9 @@ export function registerFiles(program: Command): void {
           for await (const f of walkLocal(x.path)) if (f.info.isFile) total += f.info.size;
         }
         const bar = new Progress(`put ${total} bytes`, total);
-        const fileSlots = Math.max(2, s.up().length);
+        // Several files per node in flight: while one waits for its journal
+        // entry, the others keep the links busy.
+        const fileSlots = Math.max(4, 4 * s.up().length);
         let done = 0;
         try {
           for (const x of infos) {

@@ -542,7 +542,16 @@ export class NodeClient {
       const resumedAt = r.u32();
       let have = resumedAt;
       const maxFrame = this.#opts.frameData;
-      const maxWnd = () => Math.max(2, Math.floor(this.hello.window / (this.#frame + 26)));
+      // In flight: what the node's window holds, but no more than about half
+      // a second of the line, so that small requests (a journal entry, the
+      // next chunk's BEGIN) do not queue for seconds behind bulk data.
+      const maxWnd = () =>
+        Math.max(
+          2,
+          Math.floor(
+            Math.min(this.hello.window, this.#opts.baud / 10 / 2) / (this.#frame + 26),
+          ),
+        );
       if (!this.#frame) this.#frame = maxFrame;
       if (!this.#cwnd) this.#cwnd = maxWnd();
       let clean = 0; // frames acknowledged in order since the last loss

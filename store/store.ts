@@ -111,7 +111,8 @@ export class Store {
     this.#opts = opts;
     this.nodes = new Map(cluster.nodes.map((e) => [e.id, { entry: e, journalLength: 0 }]));
     this.copies = Math.min(opts.copies ?? 2, cluster.nodes.length);
-    for (const n of cluster.nodes) this.#slots.set(n.id, new Semaphore(2));
+    // Up to 3 chunks in progress per node (the node holds 4 pending puts).
+    for (const n of cluster.nodes) this.#slots.set(n.id, new Semaphore(3));
   }
 
   /**
