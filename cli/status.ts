@@ -25,8 +25,12 @@ export function registerStatus(program: Command): void {
           try {
             client = await connectNode(dir, c, n, { timeoutMs: 1000, retries: 2 });
             const i = await client.info();
-            if (i.status === 0 && i.nodeId !== n.id) {
-              throw new Error(`${n.tty} answers as node ${i.nodeId}, not node ${n.id}`);
+            // A tty path can lead to another Pi (a re-enumerated USB adapter,
+            // a reused pty): only this cluster's node K counts as node K.
+            if (i.status === 0 && (i.clusterId !== c.cluster_id || i.nodeId !== n.id)) {
+              throw new Error(
+                `${n.tty} answers as node ${i.nodeId} of cluster ${i.clusterId}, not node ${n.id} of this cluster`,
+              );
             }
             Object.assign(row, {
               answers: true,

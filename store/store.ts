@@ -5,6 +5,7 @@
  * @module
  */
 import { chunkId, type NodeClient, type NodeInfo } from "../link/client.ts";
+import { MAX_DATA } from "../link/codec.ts";
 import { type ClusterFile, connectNode, type NodeEntry, readClusterFile } from "./cluster.ts";
 import { Index } from "./index_db.ts";
 import {
@@ -63,6 +64,13 @@ export interface PutStats {
   chunksDeduplicated: number;
 }
 
+interface QueuedEntry {
+  entry: DistributiveOmit<JournalEntry, "s">;
+  manifest?: Manifest;
+  resolve: () => void;
+  reject: (e: unknown) => void;
+}
+
 class Semaphore {
   #free: number;
   #waiters: (() => void)[] = [];
@@ -95,7 +103,8 @@ export class Store {
   readonly copies: number;
   #opts: StoreOptions;
   #slots = new Map<number, Semaphore>();
-  #commits: Promise<void> = Promise.resolve();
+  #queue: QueuedEntry[] = [];
+  #committing = false;
   #storing = new Map<string, Promise<{ id: string; nodes: number[]; sent: boolean }>>();
   /** Bytes this host wrote to all links. */
   get wireBytes(): number {
@@ -275,18 +284,56 @@ export class Store {
    * to the index. Throws {@linkcode QuorumError} if too few nodes took it.
    */
   commit(entry: DistributiveOmit<JournalEntry, "s">, manifest?: Manifest): Promise<void> {
-    // One entry at a time: each takes the next sequence number and offset.
-    const run = this.#commits.then(() => this.#commit(entry, manifest));
-    this.#commits = run.catch(() => {});
-    return run;
+    return new Promise<void>((resolve, reject) => {
+      this.#queue.push({ entry, manifest, resolve, reject });
+      if (!this.#committing) this.#drain();
+    });
   }
 
-  async #commit(entry: DistributiveOmit<JournalEntry, "s">, manifest?: Manifest): Promise<void> {
-    const e = { ...entry, s: this.index.lastSeq() + 1 } as JournalEntry;
-    const bytes = encodeEntry(e);
+  // Group commit: entries that wait while an append is on the line go out
+  // together in the next one (up to one frame), so many small files cost a
+  // round trip per batch, not per file. Entries stay whole JSON lines, so a
+  // journal reads the same however it was batched.
+  async #drain() {
+    this.#committing = true;
+    while (this.#queue.length) {
+      const batch: { q: QueuedEntry; e: JournalEntry; b: Uint8Array }[] = [];
+      let size = 0;
+      let seq = this.index.lastSeq() + 1;
+      while (this.#queue.length) {
+        const q = this.#queue[0];
+        const e = { ...q.entry, s: seq } as JournalEntry;
+        const b = encodeEntry(e);
+        if (batch.length && size + b.length > MAX_DATA) break;
+        batch.push({ q, e, b });
+        size += b.length;
+        seq++;
+        this.#queue.shift();
+      }
+      try {
+        await this.#append(
+          batch.map((x) => x.e),
+          batch.map((x) => x.b),
+          batch.map((x) => x.q.manifest),
+        );
+        for (const x of batch) x.q.resolve();
+      } catch (err) {
+        for (const x of batch) x.q.reject(err);
+      }
+    }
+    this.#committing = false;
+  }
+
+  async #append(entries: JournalEntry[], lines: Uint8Array[], manifests: (Manifest | undefined)[]) {
+    const bytes = new Uint8Array(lines.reduce((a, b) => a + b.length, 0));
+    let o = 0;
+    for (const b of lines) bytes.set(b, o), o += b.length;
     const applied = this.#appliedBytes();
     const up = this.up();
     let ok = 0;
+    const what = entries.length === 1
+      ? `journal entry ${entries[0].s} (${entries[0].op} ${entries[0].p})`
+      : `journal entries ${entries[0].s}..${entries[entries.length - 1].s}`;
     await Promise.all(up.map(async (st) => {
       try {
         if (st.journalLength !== applied) return; // behind: caught up later
@@ -296,20 +343,18 @@ export class Store {
         // A node that answered with an error (its journal differs, it is
         // full) is not down: it just does not count towards the quorum.
         if ((err as Error).name === "NodeError") {
-          this.#opts.log?.(
-            `node ${st.entry.id}: journal entry ${e.s} refused: ${(err as Error).message}`,
-          );
+          this.#opts.log?.(`node ${st.entry.id}: ${what} refused: ${(err as Error).message}`);
         } else this.#markDown(st, err);
       }
     }));
     if (ok < this.quorum()) {
       throw new QuorumError(
-        `journal entry ${e.s} (${e.op} ${e.p}) reached ${ok} of ${this.nodes.size} nodes; ` +
+        `${what} reached ${ok} of ${this.nodes.size} nodes; ` +
           `${this.quorum()} needed (down: ${this.#downList()})`,
       );
     }
     this.index.tx(() => {
-      this.index.apply(e, manifest);
+      entries.forEach((e, i) => this.index.apply(e, manifests[i]));
       this.index.setMeta("journal_bytes", String(applied + bytes.length));
     });
   }
