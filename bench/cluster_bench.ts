@@ -54,7 +54,14 @@ for (const n of NODES) {
           });
         }
       };
-      await Promise.all(Array.from({ length: 4 * n }, worker)); // as `pifs put` does
+      try {
+        await Promise.all(Array.from({ length: 4 * n }, worker)); // as `pifs put` does
+      } catch (e) {
+        rows.push([String(n), String(r), "-", "-", `failed: ${(e as Error).message}`, "-"]);
+        console.error(`N=${n} R=${r}: failed: ${(e as Error).message}`);
+        await s.close();
+        continue;
+      }
       const secs = (performance.now() - t0) / 1000;
       const payload = files * FILE;
       const ideal = line * n / r;

@@ -23,7 +23,7 @@ export function registerStatus(program: Command): void {
           const row: Record<string, unknown> = { id: n.id, tty: n.tty, answers: false };
           let client: NodeClient | undefined;
           try {
-            client = await connectNode(dir, c, n, { timeoutMs: 1000, retries: 2 });
+            client = await connectNode(dir, c, n, { timeoutMs: 1000, helloRetries: 2, retries: 2 });
             const i = await client.info();
             // A tty path can lead to another Pi (a re-enumerated USB adapter,
             // a reused pty): only this cluster's node K counts as node K.

@@ -40,6 +40,8 @@ export interface ClientOptions {
   timeoutMs?: number;
   /** Retransmissions of one request before it fails (default 8). */
   retries?: number;
+  /** Retransmissions of the opening HELLO (default: `retries`): keep it small to find a dead node fast. */
+  helloRetries?: number;
   /** Data bytes per PUT_DATA / GET frame (default 4096, at most 16384). */
   frameData?: number;
   /** Called with every byte count written, for wire accounting. */
@@ -150,9 +152,12 @@ export interface RequestOptions {
   workMs?: number;
   /** Abandons the request. */
   signal?: AbortSignal;
+  /** Retransmissions before it fails (default: the client's). */
+  retries?: number;
 }
 
 interface Pending {
+  retries: number;
   bytes: Uint8Array;
   /** Order of the last transmission among all sent by this client. */
   sentSeq: number;
@@ -234,7 +239,7 @@ export class NodeClient {
   #waiters: (() => void)[] = [];
   #closed = false;
   #readerDone: Promise<void>;
-  #opts: Required<Omit<ClientOptions, "onWrite">> & Pick<ClientOptions, "onWrite">;
+  #opts: Required<Omit<ClientOptions, "onWrite" | "helloRetries">> & Pick<ClientOptions, "onWrite">;
   #writeChain: Promise<void> = Promise.resolve();
   /** What the node said in HELLO. */
   hello!: Hello;
@@ -263,7 +268,9 @@ export class NodeClient {
   static async connect(link: ByteLink, opts: ClientOptions = {}): Promise<NodeClient> {
     const c = new NodeClient(link, opts);
     try {
-      c.hello = c.#parseHello(await c.request(Op.HELLO, new Uint8Array()));
+      c.hello = c.#parseHello(
+        await c.request(Op.HELLO, new Uint8Array(), { retries: opts.helloRetries }),
+      );
       if (c.hello.protocol !== 1) {
         throw new ProtocolError(`node speaks protocol v${c.hello.protocol}, this host v1`);
       }
@@ -346,7 +353,7 @@ export class NodeClient {
 
   #retransmit(id: number, p: Pending, timedOut = false) {
     if (!this.#pending.has(id)) return;
-    if (p.tries >= this.#opts.retries) {
+    if (p.tries >= p.retries) {
       clearTimeout(p.timer);
       this.#pending.delete(id);
       this.#release(p);
@@ -398,6 +405,7 @@ export class NodeClient {
     this.#replies += replyBytes;
     const done = new Promise<Frame>((resolve, reject) => {
       const p: Pending = {
+        retries: opts.retries ?? this.#opts.retries,
         bytes,
         sentSeq: ++this.#sendSeq,
         replyBytes,

@@ -5,23 +5,13 @@
  * options are refused, and a faulty cluster still stores chunks bit-exact
  * and stops without leaving a process behind.
  */
+import { pifs } from "../tests/_cli.ts";
 import { chunkId } from "../link/client.ts";
 import { SerialPort } from "../link/serial.ts";
 import { connectNode, readClusterFile } from "../store/cluster.ts";
 import { assert, assertEquals, assertRejects } from "../tests/_assert.ts";
 import { isLinkProcess, LinkError, type LinkStats, startLink } from "./link.ts";
 import { isNodeProcess } from "./sim.ts";
-
-const PIFS = new URL("../pifs", import.meta.url).pathname;
-
-async function pifs(...args: string[]): Promise<{ code: number; out: string; err: string }> {
-  const o = await new Deno.Command(PIFS, { args, stdin: "null" }).output();
-  return {
-    code: o.code,
-    out: new TextDecoder().decode(o.stdout),
-    err: new TextDecoder().decode(o.stderr),
-  };
-}
 
 function randomBytes(n: number): Uint8Array {
   const out = new Uint8Array(n);

@@ -156,9 +156,10 @@ export class Store {
     await Promise.all([...this.nodes.values()].map(async (st) => {
       try {
         st.client = await connectNode(this.dir, this.cluster, st.entry, {
-          // A node that is down costs a few short HELLOs, not a long wait.
+          // A node that is down costs a few short HELLOs, not a long wait;
+          // one that answered gets the usual patience with a slow line.
           timeoutMs: this.#opts.timeoutMs ?? 800,
-          retries: 3,
+          helloRetries: 3,
         });
         st.info = await st.client.info();
         if (st.info.status !== 0) throw new Error(`card: status ${st.info.status}`);

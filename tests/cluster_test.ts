@@ -3,21 +3,11 @@
  * on the Pis (attach rebuilds the same listing and contents), a Pi killed
  * during a put, and bad input refused with nothing written.
  */
+import { PIFS, pifs } from "./_cli.ts";
 import { readClusterFile } from "../store/cluster.ts";
 import { Store } from "../store/store.ts";
 import { assert, assertEquals } from "./_assert.ts";
 import { assertFsckClean } from "./_cards.ts";
-
-const PIFS = new URL("../pifs", import.meta.url).pathname;
-
-async function pifs(...args: string[]): Promise<{ code: number; out: string; err: string }> {
-  const o = await new Deno.Command(PIFS, { args, stdin: "null" }).output();
-  return {
-    code: o.code,
-    out: new TextDecoder().decode(o.stdout),
-    err: new TextDecoder().decode(o.stderr),
-  };
-}
 
 async function ok(...args: string[]): Promise<string> {
   const r = await pifs(...args);

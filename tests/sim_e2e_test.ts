@@ -3,22 +3,12 @@
  * back bit-exact through the real CLI and library, `status --json`, `sim
  * down`, then every card fsck-clean with its boot files intact.
  */
+import { pifs } from "./_cli.ts";
 import { chunkId } from "../link/client.ts";
 import { readClusterFile } from "../store/cluster.ts";
 import { connectNode } from "../store/cluster.ts";
 import { assert, assertEquals } from "./_assert.ts";
 import { assertBootFilesIntact, assertFsckClean } from "./_cards.ts";
-
-const PIFS = new URL("../pifs", import.meta.url).pathname;
-
-async function pifs(...args: string[]): Promise<{ code: number; out: string; err: string }> {
-  const o = await new Deno.Command(PIFS, { args, stdin: "null" }).output();
-  return {
-    code: o.code,
-    out: new TextDecoder().decode(o.stdout),
-    err: new TextDecoder().decode(o.stderr),
-  };
-}
 
 Deno.test("sim e2e: 3 nodes, 200 chunks, status, down, fsck", async () => {
   const dir = await Deno.makeTempDir({ prefix: "pifs-e2e-" });
