@@ -8,7 +8,7 @@ import type { Entry } from "../store/index_db.ts";
 import { baseName, normalizePath, parentOf } from "../store/namespace.ts";
 import { type PutStats, Store, type StoreOptions } from "../store/store.ts";
 import { clusterDir } from "../store/cluster.ts";
-import { Progress } from "./_progress.ts";
+import { MultiProgress } from "./_progress.ts";
 import { humanBytes, info, intOption, UsageError } from "./_util.ts";
 
 interface Common {
@@ -118,11 +118,20 @@ export function registerFiles(program: Command): void {
         for (const x of infos) {
           for await (const f of walkLocal(x.path)) if (f.info.isFile) total += f.info.size;
         }
-        const bar = new Progress(`put ${total} bytes`, total);
+        let done = 0;
+        const copies = o.copies ?? s.copies;
+        const wire0 = s.wireBytes;
+        const bar = new MultiProgress(() => [
+          // Bytes on the links / copies: the job's share, before whole files land.
+          ["put", Math.min(total, Math.max(done, (s.wireBytes - wire0) / copies)), total],
+          ...[...s.nodes.values()].map((st): [string, number] => [
+            `node ${st.entry.id}${st.client ? "" : " DOWN"}`,
+            st.client?.bytesWritten ?? 0,
+          ]),
+        ]);
         // Several files per node in flight: while one waits for its journal
         // entry, the others keep the links busy.
         const fileSlots = Math.max(4, 4 * s.up().length);
-        let done = 0;
         try {
           for (const x of infos) {
             // The local name, even for "." or "..": the real directory's name.
@@ -152,7 +161,7 @@ export function registerFiles(program: Command): void {
                     mode,
                     mtime,
                     copies: o.copies,
-                    onBytes: (n) => bar.update(done += n),
+                    onBytes: (n) => done += n,
                   }, stats);
                 })().catch((e) => {
                   failure ??= e;
