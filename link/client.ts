@@ -579,6 +579,9 @@ export class NodeClient {
           const p = this.call(Op.PUT_DATA, payload, {
             accept: [Status.ERANGE],
             signal: round.signal,
+            // One resend of the same frame; past that, a frame this size does
+            // not get through this line: smaller frames, from `have`.
+            retries: 1,
           }).then(([s, rr]) => {
             const h = rr.u32();
             if (h > best) best = h;
@@ -594,6 +597,15 @@ export class NodeClient {
             }
           }, (e) => {
             if (round.signal.aborted && e === round.signal.reason) return;
+            if (e instanceof TimeoutError || e instanceof ProtocolError) {
+              if (!gap) {
+                gap = true;
+                round.abort(new DOMException("rewind", "AbortError"));
+                this.#loss();
+                clean = 0;
+              }
+              return;
+            }
             if (failure === undefined) failure = e;
             round.abort(new DOMException("failed", "AbortError"));
           });
@@ -609,7 +621,7 @@ export class NodeClient {
           }
           throw failure;
         }
-        if (best <= have && ++stalls > this.#opts.retries) {
+        if (best <= have && ++stalls > 4 * this.#opts.retries) {
           throw new ProtocolError(`PUT_DATA of ${id}: no progress at byte ${have}`);
         }
         if (best > have) stalls = 0;
@@ -658,10 +670,7 @@ export class NodeClient {
     const maxOut = Math.max(2, Math.floor(this.hello.window / (step + 26)));
     for (let off = 0; off < size; off += step) {
       const n = Math.min(step, size - off);
-      const p = this.#get(idb, off, n).then((g) => {
-        if (g.data.length !== n) throw new ProtocolError(`GET ${id}@${off}: short reply`);
-        out.set(g.data, off);
-      });
+      const p = this.#getRange(idb, off, n, out);
       p.catch(() => {});
       parts.push(p);
       if (parts.length >= maxOut) await parts[parts.length - maxOut];
@@ -675,9 +684,34 @@ export class NodeClient {
     return out;
   }
 
-  async #get(id: Uint8Array, off: number, n: number): Promise<{ size: number; data: Uint8Array }> {
+  // Reads bytes off..off+n of a chunk into out. A reply that does not get
+  // through twice is asked for again in halves, down to 512 bytes, where the
+  // client's full patience applies: a noisy line costs time, not the read.
+  async #getRange(id: Uint8Array, off: number, n: number, out: Uint8Array): Promise<void> {
+    const small = n <= 512;
+    try {
+      const g = await this.#get(id, off, n, small ? undefined : 1);
+      if (g.data.length !== n) throw new ProtocolError(`GET @${off}: short reply`);
+      out.set(g.data, off);
+    } catch (e) {
+      if (small || !(e instanceof TimeoutError || e instanceof ProtocolError)) throw e;
+      this.#frame = Math.max(512, Math.min(this.#frame, n) / 2);
+      const half = Math.max(512, Math.ceil(n / 2));
+      for (let o = off; o < off + n; o += half) {
+        await this.#getRange(id, o, Math.min(half, off + n - o), out);
+      }
+    }
+  }
+
+  async #get(
+    id: Uint8Array,
+    off: number,
+    n: number,
+    retries?: number,
+  ): Promise<{ size: number; data: Uint8Array }> {
     // The first read of a chunk makes the node verify all of it (8 MiB at most).
     const [, r] = await this.call(Op.GET, new Writer(40).bytes(id).u32(off).u32(n).done(), {
+      retries,
       replyBytes: n + 30,
       workMs: off === 0 ? 2000 : 0,
     });
