@@ -24,13 +24,22 @@ export {
   ClusterError,
   type ClusterFile,
   connectNode,
+  type LinkEntry,
   type NodeEntry,
   readClusterFile,
 } from "./store/cluster.ts";
 export { makeCard, parseSize } from "./sim/card.ts";
 export { simDown, simUp, type SimUpOptions } from "./sim/sim.ts";
 export { LinkError, startLink } from "./sim/link.ts";
-export type { LinkHandle, LinkOptions, LinkStats } from "./sim/link.ts";
+export type { LinkDirectionStats, LinkHandle, LinkOptions, LinkStats } from "./sim/link.ts";
 export { placeChunk, PlacementError, type PlacementNode, rankNodes } from "./store/placement.ts";
-export { QuorumError, Store, type StoreOptions } from "./store/store.ts";
-export { normalizePath, PathError } from "./store/namespace.ts";
+export {
+  type DistributiveOmit,
+  type NodeState,
+  type PutStats,
+  QuorumError,
+  Store,
+  type StoreOptions,
+} from "./store/store.ts";
+export { type JournalEntry, type Manifest, normalizePath, PathError } from "./store/namespace.ts";
+export { type Entry, Index } from "./store/index_db.ts";

@@ -14,6 +14,7 @@ import {
 
 /** A bad command-line argument: printed without a stack trace. */
 export class UsageError extends Error {
+  /** The error's name. */
   override name = "UsageError";
 }
 

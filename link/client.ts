@@ -50,6 +50,7 @@ export interface ClientOptions {
 
 /** A failed request: names the node, the operation and the status. */
 export class NodeError extends Error {
+  /** The error's name. */
   override name = "NodeError";
   /** The operation's name. */
   readonly op: string;
@@ -65,6 +66,7 @@ export class NodeError extends Error {
 
 /** The node did not answer in time, even after retransmissions. */
 export class TimeoutError extends Error {
+  /** The error's name. */
   override name = "TimeoutError";
 }
 

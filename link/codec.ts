@@ -19,7 +19,7 @@ export const HEADER_SIZE = 14;
 /** Trailer bytes: CRC-32C of the payload. */
 export const TRAILER_SIZE = 4;
 /** Largest payload a frame may carry. */
-export const MAX_PAYLOAD = 16384 + 64;
+export const MAX_PAYLOAD: number = 16384 + 64;
 /** Largest data part of PUT_DATA, GET and JOURNAL frames. */
 export const MAX_DATA = 16384;
 /** Flag bit set on responses. */
@@ -364,5 +364,6 @@ export class Reader {
 
 /** A malformed or unexpected frame from the node. */
 export class ProtocolError extends Error {
+  /** The error's name. */
   override name = "ProtocolError";
 }

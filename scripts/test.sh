@@ -50,5 +50,15 @@ rc=${PIPESTATUS[0]}
 count "$log/deno" "deno test"
 if [[ $rc != 0 ]] && ! grep -qE '[1-9][0-9]* failed' "$log/deno"; then failed=$((failed + 1)); fi
 
+echo "== style: deno fmt --check, deno lint, deno doc --lint mod.ts (one test each)"
+for check in "fmt --check" "lint" "doc --lint mod.ts"; do
+  # shellcheck disable=SC2086
+  if NO_COLOR=1 "$DENO" $check >"$log/style" 2>&1; then
+    passed=$((passed + 1)); echo "ok   deno $check"
+  else
+    failed=$((failed + 1)); echo "FAIL deno $check"; tail -20 "$log/style"
+  fi
+done
+
 echo "$passed passed, $failed failed"
 [[ $failed == 0 ]]

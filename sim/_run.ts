@@ -1,5 +1,6 @@
 /** Runs an external program and throws a clear error when it fails. */
 export class CommandError extends Error {
+  /** The error's name. */
   override name = "CommandError";
   /** The command line that failed. */
   readonly command: string;

@@ -15,6 +15,7 @@ export const BOOT_FILES = ["bootcode.bin", "start.elf", "fixup.dat", "config.txt
 
 /** A bad card size or an image that could not be made. */
 export class CardError extends Error {
+  /** The error's name. */
   override name = "CardError";
 }
 

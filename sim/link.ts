@@ -91,6 +91,7 @@ export interface LinkHandle {
 
 /** A bad link option, or a link that could not start or stop cleanly. */
 export class LinkError extends Error {
+  /** The error's name. */
   override name = "LinkError";
 }
 

@@ -50,6 +50,7 @@ export interface SimUpOptions {
 
 /** A bad `sim` request. */
 export class SimError extends Error {
+  /** The error's name. */
   override name = "SimError";
 }
 

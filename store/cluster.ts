@@ -98,6 +98,7 @@ const ClusterFileSchema: z.ZodType<ClusterFile> = z.object({
 
 /** A cluster directory that is missing or not valid. */
 export class ClusterError extends Error {
+  /** The error's name. */
   override name = "ClusterError";
   /** The cluster directory. */
   readonly dir: string;

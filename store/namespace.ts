@@ -8,6 +8,7 @@
 
 /** A remote path that is not acceptable. */
 export class PathError extends Error {
+  /** The error's name. */
   override name = "PathError";
   /** The offending path. */
   readonly path: string;
@@ -100,6 +101,7 @@ export function encodeEntry(e: JournalEntry): Uint8Array {
 
 /** A journal that cannot be read back as entries. */
 export class JournalError extends Error {
+  /** The error's name. */
   override name = "JournalError";
 }
 

@@ -77,6 +77,7 @@ export interface PlacementNode {
  * ```
  */
 export class PlacementError extends Error {
+  /** The error's name. */
   override name = "PlacementError";
   /** The offending value. */
   readonly value: unknown;

@@ -23,6 +23,7 @@ export const CHUNK_SIZE = 256 * 1024;
 
 /** Too few nodes answer for the copies or the journal quorum asked for. */
 export class QuorumError extends Error {
+  /** The error's name. */
   override name = "QuorumError";
 }
 
