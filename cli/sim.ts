@@ -101,10 +101,27 @@ export function registerSim(program: Command): void {
     .option("--ber <p>", "flip each bit with probability p", probability("--ber"))
     .option("--drop <p>", "lose each byte with probability p", probability("--drop"))
     .option("--seed <s>", "seed of the faults", intOption("--seed", 0, Number.MAX_SAFE_INTEGER))
+    .option("--latency-ms <ms>", "delay every byte", intOption("--latency-ms", 0, 600_000))
+    .option(
+      "--stall-every-ms <ms>",
+      "period of stalls (with --stall-ms)",
+      intOption("--stall-every-ms", 1, 3_600_000),
+    )
+    .option("--stall-ms <ms>", "length of each stall", intOption("--stall-ms", 1, 3_600_000))
     .option("--json", "print the counters as JSON")
     .action(async (o) => {
       const link = await linkErrors(() =>
-        startLink({ a: o.a, b: o.b, baud: o.baud, ber: o.ber, drop: o.drop, seed: o.seed })
+        startLink({
+          a: o.a,
+          b: o.b,
+          baud: o.baud,
+          ber: o.ber,
+          drop: o.drop,
+          seed: o.seed,
+          latencyMs: o.latencyMs,
+          stallEveryMs: o.stallEveryMs,
+          stallMs: o.stallMs,
+        })
       );
       info(`link up (pid ${link.pid}): ${o.a} <-> ${o.b}; stop with Ctrl-C or SIGTERM`);
       let signalled!: () => void;

@@ -33,6 +33,12 @@ export interface LinkOptions {
   drop?: number;
   /** Seed of the fault generator (a whole number; default: pifs-link's fixed one). */
   seed?: number;
+  /** Delay of every byte, in ms (default 0). */
+  latencyMs?: number;
+  /** With `stallMs`: every this many ms the line stalls. */
+  stallEveryMs?: number;
+  /** How long each stall lasts, in ms: no byte passes either way. */
+  stallMs?: number;
   /**
    * Start it in its own session (`setsid`) so that it outlives this process
    * and ignores the terminal's signals; its output goes to `log`.
@@ -121,7 +127,15 @@ export async function linkBinary(): Promise<string> {
  * ```
  */
 export function checkLinkOptions(
-  o: { baud?: number; ber?: number; drop?: number; seed?: number },
+  o: {
+    baud?: number;
+    ber?: number;
+    drop?: number;
+    seed?: number;
+    latencyMs?: number;
+    stallEveryMs?: number;
+    stallMs?: number;
+  },
 ): void {
   if (o.baud !== undefined && !(Number.isSafeInteger(o.baud) && o.baud >= 0)) {
     throw new LinkError(`baud ${o.baud}: must be a whole number >= 0`);
@@ -133,6 +147,21 @@ export function checkLinkOptions(
   }
   if (o.seed !== undefined && !(Number.isSafeInteger(o.seed) && o.seed >= 0)) {
     throw new LinkError(`seed ${o.seed}: must be a whole number >= 0`);
+  }
+  for (
+    const [name, v] of [["latency", o.latencyMs], ["stall period", o.stallEveryMs], [
+      "stall",
+      o.stallMs,
+    ]] as const
+  ) {
+    if (v !== undefined && !(typeof v === "number" && Number.isFinite(v) && v >= 0)) {
+      throw new LinkError(`${name} ${v} ms: must be a number of milliseconds >= 0`);
+    }
+  }
+  if (o.stallMs && !(o.stallEveryMs && o.stallMs < o.stallEveryMs)) {
+    throw new LinkError(
+      `stall ${o.stallMs} ms: needs a stall period (stallEveryMs) longer than the stall`,
+    );
   }
 }
 
@@ -279,6 +308,10 @@ export async function startLink(opts: LinkOptions): Promise<LinkHandle> {
   if (opts.ber !== undefined) args.push("--ber", String(opts.ber));
   if (opts.drop !== undefined) args.push("--drop", String(opts.drop));
   if (opts.seed !== undefined) args.push("--seed", String(opts.seed));
+  if (opts.latencyMs) args.push("--latency-ms", String(opts.latencyMs));
+  if (opts.stallMs) {
+    args.push("--stall-every-ms", String(opts.stallEveryMs), "--stall-ms", String(opts.stallMs));
+  }
 
   let pid: number;
   let exitedNow: () => boolean;

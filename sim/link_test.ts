@@ -10,7 +10,7 @@ import { chunkId } from "../link/client.ts";
 import { SerialPort } from "../link/serial.ts";
 import { connectNode, readClusterFile } from "../store/cluster.ts";
 import { assert, assertEquals, assertRejects } from "../tests/_assert.ts";
-import { isLinkProcess, LinkError, type LinkStats, startLink } from "./link.ts";
+import { isLinkProcess, LinkError, type LinkOptions, type LinkStats, startLink } from "./link.ts";
 import { isNodeProcess } from "./sim.ts";
 
 function randomBytes(n: number): Uint8Array {
@@ -49,7 +49,7 @@ function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
 
 /** Runs fn with a link between dir/a and dir/b and both ends open as ports. */
 async function withLink(
-  opts: { baud?: number; ber?: number; drop?: number; seed?: number },
+  opts: Omit<LinkOptions, "a" | "b">,
   fn: (pa: SerialPort, pb: SerialPort) => Promise<void>,
 ): Promise<LinkStats> {
   const dir = await Deno.makeTempDir({ prefix: "pifs-link-" });
@@ -111,6 +111,30 @@ Deno.test("link: baud 115200 carries 11,520 bytes/s", async () => {
     const s = (performance.now() - t0) / 1000;
     assert(s >= 1.85 && s < 4, `${n} bytes at 115200 baud took ${s.toFixed(2)} s, not ~2 s`);
   });
+});
+
+Deno.test("link: latency delays every byte; stalls stop the line", async () => {
+  await withLink({ latencyMs: 300 }, async (pa, pb) => {
+    const t0 = performance.now();
+    await pa.write(new Uint8Array([1, 2, 3]));
+    const got = await readN(pb, 3);
+    const ms = performance.now() - t0;
+    assertEquals(got, new Uint8Array([1, 2, 3]));
+    assert(ms >= 290 && ms < 1500, `3 bytes with 300 ms latency took ${ms.toFixed(0)} ms`);
+  });
+  // Paced at 11,520 B/s, stalled 300 ms of every 600: about twice as long.
+  const n = 11_520;
+  await withLink({ baud: 115200, stallEveryMs: 600, stallMs: 300 }, async (pa, pb) => {
+    const t0 = performance.now();
+    await Promise.all([pa.write(randomBytes(n)), readN(pb, n)]);
+    const s = (performance.now() - t0) / 1000;
+    assert(
+      s >= 1.6 && s < 4,
+      `${n} bytes at 115200 with 50 % stalls took ${s.toFixed(2)} s, not ~2`,
+    );
+  });
+  await assertRejects(() => startLink({ a: "/tmp/x", b: "/tmp/y", stallMs: 100 }));
+  await assertRejects(() => startLink({ a: "/tmp/x", b: "/tmp/y", latencyMs: -1 }));
 });
 
 Deno.test("link: bad options are refused, naming the value", async () => {

@@ -85,3 +85,53 @@ Deno.test("link faults: bit errors and dropped bytes, every chunk bit-exact", as
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("link faults: latency and stalls, every chunk bit-exact", async () => {
+  await run("make", ["-s", "-C", FW, "build/pifs-node", "build/pifs-link"]);
+  const dir = await Deno.makeTempDir({ prefix: "pifs-stall-" });
+  const card = `${dir}/card.img`;
+  await makeCard(card, 64 * 1024 * 1024);
+  const link = new Deno.Command(`${FW}build/pifs-link`, {
+    args: [
+      "--a",
+      `${dir}/host`,
+      "--b",
+      `${dir}/node`,
+      "--baud",
+      "921600",
+      "--latency-ms",
+      "40",
+      "--stall-every-ms",
+      "700",
+      "--stall-ms",
+      "250",
+    ],
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+  await waitPath(`${dir}/node`);
+  const node = new Deno.Command(`${FW}build/pifs-node`, {
+    args: ["--card", card, "--tty", `${dir}/node`, "--no-sync"],
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+  let client: NodeClient | undefined;
+  try {
+    const port = await SerialPort.open(`${dir}/host`);
+    client = await NodeClient.connect(port, { baud: 921600 });
+    await client.format({ clusterId: new Uint8Array(16).fill(5), nodeId: 0 });
+    for (let i = 0; i < 6; i++) {
+      const c = crypto.getRandomValues(new Uint8Array(40_000 + i * 4_000));
+      const r = await client.putChunk(c);
+      const back = await client.getChunk(r.id);
+      assert(back.length === c.length && back.every((x, k) => x === c[k]), `chunk ${i} differs`);
+    }
+  } finally {
+    await client?.close();
+    node.kill("SIGTERM");
+    await node.status;
+    link.kill("SIGTERM");
+    await link.status;
+    await Deno.remove(dir, { recursive: true });
+  }
+});
