@@ -127,15 +127,7 @@ export async function linkBinary(): Promise<string> {
  * ```
  */
 export function checkLinkOptions(
-  o: {
-    baud?: number;
-    ber?: number;
-    drop?: number;
-    seed?: number;
-    latencyMs?: number;
-    stallEveryMs?: number;
-    stallMs?: number;
-  },
+  o: Omit<LinkOptions, "a" | "b" | "detached" | "log">,
 ): void {
   if (o.baud !== undefined && !(Number.isSafeInteger(o.baud) && o.baud >= 0)) {
     throw new LinkError(`baud ${o.baud}: must be a whole number >= 0`);
