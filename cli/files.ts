@@ -205,7 +205,7 @@ export function registerFiles(program: Command): void {
     .action(async (remote: string, local: string, o) => {
       const src = normalizePath(remote);
       await withStore(o, async (s) => {
-        const e = need(s, src);
+        need(s, src);
         const lst = await Deno.stat(local).catch(() => undefined);
         const dest = lst?.isDirectory
           ? `${local.replace(/\/+$/, "")}/${baseName(src) || "root"}`
@@ -234,7 +234,6 @@ export function registerFiles(program: Command): void {
             await Deno.utime(dest + x.path.slice(src.length), new Date(x.mtime), new Date(x.mtime));
           }
         }
-        void e;
       });
     });
 

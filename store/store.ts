@@ -16,7 +16,7 @@ import {
   type JournalEntry,
   type Manifest,
 } from "./namespace.ts";
-import { placeChunk, type PlacementNode, rankNodes } from "./placement.ts";
+import { type PlacementNode, rankNodes } from "./placement.ts";
 
 /** Bytes per chunk when files are cut into fixed-size pieces (content-defined chunking: `pifs sync`). */
 export const CHUNK_SIZE = 256 * 1024;
@@ -465,11 +465,6 @@ export class Store {
         errors.length ? ` (${errors.join("; ")})` : ""
       }`,
     );
-  }
-
-  /** Places a chunk (for tests and `status`): the node ids, best first. */
-  placement(id: string, copies = this.copies): number[] {
-    return placeChunk(id, this.#weights(), copies);
   }
 
   // ---- files ----
