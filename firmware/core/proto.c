@@ -26,14 +26,18 @@ const char *proto_op_to_str(int op) {
 }
 
 void proto_parser_init(struct proto_parser *p) {
+  p->head = 0;
   p->len = 0;
   p->consumed = 0;
   p->dropped = 0;
 }
 
+/* Skipping bytes only moves the head: no byte is copied until a feed needs
+ * the room (and then each byte is moved at most once per frame). */
 static void drop(struct proto_parser *p, uint32_t n) {
-  memmove(p->buf, p->buf + n, p->len - n);
+  p->head += n;
   p->len -= n;
+  if (!p->len) p->head = 0;
 }
 
 uint32_t proto_feed(struct proto_parser *p, const uint8_t *data, uint32_t n) {
@@ -41,9 +45,13 @@ uint32_t proto_feed(struct proto_parser *p, const uint8_t *data, uint32_t n) {
     drop(p, p->consumed);
     p->consumed = 0;
   }
-  uint32_t room = (uint32_t)sizeof p->buf - p->len;
+  if (p->head && n > (uint32_t)sizeof p->buf - p->head - p->len) {
+    memmove(p->buf, p->buf + p->head, p->len);
+    p->head = 0;
+  }
+  uint32_t room = (uint32_t)sizeof p->buf - p->head - p->len;
   if (n > room) n = room;
-  memcpy(p->buf + p->len, data, n);
+  memcpy(p->buf + p->head + p->len, data, n);
   p->len += n;
   return n;
 }
@@ -55,15 +63,16 @@ int proto_next(struct proto_parser *p, struct proto_frame *f) {
   }
   for (;;) {
     /* Hunt for the magic. */
+    const uint8_t *b = p->buf + p->head;
     uint32_t i = 0;
-    while (i < p->len && !(p->buf[i] == PROTO_MAGIC0 && (i + 1 == p->len || p->buf[i + 1] == PROTO_MAGIC1)))
+    while (i < p->len && !(b[i] == PROTO_MAGIC0 && (i + 1 == p->len || b[i + 1] == PROTO_MAGIC1)))
       i++;
     if (i) {
       p->dropped += i;
       drop(p, i);
     }
     if (p->len < PROTO_HDR) return 0;
-    const uint8_t *h = p->buf;
+    const uint8_t *h = p->buf + p->head;
     if (ld32(h + 10) != crc32c(h, 10)) { /* not a header: skip a byte, hunt again */
       p->dropped++;
       drop(p, 1);
@@ -95,6 +104,7 @@ uint32_t proto_idle(struct proto_parser *p) {
   uint32_t n = p->len;
   p->dropped += n;
   p->len = 0;
+  p->head = 0;
   return n;
 }
 

@@ -52,8 +52,9 @@ enum proto_event {
 
 struct proto_parser {
   uint8_t buf[PROTO_HDR + PROTO_MAX_PAYLOAD + PROTO_TRAILER];
+  uint32_t head;     /* buffered bytes are buf[head .. head+len) */
   uint32_t len;
-  uint32_t consumed; /* bytes of buf belonging to the frame last returned */
+  uint32_t consumed; /* bytes from head belonging to the frame last returned */
   uint64_t dropped;  /* garbage bytes skipped while resynchronising */
 };
 

@@ -162,8 +162,8 @@ static struct proto_parser pa, pb;
 /* Checks one event of p against the parser's contract. */
 static void check_event(const struct proto_parser *p, int ev, const struct proto_frame *f) {
   if (p->consumed > p->len) die("parser: consumed exceeds buffered", p->consumed, p->len);
-  if (p->len > sizeof p->buf) die("parser: buffered more than its buffer", p->len, sizeof p->buf);
-  const uint8_t *h = p->buf;
+  if (p->head + p->len > sizeof p->buf) die("parser: buffered more than its buffer", p->len, sizeof p->buf);
+  const uint8_t *h = p->buf + p->head;
   if (h[0] != PROTO_MAGIC0 || h[1] != PROTO_MAGIC1) die("parser: event not at a magic", h[0], h[1]);
   if (ld32(h + 10) != crc32c(h, 10)) die("parser: event with a bad header CRC", ev, 0);
   if (f->len != ld32(h + 6) || f->op != h[2] || f->flags != h[3] || f->reqid != ld16(h + 4))
@@ -201,7 +201,7 @@ static uint32_t parse_all(struct proto_parser *p, const uint8_t *d, size_t n, st
     while (piece) {
       uint32_t k = proto_feed(p, d, piece);
       if (k > piece) die("parser: took more than offered", k, piece);
-      if (p->len > sizeof p->buf) die("parser: buffered more than its buffer", p->len, 0);
+      if (p->head + p->len > sizeof p->buf) die("parser: buffered more than its buffer", p->len, 0);
       d += k;
       n -= k;
       piece -= k;
