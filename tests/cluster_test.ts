@@ -52,10 +52,23 @@ async function diffTrees(a: string, b: string) {
   assert(r.success, `diff -r ${a} ${b}:\n${new TextDecoder().decode(r.stdout)}`);
 }
 
-Deno.test("cluster: R=2 copies on distinct Pis, get, attach rebuilds the same tree", async () => {
+/**
+ * Runs fn in a new simulated cluster (`sim up --dir DIR ...simArgs`), and
+ * always stops its nodes and removes DIR afterwards.
+ */
+async function withSim(simArgs: string[], fn: (dir: string) => Promise<void>): Promise<void> {
   const dir = await Deno.makeTempDir({ prefix: "pifs-cluster-" });
   try {
-    await ok("sim", "up", "--dir", dir, "--nodes", "3");
+    await ok("sim", "up", "--dir", dir, ...simArgs);
+    await fn(dir);
+  } finally {
+    await pifs("sim", "down", "--dir", dir);
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+Deno.test("cluster: R=2 copies on distinct Pis, get, attach rebuilds the same tree", async () => {
+  await withSim(["--nodes", "3"], async (dir) => {
     const src = `${dir}/src`;
     await makeTree(src);
     const sum = JSON.parse(await ok("put", src, "/data", "--cluster", dir, "--json"));
@@ -130,17 +143,12 @@ Deno.test("cluster: R=2 copies on distinct Pis, get, attach rebuilds the same tr
 
     await ok("sim", "down", "--dir", dir);
     for (const n of c.nodes) await assertFsckClean(`${dir}/${n.card}`);
-  } finally {
-    await pifs("sim", "down", "--dir", dir);
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
 
 Deno.test("cluster: a Pi killed (kill -9) during a 50 MiB put, R=2 on 4 Pis; every acknowledged file reads back without it", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "pifs-kill-" });
-  try {
-    // Unpaced, so that 50 MiB (100 MiB with R=2) takes seconds, not minutes.
-    await ok("sim", "up", "--dir", dir, "--nodes", "4");
+  // Unpaced, so that 50 MiB (100 MiB with R=2) takes seconds, not minutes.
+  await withSim(["--nodes", "4"], async (dir) => {
     const c = await readClusterFile(dir);
     const src = `${dir}/src`;
     await Deno.mkdir(src);
@@ -183,16 +191,11 @@ Deno.test("cluster: a Pi killed (kill -9) during a 50 MiB put, R=2 on 4 Pis; eve
       [true, false, true, true],
       JSON.stringify(status),
     );
-  } finally {
-    await pifs("sim", "down", "--dir", dir);
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
 
 Deno.test("cluster: bad input is refused clearly and writes nothing", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "pifs-bad-" });
-  try {
-    await ok("sim", "up", "--dir", dir, "--nodes", "2");
+  await withSim(["--nodes", "2"], async (dir) => {
     await Deno.writeFile(`${dir}/f`, new Uint8Array([1, 2, 3]));
     const journal = async () =>
       JSON.parse(await ok("status", "--json", "--cluster", dir)).nodes.map((
@@ -218,17 +221,12 @@ Deno.test("cluster: bad input is refused clearly and writes nothing", async () =
     const notCluster = await pifs("ls", "--cluster", `${dir}/nowhere`);
     assert(notCluster.code !== 0 && /does not exist/.test(notCluster.err), notCluster.err);
     assertEquals(await journal(), before);
-  } finally {
-    await pifs("sim", "down", "--dir", dir);
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
 
 Deno.test("cluster: the host killed at random points of a put; reruns converge, gc leaks nothing", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "pifs-hostkill-" });
-  try {
-    // Paced (400 KB/s a link) so that a put lasts long enough to be cut.
-    await ok("sim", "up", "--dir", dir, "--nodes", "3", "--baud", "4000000");
+  // Paced (400 KB/s a link) so that a put lasts long enough to be cut.
+  await withSim(["--nodes", "3", "--baud", "4000000"], async (dir) => {
     const src = `${dir}/src`;
     await Deno.mkdir(`${src}/sub`, { recursive: true });
     const files: Record<string, Uint8Array> = {};
@@ -305,8 +303,5 @@ Deno.test("cluster: the host killed at random points of a put; reruns converge, 
     } finally {
       await s.close();
     }
-  } finally {
-    await pifs("sim", "down", "--dir", dir);
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });

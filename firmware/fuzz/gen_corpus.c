@@ -80,6 +80,25 @@ static void get(const uint8_t id[32], uint32_t off, uint32_t want) {
   req(OP_GET, p, 40);
 }
 
+/* Puts fixture chunk 3 as the first put of a freshly opened store (handle
+ * 1), in two PUT_DATA frames of 500 and 200 bytes, and commits it. */
+static void put_chunk3(void) {
+  uint8_t id[32], p[600], data[2048];
+  chunk_id(3, id);
+  memcpy(p, id, 32);
+  st32(p + 32, fix_chunk_size(3));
+  req(OP_PUT_BEGIN, p, 36);
+  fix_chunk(3, data);
+  st32(p, 1);
+  st32(p + 4, 0);
+  memcpy(p + 8, data, 500);
+  req(OP_PUT_DATA, p, 508);
+  st32(p + 4, 500);
+  memcpy(p + 8, data + 500, 200);
+  req(OP_PUT_DATA, p, 208);
+  req(OP_PUT_COMMIT, p, 4);
+}
+
 /* flags: bit 0 force, bit 1 grow the existing store to size sectors. */
 static void format(uint8_t cluster, int flags, uint64_t size) {
   uint8_t p[48] = {0};
@@ -117,19 +136,7 @@ static void session(void) {
   st64(p, 10);
   memcpy(p + 8, "abc", 3);
   req(OP_JOURNAL_APPEND, p, 11);
-  memcpy(p, d, 32);
-  st32(p + 32, fix_chunk_size(3));
-  req(OP_PUT_BEGIN, p, 36);
-  uint8_t data[2048];
-  fix_chunk(3, data);
-  st32(p, 1); /* the first handle of a freshly opened store */
-  st32(p + 4, 0);
-  memcpy(p + 8, data, 500);
-  req(OP_PUT_DATA, p, 508);
-  st32(p + 4, 500);
-  memcpy(p + 8, data + 500, 200);
-  req(OP_PUT_DATA, p, 208);
-  req(OP_PUT_COMMIT, p, 4);
+  put_chunk3();
   get(d, 0, 700);
   req(OP_DELETE, b, 32);
   st32(p, 0);
@@ -223,22 +230,7 @@ int main(int argc, char **argv) {
   start(1, 0, 0, 0, 0);
   format(FIX_CLUSTER, 2, 4096);
   req(OP_INFO, NULL, 0);
-  {
-    uint8_t id[32], p[600], data[2048];
-    chunk_id(3, id);
-    memcpy(p, id, 32);
-    st32(p + 32, fix_chunk_size(3));
-    req(OP_PUT_BEGIN, p, 36);
-    fix_chunk(3, data);
-    st32(p, 1);
-    st32(p + 4, 0);
-    memcpy(p + 8, data, 500);
-    req(OP_PUT_DATA, p, 508);
-    st32(p + 4, 500);
-    memcpy(p + 8, data + 500, 200);
-    req(OP_PUT_DATA, p, 208);
-    req(OP_PUT_COMMIT, p, 4);
-  }
+  put_chunk3();
   format(FIX_CLUSTER, 2, 0);
   req(OP_INFO, NULL, 0);
   save("framed-grow");

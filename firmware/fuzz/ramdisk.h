@@ -105,28 +105,25 @@ static inline void rd_patch(struct ramdisk *r, uint64_t lba, uint32_t off, const
   memcpy(r->cur + lba * PIFS_SECTOR + off, p, n);
 }
 
-/* cur := base, copying back only the sectors that changed. */
-static inline void rd_restore(struct ramdisk *r) {
+/* Copies the dirty sectors from src to dst and empties the dirty list. */
+static inline void rd_sync(struct ramdisk *r, uint8_t *dst, const uint8_t *src) {
   for (uint32_t i = 0; i < r->nlist; i++) {
     uint64_t s = r->list[i];
-    memcpy(r->cur + s * PIFS_SECTOR, r->base + s * PIFS_SECTOR, PIFS_SECTOR);
+    memcpy(dst + s * PIFS_SECTOR, src + s * PIFS_SECTOR, PIFS_SECTOR);
     r->dirty[s >> 3] = 0;
   }
   r->nlist = 0;
   r->writes = 0;
+}
+
+/* cur := base, copying back only the sectors that changed. */
+static inline void rd_restore(struct ramdisk *r) {
+  rd_sync(r, r->cur, r->base);
   rd_policy_none(r);
 }
 
 /* base := cur (after the harness set the card up). */
-static inline void rd_commit(struct ramdisk *r) {
-  for (uint32_t i = 0; i < r->nlist; i++) {
-    uint64_t s = r->list[i];
-    memcpy(r->base + s * PIFS_SECTOR, r->cur + s * PIFS_SECTOR, PIFS_SECTOR);
-    r->dirty[s >> 3] = 0;
-  }
-  r->nlist = 0;
-  r->writes = 0;
-}
+static inline void rd_commit(struct ramdisk *r) { rd_sync(r, r->base, r->cur); }
 
 static inline void rd_init(struct ramdisk *r, uint64_t sectors) {
   memset(r, 0, sizeof *r);
