@@ -1,0 +1,66 @@
+/**
+ * The one interface every sync source implements (folder, photos, http
+ * dataset, and user-defined ones in TypeScript). A source lists entries; the
+ * sync engine decides which to read (unchanged files are skipped by their
+ * {@linkcode SourceEntry.key}, size and mtime before they are opened), chunks
+ * what it reads, and commits each file to the target directory.
+ *
+ * @module
+ */
+
+/** One file a source offers. */
+export interface SourceEntry {
+  /** Where the file goes, relative to the job's target: POSIX separators, no
+   * leading slash, no `.` or `..` parts. */
+  path: string;
+  /** Size in bytes, or -1 when unknown until read. */
+  size: number;
+  /** Modification time in ms since the epoch. */
+  mtimeMs: number;
+  /** POSIX permission bits (e.g. 0o644), when the source has them. */
+  mode?: number;
+  /** Identity of this version of the file for the unchanged-file cache
+   * (e.g. `dev:ino` of a local file, or a URL with its expected sha256). Two
+   * runs that see the same key, size and mtime treat the file as unchanged. */
+  key: string;
+  /** Expected SHA-256 (hex) of the whole content, when the source knows it in
+   * advance; the engine refuses to commit a file whose content differs. */
+  sha256?: string;
+  /** Opens the content from byte `offset` (default 0). The stream may retry
+   * and resume internally; it errors with a {@linkcode SourceError} when it
+   * gives up. */
+  open(offset?: number, signal?: AbortSignal): Promise<ReadableStream<Uint8Array>>;
+}
+
+/** A sync source. */
+export interface Source {
+  /** Kind of source, e.g. `"folder"`, `"photos"`, `"http"`. */
+  readonly kind: string;
+  /** Human-readable description for progress and logs (e.g. the folder). */
+  readonly description: string;
+  /** Lists the entries. Entries whose path repeats are an error of the source.
+   * Problems with single entries that do not stop the listing are reported
+   * through `report` and the entry is left out. */
+  list(report: (problem: SourceProblem) => void, signal?: AbortSignal): AsyncIterable<SourceEntry>;
+}
+
+/** A problem with one entry of a source: reported, and the entry skipped. */
+export interface SourceProblem {
+  /** The entry's path in the target, or the source location when no path is known. */
+  path: string;
+  /** What went wrong, in words that name the cause. */
+  message: string;
+}
+
+/** A source failed in a way that names its cause (and the entry, when one). */
+export class SourceError extends Error {
+  /** The error's name. */
+  override name = "SourceError";
+  /** The entry's path in the target, when the error concerns one entry. */
+  path?: string;
+  /** A message and, optionally, the entry's path. */
+  constructor(message: string, path?: string, options?: ErrorOptions) {
+    super(path === undefined ? message : `${path}: ${message}`, options);
+    this.path = path;
+  }
+}
