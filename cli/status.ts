@@ -42,6 +42,9 @@ export function registerStatus(program: Command): void {
               free: i.free,
               chunks: i.chunks,
               journal_bytes: i.journalLength,
+              frames_ok: i.framesOk,
+              frames_bad: i.framesBad,
+              naks: i.naks,
             });
           } catch (e) {
             row.error = (e as Error).message;

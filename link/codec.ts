@@ -1,6 +1,7 @@
 /**
- * The pifs wire protocol v1 codec: frames, opcodes, status codes and a
- * streaming parser that resynchronises after garbage. Byte layout in
+ * The pifs wire protocol v2 codec: frames, opcodes, status codes and a
+ * streaming parser. A frame travels COBS-stuffed between 0x00 delimiters, so
+ * a byte lost, added or flipped on the line costs that one frame. Byte layout in
  * `docs/PROTOCOL.md`; the C codec in `firmware/core/proto.c` passes the same
  * test vectors (`tests/vectors/frames.txt`).
  *
@@ -9,7 +10,7 @@
 import { crc32c } from "./crc32c.ts";
 
 /** Protocol version spoken by this codec. */
-export const PROTOCOL_VERSION = 1;
+export const PROTOCOL_VERSION = 2;
 /** First magic byte of every frame. */
 export const MAGIC0 = 0xa7;
 /** Second magic byte of every frame. */
@@ -22,6 +23,8 @@ export const TRAILER_SIZE = 4;
 export const MAX_PAYLOAD: number = 16384 + 64;
 /** Largest data part of PUT_DATA, GET and JOURNAL frames. */
 export const MAX_DATA = 16384;
+/** Raw (unstuffed) bytes of the largest frame. */
+export const MAX_RAW: number = HEADER_SIZE + MAX_PAYLOAD + TRAILER_SIZE;
 /** Flag bit set on responses. */
 export const FLAG_RESPONSE = 0x01;
 
@@ -141,16 +144,26 @@ export interface Frame {
 }
 
 /**
- * Encodes one frame.
+ * Wire bytes of a frame with a payload of `payloadLength` bytes, at most:
+ * two delimiters and one COBS code byte per started 254 bytes.
  *
  * @example
  * ```ts
- * import { encodeFrame, Op } from "./codec.ts";
- * const f = encodeFrame({ op: Op.HELLO, flags: 0, reqid: 1, payload: new Uint8Array() });
- * if (f.length !== 18) throw new Error();
+ * import { wireSize } from "./codec.ts";
+ * if (wireSize(16384) !== 14 + 16384 + 4 + 64 + 3) throw new Error();
  * ```
  */
-export function encodeFrame(frame: Frame): Uint8Array {
+export function wireSize(payloadLength: number): number {
+  const n = HEADER_SIZE + payloadLength + TRAILER_SIZE;
+  return n + Math.floor(n / 254) + 3;
+}
+
+/**
+ * The frame before stuffing: header, payload, payload CRC. Only tests and
+ * tools that build damaged frames need it; {@linkcode encodeFrame} gives the
+ * wire bytes.
+ */
+export function encodeRawFrame(frame: Frame, length = frame.payload.length): Uint8Array {
   const n = frame.payload.length;
   if (n > MAX_PAYLOAD) throw new RangeError(`frame payload of ${n} bytes exceeds ${MAX_PAYLOAD}`);
   const out = new Uint8Array(HEADER_SIZE + n + TRAILER_SIZE);
@@ -160,11 +173,57 @@ export function encodeFrame(frame: Frame): Uint8Array {
   out[2] = frame.op;
   out[3] = frame.flags;
   v.setUint16(4, frame.reqid, true);
-  v.setUint32(6, n, true);
+  v.setUint32(6, length, true);
   v.setUint32(10, crc32c(out.subarray(0, 10)), true);
   out.set(frame.payload, HEADER_SIZE);
   v.setUint32(HEADER_SIZE + n, crc32c(frame.payload), true);
   return out;
+}
+
+/**
+ * COBS-stuffs raw bytes between two 0x00 delimiters: each run of up to 254
+ * non-zero bytes gets a code byte (its length + 1) in front; a code below
+ * 0xFF stands for a zero after its run, except at the end.
+ *
+ * @example
+ * ```ts
+ * import { stuff } from "./codec.ts";
+ * const w = stuff(new Uint8Array([0x11, 0, 0x22]));
+ * if (w.join() !== "0,2,17,2,34,0") throw new Error(w.join());
+ * ```
+ */
+export function stuff(raw: Uint8Array): Uint8Array {
+  const out = new Uint8Array(raw.length + Math.floor(raw.length / 254) + 3);
+  let o = 1, codeAt = o++, code = 1;
+  for (let i = 0; i < raw.length; i++) {
+    const b = raw[i];
+    if (b !== 0) {
+      out[o++] = b;
+      code++;
+    }
+    if (b === 0 || code === 0xff) {
+      out[codeAt] = code;
+      codeAt = o++;
+      code = 1;
+    }
+  }
+  out[codeAt] = code;
+  out[o++] = 0;
+  return out.subarray(0, o);
+}
+
+/**
+ * Encodes one frame as the bytes that go on the wire.
+ *
+ * @example
+ * ```ts
+ * import { encodeFrame, Op } from "./codec.ts";
+ * const f = encodeFrame({ op: Op.HELLO, flags: 0, reqid: 1, payload: new Uint8Array() });
+ * if (f.length !== 21 || f[0] !== 0 || f[20] !== 0) throw new Error();
+ * ```
+ */
+export function encodeFrame(frame: Frame): Uint8Array {
+  return stuff(encodeRawFrame(frame));
 }
 
 /** What the parser found. */
@@ -174,75 +233,99 @@ export type ParseEvent =
   | { kind: "toolong"; op: number; flags: number; reqid: number; length: number };
 
 /**
- * Streaming frame parser: push bytes in, take events out. Garbage between
- * frames is skipped (counted in {@linkcode FrameParser.dropped}); a frame
- * whose header CRC fails is not a frame.
+ * Streaming frame parser: push bytes in, take events out. Bytes are
+ * unstuffed as they arrive; each 0x00 ends a frame. A frame whose header CRC
+ * fails is not a frame: its wire bytes are counted in
+ * {@linkcode FrameParser.dropped}. A frame with a good header but anything
+ * else wrong (a bad payload CRC, bytes lost or added) is a `badcrc` event.
  *
  * @example
  * ```ts
  * import { encodeFrame, FrameParser, Op } from "./codec.ts";
  * const p = new FrameParser();
  * const f = encodeFrame({ op: Op.INFO, flags: 0, reqid: 7, payload: new Uint8Array([1]) });
- * p.push(new Uint8Array([0, 1, 2, ...f]));
+ * p.push(new Uint8Array([1, 2, 3, ...f]));
  * const ev = p.next();
- * if (ev?.kind !== "frame" || ev.frame.reqid !== 7 || p.dropped !== 3) throw new Error();
+ * if (ev?.kind !== "frame" || ev.frame.reqid !== 7 || p.dropped !== 4) throw new Error();
  * ```
  */
 export class FrameParser {
-  #buf = new Uint8Array(2 * (HEADER_SIZE + MAX_PAYLOAD + TRAILER_SIZE));
-  #start = 0;
-  #end = 0;
-  /** Garbage bytes skipped while resynchronising. */
+  #raw = new Uint8Array(MAX_RAW);
+  #len = 0;
+  #wire = 0;
+  #left = 0;
+  #zero = false;
+  #bad = false;
+  #events: ParseEvent[] = [];
+  #head = 0;
+  /** Wire bytes of non-frames (garbage, headers hit by noise), each with its ending 0x00. */
   dropped = 0;
 
   /** Appends received bytes. */
   push(data: Uint8Array): void {
-    if (this.#end + data.length > this.#buf.length) {
-      const live = this.#end - this.#start;
-      const size = Math.max(this.#buf.length, live + data.length);
-      const nb = size === this.#buf.length ? this.#buf : new Uint8Array(size);
-      nb.set(this.#buf.subarray(this.#start, this.#end), 0);
-      this.#buf = nb;
-      this.#start = 0;
-      this.#end = live;
+    const raw = this.#raw;
+    for (let i = 0; i < data.length; i++) {
+      const b = data[i];
+      if (b === 0) {
+        if (this.#wire !== 0) this.#end();
+        continue;
+      }
+      this.#wire++;
+      if (this.#left !== 0) {
+        if (this.#len < raw.length) raw[this.#len++] = b;
+        else this.#bad = true;
+        this.#left--;
+      } else {
+        if (this.#zero) {
+          if (this.#len < raw.length) raw[this.#len++] = 0;
+          else this.#bad = true;
+        }
+        this.#zero = b !== 0xff;
+        this.#left = b - 1;
+      }
     }
-    this.#buf.set(data, this.#end);
-    this.#end += data.length;
+  }
+
+  /** A delimiter ended a frame: evaluate it. */
+  #end(): void {
+    const b = this.#raw, n = this.#len, wire = this.#wire + 1;
+    const bad = this.#bad || this.#left !== 0;
+    this.#len = this.#wire = this.#left = 0;
+    this.#zero = this.#bad = false;
+    const v = new DataView(b.buffer, b.byteOffset);
+    if (
+      n < HEADER_SIZE || b[0] !== MAGIC0 || b[1] !== MAGIC1 ||
+      v.getUint32(10, true) !== crc32c(b.subarray(0, 10))
+    ) {
+      this.dropped += wire;
+      return;
+    }
+    const op = b[2], flags = b[3], reqid = v.getUint16(4, true), length = v.getUint32(6, true);
+    if (length > MAX_PAYLOAD) {
+      this.#events.push({ kind: "toolong", op, flags, reqid, length });
+    } else if (
+      bad || n !== HEADER_SIZE + length + TRAILER_SIZE ||
+      v.getUint32(HEADER_SIZE + length, true) !==
+        crc32c(b.subarray(HEADER_SIZE, HEADER_SIZE + length))
+    ) {
+      this.#events.push({ kind: "badcrc", op, flags, reqid });
+    } else {
+      const payload = b.slice(HEADER_SIZE, HEADER_SIZE + length);
+      this.#events.push({ kind: "frame", frame: { op, flags, reqid, payload } });
+    }
+  }
+
+  /** Whether bytes of an unfinished frame are buffered. */
+  get partial(): boolean {
+    return this.#wire !== 0;
   }
 
   /** The next event, or `undefined` when more bytes are needed. */
   next(): ParseEvent | undefined {
-    const b = this.#buf;
-    for (;;) {
-      let i = this.#start;
-      while (i < this.#end && !(b[i] === MAGIC0 && (i + 1 === this.#end || b[i + 1] === MAGIC1))) {
-        i++;
-      }
-      this.dropped += i - this.#start;
-      this.#start = i;
-      if (this.#end - this.#start < HEADER_SIZE) return undefined;
-      const s = this.#start;
-      const v = new DataView(b.buffer, b.byteOffset + s);
-      if (v.getUint32(10, true) !== crc32c(b.subarray(s, s + 10))) {
-        this.dropped++;
-        this.#start++;
-        continue;
-      }
-      const op = b[s + 2], flags = b[s + 3], reqid = v.getUint16(4, true);
-      const length = v.getUint32(6, true);
-      if (length > MAX_PAYLOAD) {
-        this.#start += HEADER_SIZE;
-        return { kind: "toolong", op, flags, reqid, length };
-      }
-      const total = HEADER_SIZE + length + TRAILER_SIZE;
-      if (this.#end - s < total) return undefined;
-      this.#start += total;
-      const payload = b.slice(s + HEADER_SIZE, s + HEADER_SIZE + length);
-      if (v.getUint32(HEADER_SIZE + length, true) !== crc32c(payload)) {
-        return { kind: "badcrc", op, flags, reqid };
-      }
-      return { kind: "frame", frame: { op, flags, reqid, payload } };
-    }
+    if (this.#head === this.#events.length) return undefined;
+    const ev = this.#events[this.#head++];
+    if (this.#head === this.#events.length) this.#events.length = this.#head = 0;
+    return ev;
   }
 }
 

@@ -8,8 +8,8 @@
 #define RP (n->tx + PROTO_HDR)
 
 static void send(struct pifs_node *n, uint8_t op, uint16_t reqid, uint32_t len) {
-  uint32_t total = proto_encode(n->tx, op, PROTO_F_RESP, reqid, RP, len);
-  n->pl.write(n->pl.io, n->tx, total);
+  uint32_t total = proto_encode(n->wire, op, PROTO_F_RESP, reqid, RP, len);
+  n->pl.write(n->pl.io, n->wire, total);
 }
 
 static void send_status(struct pifs_node *n, uint8_t op, uint16_t reqid, int status) {
@@ -84,7 +84,8 @@ static void handle(struct pifs_node *n, const struct proto_frame *f) {
     st32(p + 12, PROTO_MAX_DATA);
     st64(p + 16, n->pl.serial);
     st32(p + 24, (uint32_t)(n->store ? 0 : n->card_err));
-    uint32_t o = 28;
+    st32(p + 28, PIFS_PUT_AHEAD);
+    uint32_t o = 32;
     o += put_str(p + o, n->pl.board);
     o += put_str(p + o, PIFS_FW_VERSION);
     send(n, f->op, f->reqid, o);
@@ -293,7 +294,7 @@ void node_idle(struct pifs_node *n) {
   if (proto_idle(&n->rx)) n->frames_bad++;
 }
 
-int node_partial(const struct pifs_node *n) { return n->rx.len > n->rx.consumed; }
+int node_partial(const struct pifs_node *n) { return proto_partial(&n->rx); }
 
 void node_close(struct pifs_node *n) {
   store_close(n->store);

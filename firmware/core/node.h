@@ -27,7 +27,8 @@ struct pifs_node {
   struct pifs_store *store; /* NULL while unformatted or refused */
   int card_err;             /* why store is NULL */
   struct proto_parser rx;
-  uint8_t tx[PROTO_HDR + PROTO_MAX_PAYLOAD + PROTO_TRAILER];
+  uint8_t tx[PROTO_RAW_MAX];                    /* a response being built */
+  uint8_t wire[PROTO_WIRE_SIZE(PROTO_RAW_MAX)]; /* and as it goes on the wire */
   /* counters, reported in INFO */
   uint32_t frames_ok, frames_bad, naks;
 };

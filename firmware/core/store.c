@@ -41,6 +41,11 @@ struct pending {
   uint16_t next;
   struct extent ext[MAX_EXTENTS];
   uint8_t part[PIFS_SECTOR]; /* the not yet written tail sector */
+  /* Data received past a gap: byte at offset o sits at ahead[o % PIFS_PUT_AHEAD];
+   * runs [lo, hi) sorted, disjoint, all within [have, have + PIFS_PUT_AHEAD). */
+  uint8_t ahead[PIFS_PUT_AHEAD];
+  struct { uint32_t lo, hi; } run[PIFS_PUT_RANGES];
+  int nrun;
 };
 
 struct jrec {
@@ -786,16 +791,8 @@ int store_put_begin(struct pifs_store *s, const uint8_t id[32], uint32_t size, u
   return 0;
 }
 
-int store_put_data(struct pifs_store *s, uint32_t handle, uint32_t offset, const void *data,
-                   uint32_t n, uint32_t *have) {
-  struct pending *p = pending_by_handle(s, handle);
-  if (!p) return PIFS_ENOENT;
-  p->last_use = ++s->clock;
-  *have = p->have;
-  if (offset < p->have && offset + (uint64_t)n <= p->have) return 0; /* a repeat: already held */
-  if (offset != p->have) return PIFS_ERANGE;
-  if ((uint64_t)offset + n > p->size) return PIFS_EINVAL;
-  const uint8_t *d = data;
+/* Writes n bytes at p->have (in order) through to the card. */
+static int put_in_order(struct pifs_store *s, struct pending *p, const uint8_t *d, uint32_t n) {
   while (n) {
     uint32_t in = p->have % PIFS_SECTOR, lsec = p->have / PIFS_SECTOR, run;
     uint32_t ps = phys(p->ext, p->next, lsec, &run);
@@ -821,9 +818,72 @@ int store_put_data(struct pifs_store *s, uint32_t handle, uint32_t offset, const
       d += k;
       n -= k;
     }
-    *have = p->have;
   }
   return 0;
+}
+
+/* Holds [off, off+n) past the gap at p->have. Returns PIFS_ERANGE when it
+ * does not fit (too far ahead, or too many separate runs). */
+static int hold_ahead(struct pending *p, uint32_t off, const uint8_t *d, uint32_t n) {
+  if ((uint64_t)off + n > (uint64_t)p->have + PIFS_PUT_AHEAD) return PIFS_ERANGE;
+  /* the runs this one touches or overlaps merge with it */
+  uint32_t lo = off, hi = off + n;
+  int i = 0;
+  while (i < p->nrun && p->run[i].hi < lo) i++;
+  int j = i;
+  while (j < p->nrun && p->run[j].lo <= hi) {
+    if (p->run[j].lo < lo) lo = p->run[j].lo;
+    if (p->run[j].hi > hi) hi = p->run[j].hi;
+    j++;
+  }
+  int count = p->nrun - (j - i) + 1;
+  if (count > PIFS_PUT_RANGES) return PIFS_ERANGE;
+  for (uint32_t k = 0; k < n;) { /* into the ring, in at most two pieces */
+    uint32_t at = (off + k) % PIFS_PUT_AHEAD, m = PIFS_PUT_AHEAD - at;
+    if (m > n - k) m = n - k;
+    memcpy(p->ahead + at, d + k, m);
+    k += m;
+  }
+  memmove(&p->run[i + 1], &p->run[j], (size_t)(p->nrun - j) * sizeof p->run[0]);
+  p->run[i].lo = lo;
+  p->run[i].hi = hi;
+  p->nrun = count;
+  return 0;
+}
+
+/* After p->have moved: writes the held runs it reached, drops what it passed. */
+static int drain_ahead(struct pifs_store *s, struct pending *p) {
+  while (p->nrun && p->run[0].lo <= p->have) {
+    while (p->run[0].hi > p->have) {
+      uint32_t at = p->have % PIFS_PUT_AHEAD, m = PIFS_PUT_AHEAD - at;
+      if (m > p->run[0].hi - p->have) m = p->run[0].hi - p->have;
+      int err = put_in_order(s, p, p->ahead + at, m);
+      if (err) return err;
+    }
+    p->nrun--;
+    memmove(&p->run[0], &p->run[1], (size_t)p->nrun * sizeof p->run[0]);
+  }
+  return 0;
+}
+
+int store_put_data(struct pifs_store *s, uint32_t handle, uint32_t offset, const void *data,
+                   uint32_t n, uint32_t *have) {
+  struct pending *p = pending_by_handle(s, handle);
+  if (!p) return PIFS_ENOENT;
+  p->last_use = ++s->clock;
+  *have = p->have;
+  if ((uint64_t)offset + n > p->size) return PIFS_EINVAL;
+  if (offset + n <= p->have) return 0; /* a repeat: already held */
+  const uint8_t *d = data;
+  if (offset < p->have) { /* overlaps what is held: keep the new part */
+    d += p->have - offset;
+    n -= p->have - offset;
+    offset = p->have;
+  }
+  int err = offset == p->have ? put_in_order(s, p, d, n) : hold_ahead(p, offset, d, n);
+  if (!err) err = drain_ahead(s, p);
+  *have = p->have;
+  return err;
 }
 
 int store_put_commit(struct pifs_store *s, uint32_t handle) {

@@ -11,6 +11,8 @@
 #define PIFS_MAX_CHUNK (8u * 1024u * 1024u)   /* largest chunk the node accepts */
 #define PIFS_MAX_JOURNAL_ENTRY 16384u          /* largest single journal append */
 #define PIFS_MAX_PENDING 4                     /* concurrent resumable puts */
+#define PIFS_PUT_AHEAD 32768u                  /* bytes of a put held past a gap */
+#define PIFS_PUT_RANGES 16                     /* separate runs of them */
 
 struct pifs_store;
 
@@ -49,8 +51,11 @@ void store_close(struct pifs_store *s);
 void store_info(struct pifs_store *s, struct pifs_store_info *info);
 
 /* Resumable put. begin returns a handle and how many bytes the node already
- * holds for this id (PIFS_EEXIST if the chunk is committed). Data must arrive
- * in order: an offset other than *have is answered PIFS_ERANGE with *have.
+ * holds for this id (PIFS_EEXIST if the chunk is committed). *have is the
+ * contiguous prefix the node holds. Data past a gap (a frame lost on the
+ * line) is held in RAM, up to PIFS_PUT_AHEAD bytes past *have in at most
+ * PIFS_PUT_RANGES runs, and written when the gap is filled; data beyond
+ * that is answered PIFS_ERANGE with *have.
  * commit reads the chunk back from the card, checks its hash against the id
  * and only then appends the log record (data first, record second). */
 int store_put_begin(struct pifs_store *s, const uint8_t id[32], uint32_t size, uint32_t *handle,

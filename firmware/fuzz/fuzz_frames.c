@@ -26,10 +26,11 @@
  *    PIFS/ directory and the sectors from STORE.DAT on;
  *  - what the node acknowledged survives: after node_close the card opens
  *    again with store_open, with the same number of chunks and journal bytes;
- *  - parser: consumed <= buffered, frame len <= PROTO_MAX_PAYLOAD, a
- *    PROTO_FRAME's header and payload CRCs match, BADCRC's do not, TOOLONG's
- *    len is above the maximum, every byte fed is accounted for (dropped +
- *    consumed + still buffered), and the events do not depend on the cut. */
+ *  - parser: an event's frame is in the buffer with a good header CRC; a
+ *    PROTO_FRAME has the exact length and a good payload CRC, TOOLONG's len
+ *    is above the maximum; it never buffers past its buffer nor gets stuck;
+ *    the bytes it counts (dropped + the wire bytes of its events) are never
+ *    more than it was fed; and the events do not depend on the cut. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -128,7 +129,7 @@ static uint32_t next_cut(struct cutter *c, uint32_t left) {
 
 /* Framed mode: turns records into a stream of valid frames. */
 static uint8_t *frame_records(const uint8_t *d, size_t n, size_t *out_len) {
-  size_t cap = n / 4 * (PROTO_HDR + PROTO_TRAILER) + n + 64, o = 0;
+  size_t cap = 2 * n + n / 4 * (PROTO_HDR + PROTO_TRAILER + 8) + 64, o = 0;
   uint8_t *out = malloc(cap);
   if (!out) die("out of memory", (long long)cap, 0);
   uint16_t reqid = 1;
@@ -161,28 +162,26 @@ static struct proto_parser pa, pb;
 
 /* Checks one event of p against the parser's contract. */
 static void check_event(const struct proto_parser *p, int ev, const struct proto_frame *f) {
-  if (p->consumed > p->len) die("parser: consumed exceeds buffered", p->consumed, p->len);
-  if (p->head + p->len > sizeof p->buf) die("parser: buffered more than its buffer", p->len, sizeof p->buf);
-  const uint8_t *h = p->buf + p->head;
+  if (p->len > sizeof p->buf) die("parser: buffered more than its buffer", p->len, sizeof p->buf);
+  const uint8_t *h = p->buf;
+  if (p->len < PROTO_HDR) die("parser: event shorter than a header", ev, p->len);
   if (h[0] != PROTO_MAGIC0 || h[1] != PROTO_MAGIC1) die("parser: event not at a magic", h[0], h[1]);
   if (ld32(h + 10) != crc32c(h, 10)) die("parser: event with a bad header CRC", ev, 0);
   if (f->len != ld32(h + 6) || f->op != h[2] || f->flags != h[3] || f->reqid != ld16(h + 4))
     die("parser: frame fields differ from the header", ev, 0);
+  if (p->frame_wire < 2) die("parser: event of no wire bytes", p->frame_wire, 0);
   switch (ev) {
   case PROTO_FRAME:
     if (f->len > PROTO_MAX_PAYLOAD) die("parser: frame longer than PROTO_MAX_PAYLOAD", f->len, 0);
     if (f->payload != h + PROTO_HDR) die("parser: payload not after the header", 0, 0);
-    if (p->consumed != PROTO_HDR + f->len + PROTO_TRAILER) die("parser: frame consumed", p->consumed, f->len);
+    if (p->len != PROTO_HDR + f->len + PROTO_TRAILER) die("parser: frame of the wrong length", p->len, f->len);
     if (ld32(f->payload + f->len) != crc32c(f->payload, f->len)) die("parser: FRAME with a bad payload CRC", f->len, 0);
     break;
   case PROTO_BADCRC:
     if (f->len > PROTO_MAX_PAYLOAD) die("parser: BADCRC longer than PROTO_MAX_PAYLOAD", f->len, 0);
-    if (p->consumed != PROTO_HDR + f->len + PROTO_TRAILER) die("parser: BADCRC consumed", p->consumed, f->len);
-    if (ld32(h + PROTO_HDR + f->len) == crc32c(h + PROTO_HDR, f->len)) die("parser: BADCRC with a good CRC", f->len, 0);
     break;
   case PROTO_TOOLONG:
     if (f->len <= PROTO_MAX_PAYLOAD) die("parser: TOOLONG of a frame that fits", f->len, 0);
-    if (p->consumed != PROTO_HDR) die("parser: TOOLONG consumed", p->consumed, 0);
     break;
   default:
     die("parser: unknown event", ev, 0);
@@ -195,13 +194,14 @@ static uint32_t parse_all(struct proto_parser *p, const uint8_t *d, size_t n, st
                           struct event *evs) {
   uint32_t nev = 0;
   uint64_t fed = 0, used = 0;
+  int idle_feeds = 0;
   proto_parser_init(p);
   while (n) {
     uint32_t piece = c ? next_cut(c, (uint32_t)(n > 0x7fffffff ? 0x7fffffff : n)) : (uint32_t)n;
     while (piece) {
       uint32_t k = proto_feed(p, d, piece);
       if (k > piece) die("parser: took more than offered", k, piece);
-      if (p->head + p->len > sizeof p->buf) die("parser: buffered more than its buffer", p->len, 0);
+      if (p->len > sizeof p->buf) die("parser: buffered more than its buffer", p->len, 0);
       d += k;
       n -= k;
       piece -= k;
@@ -211,15 +211,16 @@ static uint32_t parse_all(struct proto_parser *p, const uint8_t *d, size_t n, st
       uint32_t guard = 0;
       while ((ev = proto_next(p, &f))) {
         check_event(p, ev, &f);
-        used += p->consumed;
+        used += p->frame_wire;
         if (nev < MAX_EVENTS) evs[nev++] = (struct event){ev, f.op, f.flags, f.reqid, f.len};
-        if (++guard > sizeof p->buf) die("parser: endless events without new bytes", guard, 0);
+        if (++guard > 1) die("parser: two events from one delimiter", guard, 0);
       }
-      if (p->consumed) die("parser: returned 0 with a frame still consumed", p->consumed, 0);
-      if (fed != p->dropped + used + p->len) die("parser: bytes lost", (long long)fed, (long long)(p->dropped + used + p->len));
-      /* Took nothing: the buffer was full, yet the last proto_next found no
-       * event in it; node_feed would spin forever. */
-      if (k == 0) die("parser: stuck with a full buffer and no event", p->len, 0);
+      if (p->dropped + used > fed)
+        die("parser: counted more bytes than fed", (long long)fed, (long long)(p->dropped + used));
+      /* Took nothing twice in a row (once is a frame waiting for proto_next):
+       * node_feed would spin forever. */
+      if (k) idle_feeds = 0;
+      else if (++idle_feeds > 1) die("parser: stuck", p->len, 0);
     }
   }
   return nev;
@@ -247,13 +248,13 @@ static uint32_t nanswers;
 
 static int host_write(void *io, const void *buf, uint32_t n) {
   (void)io;
-  if (n < PROTO_HDR + 4 + PROTO_TRAILER || n > sizeof chk.buf) die("response of impossible size", n, 0);
+  if (n < PROTO_HDR + 4 + PROTO_TRAILER || n > PROTO_WIRE_SIZE(sizeof chk.buf)) die("response of impossible size", n, 0);
   proto_parser_init(&chk);
   if (proto_feed(&chk, buf, n) != n) die("response does not fit a parser", n, 0);
   struct proto_frame f;
   int ev = proto_next(&chk, &f);
   if (ev != PROTO_FRAME) die("response is not a well-formed frame", ev, n);
-  if (chk.dropped || chk.consumed != n) die("response has bytes around its frame", (long long)chk.dropped, chk.consumed);
+  if (chk.dropped || chk.frame_wire + 1 != n || ((const uint8_t *)buf)[0]) die("response has bytes around its frame", (long long)chk.dropped, chk.frame_wire);
   if (!(f.flags & PROTO_F_RESP)) die("response without the RESP flag", f.op, f.flags);
   if (f.len < 4) die("response without a status", f.len, 0);
   int status = (int)ld32(f.payload);

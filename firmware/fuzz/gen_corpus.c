@@ -61,7 +61,7 @@ static void req(uint8_t op, const uint8_t *payload, uint32_t len) {
     add(rec, 4);
     add(payload, len);
   } else {
-    static uint8_t fr[PROTO_HDR + PROTO_MAX_PAYLOAD + PROTO_TRAILER];
+    static uint8_t fr[PROTO_WIRE_SIZE(PROTO_RAW_MAX)];
     add(fr, proto_encode(fr, op, 0, ++reqid, payload, len));
   }
 }

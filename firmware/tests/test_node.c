@@ -34,6 +34,14 @@ static uint32_t frame(uint8_t *buf, uint8_t op, uint16_t reqid, const void *payl
   return proto_encode(buf, op, 0, reqid, payload, len);
 }
 
+/* A frame before COBS stuffing: header, payload, CRC. */
+static uint32_t raw_frame(uint8_t *raw, uint8_t op, uint16_t reqid, const void *payload, uint32_t len) {
+  proto_header(raw, op, 0, reqid, len);
+  memcpy(raw + PROTO_HDR, payload, len);
+  st32(raw + PROTO_HDR + len, crc32c(raw + PROTO_HDR, len));
+  return PROTO_HDR + len + PROTO_TRAILER;
+}
+
 /* Collects the responses the node wrote since the last call. */
 struct resp {
   int n;
@@ -137,51 +145,86 @@ static void test_garbage_truncation_crc_length(void) {
     responses(&r);
     CHECK(r.n >= 0);
   }
-  /* A truncated frame swallows the head of the next: the host's retransmission
-   * after the NAK or timeout is what brings the node back in step. */
-  n = frame(b, OP_HELLO, 101, NULL, 0);
-  send(b, n - 5);
-  CHECK(alive() || alive());
-  /* wrong payload CRC: NAK with the request id */
+  /* A truncated frame costs only itself: the next frame's delimiter ends it,
+   * and as its header survived, it is NAKed for a quick retransmission. */
+  n = frame(b, OP_HELLO, 101, NULL, 0) - 5;
+  n += frame(b + n, OP_HELLO, 111, NULL, 0);
+  send(b, n);
+  responses(&r);
+  CHECK_EQ(r.n, 2);
+  CHECK_EQ(r.op[0], OP_NAK);
+  CHECK_EQ(r.reqid[0], 101);
+  CHECK_EQ(r.reqid[1], 111);
+  CHECK_EQ(r.status[1], 0);
+  /* One byte lost in the middle of a frame: that frame is NAKed (its header
+   * still holds), and the frame right after it is answered. */
   uint8_t payload[40] = {0};
+  for (int i = 0; i < 32; i++) payload[i] = (uint8_t)(i + 1);
   n = frame(b, OP_STAT, 102, payload, 32);
-  b[n - 1] ^= 0x01;
+  memmove(b + 20, b + 21, n - 21);
+  n--;
+  n += frame(b + n, OP_HELLO, 103, NULL, 0);
+  send(b, n);
+  responses(&r);
+  CHECK_EQ(r.n, 2);
+  CHECK_EQ(r.op[0], OP_NAK);
+  CHECK_EQ(r.reqid[0], 102);
+  CHECK_EQ(r.status[0], PIFS_EPROTO);
+  CHECK_EQ(r.reqid[1], 103);
+  CHECK_EQ(r.status[1], 0);
+  /* wrong payload CRC: NAK with the request id */
+  static uint8_t raw[PROTO_RAW_MAX];
+  n = raw_frame(raw, OP_STAT, 104, payload, 32);
+  raw[n - 1] ^= 0x01;
+  send(b, proto_stuff(b, raw, n));
+  responses(&r);
+  CHECK_EQ(r.n, 1);
+  CHECK_EQ(r.op[0], OP_NAK);
+  CHECK_EQ(r.reqid[0], 104);
+  CHECK_EQ(r.status[0], PIFS_EPROTO);
+  CHECK(alive());
+  /* wrong header CRC: silently skipped (no reqid to trust) */
+  n = raw_frame(raw, OP_STAT, 105, payload, 32);
+  raw[7] ^= 0x10;
+  send(b, proto_stuff(b, raw, n));
+  responses(&r);
+  CHECK_EQ(r.n, 0);
+  CHECK(alive());
+  /* a huge length with a valid header: EPROTO, then business as usual */
+  proto_header(raw, OP_PUT_DATA, 0, 106, 0x7FFFFFF0u);
+  memset(raw + PROTO_HDR, 0xEE, 1000);
+  n = proto_stuff(b, raw, PROTO_HDR + 1000);
+  n += frame(b + n, OP_HELLO, 107, NULL, 0);
+  send(b, n);
+  responses(&r);
+  CHECK_EQ(r.n, 2);
+  CHECK_EQ(r.reqid[0], 106);
+  CHECK_EQ(r.status[0], PIFS_EPROTO);
+  CHECK_EQ(r.reqid[1], 107);
+  CHECK_EQ(r.status[1], 0);
+  /* more bytes than any frame holds, with a valid header: NAK, no overflow */
+  proto_header(raw, OP_PUT_DATA, 0, 108, 16);
+  memset(raw + PROTO_HDR, 0xEE, sizeof raw - PROTO_HDR);
+  n = proto_stuff(b, raw, sizeof raw);
+  b[n - 1] = 0xEE; /* no delimiter yet: 200 more bytes */
+  memset(b + n, 0xEE, 200);
+  n += 200;
+  b[n++] = 0;
   send(b, n);
   responses(&r);
   CHECK_EQ(r.n, 1);
   CHECK_EQ(r.op[0], OP_NAK);
-  CHECK_EQ(r.reqid[0], 102);
-  CHECK_EQ(r.status[0], PIFS_EPROTO);
+  CHECK_EQ(r.reqid[0], 108);
   CHECK(alive());
-  /* wrong header CRC: silently skipped (no reqid to trust) */
-  n = frame(b, OP_STAT, 103, payload, 32);
-  b[7] ^= 0x10;
-  send(b, n);
-  responses(&r);
-  CHECK_EQ(r.n, 0);
-  CHECK(alive());
-  /* a huge length with a valid header: EPROTO, resync */
-  proto_header(b, OP_PUT_DATA, 0, 104, 0x7FFFFFF0u);
-  n = PROTO_HDR;
-  memset(b + n, 0xEE, 1000);
-  n += 1000;
-  n += frame(b + n, OP_HELLO, 105, NULL, 0);
-  send(b, n);
-  responses(&r);
-  CHECK_EQ(r.n, 2);
-  CHECK_EQ(r.reqid[0], 104);
-  CHECK_EQ(r.status[0], PIFS_EPROTO);
-  CHECK_EQ(r.reqid[1], 105);
-  CHECK_EQ(r.status[1], 0);
   /* the largest legal payload is accepted (a PUT_DATA on an unknown handle) */
   memset(b, 0, sizeof b);
-  n = frame(b, OP_PUT_DATA, 106, b + 30000, PROTO_MAX_PAYLOAD);
+  n = frame(b, OP_PUT_DATA, 109, b + 30000, PROTO_MAX_PAYLOAD);
   send(b, n);
   responses(&r);
   CHECK_EQ(r.n, 1);
   CHECK_EQ(r.status[0], PIFS_ENOENT);
   /* unknown opcode: EPROTO reply, then business as usual */
-  send(b, frame(b, 0x7E, 107, NULL, 0));
+  send(b, frame(b, 0x7E, 110, NULL, 0));
   responses(&r);
   CHECK_EQ(r.n, 1);
   CHECK_EQ(r.status[0], PIFS_EPROTO);

@@ -102,8 +102,99 @@ static void test_op_names(void) {
   CHECK(!strcmp(pifs_err_to_str(PIFS_EBADHASH), "EBADHASH (content does not match its id)"));
 }
 
+static uint32_t rnd_state = 12345;
+static uint32_t rnd(void) { return (rnd_state = rnd_state * 1103515245u + 12345u) >> 8; }
+
+/* Random payloads, zero-heavy and zero-free: encoding in place (the payload
+ * already where proto_encode builds the raw frame), from elsewhere, and by
+ * proto_stuff of the raw frame give the same wire bytes, and parse back. */
+static void test_stuff_in_place(void) {
+  static uint8_t payload[PROTO_MAX_PAYLOAD], a[PROTO_WIRE_SIZE(PROTO_RAW_MAX)],
+      b[PROTO_WIRE_SIZE(PROTO_RAW_MAX)], raw[PROTO_RAW_MAX], raw2[PROTO_WIRE_SIZE(PROTO_RAW_MAX)];
+  static struct proto_parser p;
+  for (int t = 0; t < 300; t++) {
+    static const uint32_t edge[] = {0, 1, 239, 240, 253, 254, 508, PROTO_MAX_PAYLOAD};
+    uint32_t len = t < 8 ? edge[t] : rnd() % PROTO_MAX_PAYLOAD;
+    uint32_t zeros = rnd() % 4; /* 0: none, else one byte in 2^(2*zeros) is zero */
+    for (uint32_t i = 0; i < len; i++) {
+      uint8_t v = (uint8_t)rnd();
+      payload[i] = zeros && (rnd() & ((1u << (2 * zeros)) - 1)) == 0 ? 0 : (v ? v : 1);
+    }
+    uint32_t n = PROTO_HDR + len + PROTO_TRAILER;
+    uint32_t wa = proto_encode(a, OP_PUT_DATA, 0, (uint16_t)t, payload, len);
+    memcpy(b + PROTO_WIRE_SIZE(n) - n + PROTO_HDR, payload, len);
+    uint32_t wb = proto_encode(b, OP_PUT_DATA, 0, (uint16_t)t, b + PROTO_WIRE_SIZE(n) - n + PROTO_HDR, len);
+    proto_header(raw, OP_PUT_DATA, 0, (uint16_t)t, len);
+    memcpy(raw + PROTO_HDR, payload, len);
+    st32(raw + PROTO_HDR + len, crc32c(payload, len));
+    uint32_t wc = proto_stuff(raw2, raw, n);
+    CHECK(wa <= PROTO_WIRE_SIZE(n));
+    CHECK_EQ(wa, wb);
+    CHECK_EQ(wa, wc);
+    CHECK(memcmp(a, raw2, wa) == 0);
+    CHECK(memcmp(a, b, wa) == 0);
+    CHECK(a[0] == 0 && a[wa - 1] == 0 && memchr(a + 1, 0, wa - 2) == NULL);
+    proto_parser_init(&p);
+    CHECK_EQ(proto_feed(&p, a, wa), wa);
+    struct proto_frame f;
+    CHECK_EQ(proto_next(&p, &f), PROTO_FRAME);
+    CHECK_EQ(f.len, len);
+    CHECK(len == 0 || memcmp(f.payload, payload, len) == 0);
+    if (check_failed_now) return;
+  }
+}
+
+/* A stream of frames with one byte lost, added or flipped anywhere: every
+ * frame but the one hit (and, for a lost delimiter, none more) arrives. */
+static void test_one_fault_costs_one_frame(void) {
+  static uint8_t s[40 * 700], payload[600];
+  static struct proto_parser p;
+  for (int t = 0; t < 400; t++) {
+    uint32_t n = 0, frames = 20 + rnd() % 20;
+    for (uint32_t k = 0; k < frames; k++) {
+      uint32_t len = rnd() % sizeof payload;
+      for (uint32_t i = 0; i < len; i++) payload[i] = (uint8_t)rnd();
+      n += proto_encode(s + n, OP_PUT_DATA, 0, (uint16_t)k, payload, len);
+    }
+    uint32_t at = 1 + rnd() % (n - 2), kind = rnd() % 3;
+    if (kind == 0) { /* lost */
+      memmove(s + at, s + at + 1, n - at - 1);
+      n--;
+    } else if (kind == 1) { /* added */
+      memmove(s + at + 1, s + at, n - at);
+      s[at] = (uint8_t)rnd();
+      n++;
+    } else {
+      s[at] ^= (uint8_t)(1u << (rnd() % 8));
+    }
+    proto_parser_init(&p);
+    uint32_t good = 0, off = 0, next_id = 0, gaps = 0;
+    while (off < n) {
+      off += proto_feed(&p, s + off, n - off);
+      struct proto_frame f;
+      int e;
+      while ((e = proto_next(&p, &f))) {
+        if (e != PROTO_FRAME) continue;
+        if (f.reqid != next_id) gaps += f.reqid - next_id;
+        next_id = f.reqid + 1u;
+        good++;
+      }
+    }
+    gaps += frames - next_id;
+    /* a flip can make a 00 (splitting one frame) or remove one (merging two) */
+    CHECK(good + 2 >= frames);
+    CHECK(gaps <= (kind == 2 ? 2u : 1u));
+    if (check_failed_now) {
+      fprintf(stderr, "  trial %d: fault kind %u at %u of %u: %u of %u frames\n", t, kind, at, n, good, frames);
+      return;
+    }
+  }
+}
+
 int main(void) {
   RUN(test_vectors);
+  RUN(test_stuff_in_place);
+  RUN(test_one_fault_costs_one_frame);
   RUN(test_op_names);
   return CHECK_DONE();
 }

@@ -120,6 +120,73 @@ static void test_format_put_get_remount(void) {
   store_close(s);
 }
 
+/* Frames arrive in any order within the ahead limit, repeated, overlapping,
+ * of odd sizes: the chunk commits with exactly its bytes. More separate runs
+ * than the node tracks are refused, not lost. */
+static void test_put_out_of_order(void) {
+  reset_card();
+  struct pifs_store *s = NULL;
+  struct pifs_format_opts o = fmt_opts(3);
+  CHECK_EQ(store_format(&s, &bd, &o), 0);
+  static uint8_t d[300000];
+  fill(d, sizeof d, 5);
+  uint8_t id[32];
+  sha256(d, sizeof d, id);
+  uint32_t h, have, seed = 42;
+  CHECK_EQ(store_put_begin(s, id, sizeof d, &h, &have), 0);
+  /* a window of frames past have, sent in a shuffled order, some twice */
+  while (have < sizeof d) {
+    uint32_t offs[40], lens[40], k = 0;
+    for (uint32_t off = have; off < sizeof d && k < 40;) {
+      uint32_t len = 1 + (seed = seed * 1103515245u + 12345u) % 1500;
+      if (off + len > sizeof d) len = (uint32_t)sizeof d - off;
+      if (off + len - have > PIFS_PUT_AHEAD) break;
+      offs[k] = off;
+      lens[k++] = len;
+      off += len;
+    }
+    for (uint32_t i = k; i > 1; i--) { /* shuffle, but never the first frame first */
+      uint32_t j = 1 + (seed = seed * 1103515245u + 12345u) % (i - 1);
+      uint32_t a = offs[i - 1], b = lens[i - 1];
+      offs[i - 1] = offs[j];
+      lens[i - 1] = lens[j];
+      offs[j] = a;
+      lens[j] = b;
+    }
+    uint32_t before = have;
+    for (uint32_t i = 0; i < k; i++) {
+      int err = store_put_data(s, h, offs[i], d + offs[i], lens[i], &have);
+      CHECK(err == 0 || err == PIFS_ERANGE); /* ERANGE: more runs than tracked */
+      if (i % 3 == 0) CHECK(store_put_data(s, h, offs[i], d + offs[i], lens[i], &have) != PIFS_EINVAL);
+    }
+    CHECK(have > before || k == 0);
+    if (check_failed_now) return;
+  }
+  CHECK_EQ(have, (uint32_t)sizeof d);
+  CHECK_EQ(store_put_commit(s, h), 0);
+  CHECK(get_ok(s, id, d, sizeof d));
+  /* 16 separate runs are held; a 17th is refused with have */
+  static uint8_t e[64 * 1024];
+  fill(e, sizeof e, 6);
+  sha256(e, sizeof e, id);
+  CHECK_EQ(store_put_begin(s, id, sizeof e, &h, &have), 0);
+  /* more than PIFS_PUT_AHEAD past have: refused with have */
+  CHECK_EQ(store_put_data(s, h, PIFS_PUT_AHEAD - 10, e, 20, &have), PIFS_ERANGE);
+  for (uint32_t i = 0; i < PIFS_PUT_RANGES; i++)
+    CHECK_EQ(store_put_data(s, h, 100 + i * 200, e + 100 + i * 200, 50, &have), 0);
+  CHECK_EQ(store_put_data(s, h, 100 + PIFS_PUT_RANGES * 200, e, 50, &have), PIFS_ERANGE);
+  CHECK_EQ(have, 0);
+  /* a run that bridges two merges them, and filling the gap drains them all */
+  CHECK_EQ(store_put_data(s, h, 150, e + 150, 150, &have), 0);
+  CHECK_EQ(store_put_data(s, h, 0, e, 100, &have), 0);
+  CHECK_EQ(have, 350u);
+  CHECK_EQ(store_put_data(s, h, 350, e + 350, sizeof e - 350, &have), 0);
+  CHECK_EQ(have, (uint32_t)sizeof e);
+  CHECK_EQ(store_put_commit(s, h), 0);
+  CHECK(get_ok(s, id, e, sizeof e));
+  store_close(s);
+}
+
 static void test_resume_and_bad_hash(void) {
   reset_card();
   struct pifs_store *s = NULL;
@@ -134,8 +201,8 @@ static void test_resume_and_bad_hash(void) {
   CHECK_EQ(have, 0);
   CHECK_EQ(store_put_data(s, h, 0, d, 7000, &have), 0);
   CHECK_EQ(have, 7000);
-  /* out of order: refused with where the node stands */
-  CHECK_EQ(store_put_data(s, h, 9000, d + 9000, 100, &have), PIFS_ERANGE);
+  /* past a gap: held, have unchanged */
+  CHECK_EQ(store_put_data(s, h, 9000, d + 9000, 100, &have), 0);
   CHECK_EQ(have, 7000);
   /* a repeat of bytes already held is harmless */
   CHECK_EQ(store_put_data(s, h, 0, d, 4000, &have), 0);
@@ -575,6 +642,7 @@ int main(void) {
   }
   RUN(test_format_put_get_remount);
   RUN(test_resume_and_bad_hash);
+  RUN(test_put_out_of_order);
   RUN(test_delete_reuse_compact_journal);
   RUN(test_full_store);
   RUN(test_power_loss_every_write);
