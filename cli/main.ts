@@ -9,6 +9,7 @@ import { registerChunk } from "./chunk.ts";
 import { registerFiles } from "./files.ts";
 import { registerSim } from "./sim.ts";
 import { registerStatus } from "./status.ts";
+import { registerSync } from "./sync.ts";
 import { UsageError } from "./_util.ts";
 
 /** Builds the command tree (exported for tests of `--help`). */
@@ -24,6 +25,7 @@ export function buildCli(): Command {
   registerSim(program);
   registerStatus(program);
   registerFiles(program);
+  registerSync(program);
   registerChunk(program);
 
   return program;
@@ -55,6 +57,7 @@ export async function main(args: string[]): Promise<number> {
         "JournalError",
         "PlacementError",
         "LinkError",
+        "SourceError",
       ].includes(err.name);
     console.error(`pifs: ${known ? err.message : err.stack ?? err}`);
     return err instanceof UsageError ? 2 : 1;

@@ -6,7 +6,13 @@
  * @module
  */
 import { DatabaseSync } from "node:sqlite";
-import { baseName, type JournalEntry, type Manifest, parentOf } from "./namespace.ts";
+import {
+  baseName,
+  type JournalEntry,
+  type Manifest,
+  parentOf,
+  type SnapshotObject,
+} from "./namespace.ts";
 
 /** One file or directory of the namespace. */
 export interface Entry {
@@ -39,7 +45,43 @@ CREATE TABLE IF NOT EXISTS manifests (manifest TEXT NOT NULL, idx INTEGER NOT NU
   PRIMARY KEY (manifest, idx));
 CREATE INDEX IF NOT EXISTS manifests_id ON manifests(id);
 CREATE TABLE IF NOT EXISTS journal (s INTEGER PRIMARY KEY, entry TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS snapshots (name TEXT PRIMARY KEY, job TEXT NOT NULL, target TEXT NOT NULL,
+  root TEXT NOT NULL, time INTEGER NOT NULL, files INTEGER NOT NULL, bytes INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS snap_manifests (root TEXT NOT NULL, manifest TEXT NOT NULL,
+  PRIMARY KEY (root, manifest));
+CREATE TABLE IF NOT EXISTS sync_cache (job TEXT NOT NULL, path TEXT NOT NULL, key TEXT NOT NULL,
+  size INTEGER NOT NULL, mtime INTEGER NOT NULL, manifest TEXT NOT NULL, PRIMARY KEY (job, path));
 `;
+
+/** A snapshot as the index knows it. */
+export interface SnapshotRow {
+  /** Unique name. */
+  name: string;
+  /** Job that made it. */
+  job: string;
+  /** Store directory it captured. */
+  target: string;
+  /** Id of its snapshot object. */
+  root: string;
+  /** When it was taken (ms). */
+  time: number;
+  /** Files in it. */
+  files: number;
+  /** Their bytes. */
+  bytes: number;
+}
+
+/** What the sync engine remembers of a source file it stored. */
+export interface SyncCacheRow {
+  /** The source's identity of the file (e.g. dev:ino). */
+  key: string;
+  /** Size when stored. */
+  size: number;
+  /** Modification time when stored (ms). */
+  mtime: number;
+  /** Manifest it was stored as. */
+  manifest: string;
+}
 
 /** The index of one cluster. */
 export class Index {
@@ -135,7 +177,7 @@ export class Index {
    * Applies one journal entry (in sequence order). `manifest` gives the
    * chunk list of a `put`'s manifest.
    */
-  apply(e: JournalEntry, manifest?: Manifest): void {
+  apply(e: JournalEntry, manifest?: Manifest, snapshot?: SnapshotObject): void {
     if (e.s !== this.lastSeq() + 1) {
       throw new Error(`journal entry ${e.s} applied after ${this.lastSeq()}`);
     }
@@ -166,7 +208,64 @@ export class Index {
       case "mv":
         this.#move(e.p, e.to);
         break;
+      case "snap": {
+        this.#db.prepare("INSERT OR REPLACE INTO snapshots VALUES (?, ?, ?, ?, ?, ?, ?)").run(
+          e.name,
+          e.job,
+          e.target,
+          e.root,
+          e.time,
+          e.files,
+          e.bytes,
+        );
+        if (snapshot) this.setSnapshotManifests(e.root, snapshot);
+        break;
+      }
+      case "snaprm":
+        this.#db.prepare("DELETE FROM snapshots WHERE name = ?").run(e.name);
+        break;
     }
+  }
+
+  /** Records which manifests a snapshot object references (for gc). */
+  setSnapshotManifests(root: string, s: SnapshotObject): void {
+    const ins = this.#db.prepare("INSERT OR IGNORE INTO snap_manifests VALUES (?, ?)");
+    for (const f of s.files) ins.run(root, f[1]);
+  }
+
+  /** Snapshots, oldest first (of one job, when given). */
+  snapshots(job?: string): SnapshotRow[] {
+    return (job === undefined
+      ? this.#db.prepare("SELECT * FROM snapshots ORDER BY time, name").all()
+      : this.#db.prepare("SELECT * FROM snapshots WHERE job = ? ORDER BY time, name").all(
+        job,
+      )) as unknown as SnapshotRow[];
+  }
+
+  /** One snapshot by name. */
+  snapshot(name: string): SnapshotRow | undefined {
+    return this.#db.prepare("SELECT * FROM snapshots WHERE name = ?").get(name) as unknown as
+      | SnapshotRow
+      | undefined;
+  }
+
+  /** What the sync engine stored for `path` of `job`. */
+  syncCacheGet(job: string, path: string): SyncCacheRow | undefined {
+    return this.#db.prepare(
+      "SELECT key, size, mtime, manifest FROM sync_cache WHERE job = ? AND path = ?",
+    ).get(job, path) as unknown as SyncCacheRow | undefined;
+  }
+
+  /** Remembers what the sync engine stored for `path` of `job`. */
+  syncCacheSet(job: string, path: string, r: SyncCacheRow): void {
+    this.#db.prepare("INSERT OR REPLACE INTO sync_cache VALUES (?, ?, ?, ?, ?, ?)").run(
+      job,
+      path,
+      r.key,
+      r.size,
+      r.mtime,
+      r.manifest,
+    );
   }
 
   /** Records the chunk list of a manifest. */
@@ -268,10 +367,14 @@ export class Index {
    * manifest), first seen before `before` (ms).
    */
   unreferenced(before: number): { id: string; nodes: number[] }[] {
+    // Live files and snapshots both hold their manifests and chunks.
     const rows = this.#db.prepare(
-      "SELECT c.id AS id FROM chunks c WHERE c.seen < ? " +
-        "AND NOT EXISTS (SELECT 1 FROM entries e WHERE e.manifest = c.id) " +
-        "AND NOT EXISTS (SELECT 1 FROM manifests m JOIN entries e ON e.manifest = m.manifest " +
+      "WITH held(m) AS (SELECT manifest FROM entries WHERE type = 'f' " +
+        "UNION SELECT sm.manifest FROM snap_manifests sm JOIN snapshots s ON s.root = sm.root) " +
+        "SELECT c.id AS id FROM chunks c WHERE c.seen < ? " +
+        "AND NOT EXISTS (SELECT 1 FROM held h WHERE h.m = c.id) " +
+        "AND NOT EXISTS (SELECT 1 FROM snapshots s WHERE s.root = c.id) " +
+        "AND NOT EXISTS (SELECT 1 FROM manifests m JOIN held h ON h.m = m.manifest " +
         "WHERE m.id = c.id)",
     ).all(before) as { id: string }[];
     return rows.map((r) => ({ id: r.id, nodes: this.locations(r.id) }));

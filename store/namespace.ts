@@ -82,7 +82,57 @@ export type JournalEntry =
   }
   | { s: number; op: "mkdir"; p: string; mode: number; mtime: number }
   | { s: number; op: "rm"; p: string }
-  | { s: number; op: "mv"; p: string; to: string };
+  | { s: number; op: "mv"; p: string; to: string }
+  | {
+    s: number;
+    op: "snap";
+    /** Snapshot name (unique). */
+    name: string;
+    /** The job that made it. */
+    job: string;
+    /** The store directory it captured. */
+    target: string;
+    /** Id of its {@linkcode SnapshotObject}. */
+    root: string;
+    /** When it was taken, ms since the epoch. */
+    time: number;
+    files: number;
+    bytes: number;
+  }
+  | { s: number; op: "snaprm"; name: string };
+
+/** What a snapshot holds: every file under its target, stored as a chunk. */
+export interface SnapshotObject {
+  /** Format version: 1. */
+  v: 1;
+  /** Snapshot name. */
+  name: string;
+  /** The store directory it captured. */
+  target: string;
+  /** When it was taken, ms since the epoch. */
+  time: number;
+  /** Files: path relative to the target, manifest id, size, mode, mtime; sorted by path. */
+  files: [string, string, number, number, number][];
+}
+
+/** Encodes a snapshot object (canonical JSON: equal snapshots, equal ids). */
+export function encodeSnapshot(s: SnapshotObject): Uint8Array {
+  return new TextEncoder().encode(JSON.stringify(s));
+}
+
+/** Decodes a snapshot object, refusing anything else. */
+export function decodeSnapshot(bytes: Uint8Array, id: string): SnapshotObject {
+  let s: SnapshotObject;
+  try {
+    s = JSON.parse(new TextDecoder().decode(bytes));
+  } catch {
+    throw new JournalError(`snapshot ${id.slice(0, 12)} is not JSON`);
+  }
+  if (s?.v !== 1 || typeof s.name !== "string" || !Array.isArray(s.files)) {
+    throw new JournalError(`snapshot ${id.slice(0, 12)} is not a pifs snapshot`);
+  }
+  return s;
+}
 
 /** A file's content: the chunks, in order. Stored as a chunk itself. */
 export interface Manifest {

@@ -11,10 +11,12 @@ import { Index } from "./index_db.ts";
 import {
   decodeJournal,
   decodeManifest,
+  decodeSnapshot,
   encodeEntry,
   encodeManifest,
   type JournalEntry,
   type Manifest,
+  type SnapshotObject,
 } from "./namespace.ts";
 import { type PlacementNode, rankNodes } from "./placement.ts";
 
@@ -68,6 +70,7 @@ export interface PutStats {
 interface QueuedEntry {
   entry: DistributiveOmit<JournalEntry, "s">;
   manifest?: Manifest;
+  snapshot?: SnapshotObject;
   resolve: () => void;
   reject: (e: unknown) => void;
 }
@@ -224,8 +227,9 @@ export class Store {
       const entries = decodeJournal(tail, this.index.lastSeq() + 1);
       for (const e of entries) {
         const m = e.op === "put" ? await this.#fetchManifest(e.m) : undefined;
+        const snap = e.op === "snap" ? await this.snapshotObject(e.root) : undefined;
         this.index.tx(() => {
-          this.index.apply(e, m);
+          this.index.apply(e, m, snap);
           this.index.setMeta(
             "journal_bytes",
             String(this.#appliedBytes() + encodeEntry(e).length),
@@ -276,6 +280,11 @@ export class Store {
     }
   }
 
+  /** Reads a snapshot object by its id. */
+  async snapshotObject(id: string): Promise<SnapshotObject> {
+    return decodeSnapshot(await this.getChunk(id), id);
+  }
+
   async #fetchManifest(id: string): Promise<Manifest> {
     const bytes = await this.getChunk(id);
     return decodeManifest(bytes, id);
@@ -285,9 +294,13 @@ export class Store {
    * Appends an entry to the journals of a quorum of nodes, then applies it
    * to the index. Throws {@linkcode QuorumError} if too few nodes took it.
    */
-  commit(entry: DistributiveOmit<JournalEntry, "s">, manifest?: Manifest): Promise<void> {
+  commit(
+    entry: DistributiveOmit<JournalEntry, "s">,
+    manifest?: Manifest,
+    snapshot?: SnapshotObject,
+  ): Promise<void> {
     return new Promise<void>((resolve, reject) => {
-      this.#queue.push({ entry, manifest, resolve, reject });
+      this.#queue.push({ entry, manifest, snapshot, resolve, reject });
       if (!this.#committing) this.#drain();
     });
   }
@@ -317,6 +330,7 @@ export class Store {
           batch.map((x) => x.e),
           batch.map((x) => x.b),
           batch.map((x) => x.q.manifest),
+          batch.map((x) => x.q.snapshot),
         );
         for (const x of batch) x.q.resolve();
       } catch (err) {
@@ -326,7 +340,12 @@ export class Store {
     this.#committing = false;
   }
 
-  async #append(entries: JournalEntry[], lines: Uint8Array[], manifests: (Manifest | undefined)[]) {
+  async #append(
+    entries: JournalEntry[],
+    lines: Uint8Array[],
+    manifests: (Manifest | undefined)[],
+    snapshots: (SnapshotObject | undefined)[],
+  ) {
     const bytes = new Uint8Array(lines.reduce((a, b) => a + b.length, 0));
     let o = 0;
     for (const b of lines) bytes.set(b, o), o += b.length;
@@ -334,7 +353,9 @@ export class Store {
     const up = this.up();
     let ok = 0;
     const what = entries.length === 1
-      ? `journal entry ${entries[0].s} (${entries[0].op} ${entries[0].p})`
+      ? `journal entry ${entries[0].s} (${entries[0].op} ${
+        "p" in entries[0] ? entries[0].p : entries[0].name
+      })`
       : `journal entries ${entries[0].s}..${entries[entries.length - 1].s}`;
     await Promise.all(up.map(async (st) => {
       try {
@@ -356,7 +377,7 @@ export class Store {
       );
     }
     this.index.tx(() => {
-      entries.forEach((e, i) => this.index.apply(e, manifests[i]));
+      entries.forEach((e, i) => this.index.apply(e, manifests[i], snapshots[i]));
       this.index.setMeta("journal_bytes", String(applied + bytes.length));
     });
   }

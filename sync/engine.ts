@@ -1,0 +1,426 @@
+/**
+ * The sync engine: one job, from its sources into the store.
+ *
+ * source entries → include/exclude → unchanged-file cache (key, size, mtime:
+ * skipped before they are read) → content-defined chunks → SHA-256 → chunks
+ * the cluster already holds are not sent again → the others go to their Pis
+ * in parallel → manifest → journal entry (a file is visible only whole) →
+ * at the end, an immutable snapshot of the target tree, and retention.
+ *
+ * Everything is a stream with backpressure: a file's memory is bounded by a
+ * few chunks in flight, whatever its size. A run killed at any moment and run
+ * again skips finished files by the cache, stored chunks by the index, and a
+ * chunk cut half-way resumes where the Pi says it stands (PUT_BEGIN).
+ *
+ * @module
+ */
+import picomatch from "picomatch";
+import { sha256 } from "@noble/hashes/sha2.js";
+import { bytesToHex } from "@noble/hashes/utils.js";
+import { chunkId } from "../link/client.ts";
+import type { Store } from "../store/store.ts";
+import {
+  encodeManifest,
+  encodeSnapshot,
+  type Manifest,
+  normalizePath,
+  type SnapshotObject,
+} from "../store/namespace.ts";
+import type { SnapshotRow } from "../store/index_db.ts";
+import { Chunker } from "./cdc.ts";
+import type { JobSpec, SnapshotsSpec, SourceSpec } from "./spec.ts";
+import type { Source, SourceEntry, SourceProblem } from "../pipelines/source.ts";
+import { FolderSource } from "../pipelines/folder.ts";
+import { PhotosSource } from "../pipelines/photos.ts";
+import { HttpSource } from "../pipelines/http.ts";
+
+/** What a run did: the fields `--json` prints as its last line. */
+export interface SyncSummary {
+  /** Job name. */
+  job: string;
+  /** Snapshot taken at the end (absent when the run stored nothing and none was needed). */
+  snapshot?: string;
+  /** Files that were not in the target before. */
+  files_new: number;
+  /** Files whose content or metadata changed. */
+  files_changed: number;
+  /** Files skipped as unchanged (by the cache, or read and found identical). */
+  files_unchanged: number;
+  /** Files that could not be stored (reported in `problems`). */
+  files_failed: number;
+  /** Bytes read from the sources. */
+  bytes_read: number;
+  /** Bytes the host wrote to the Pis' links during the run. */
+  wire_bytes: number;
+  /** Chunks sent to the Pis. */
+  chunks_new: number;
+  /** Chunks the cluster already held. */
+  chunks_deduplicated: number;
+  /** Bytes read per byte of new chunk data (1 when nothing deduplicated). */
+  dedup_ratio: number;
+  /** Snapshots removed by retention. */
+  snapshots_removed: string[];
+  /** Entries skipped or failed, with why. */
+  problems: SourceProblem[];
+  /** Wall time of the run in seconds. */
+  seconds: number;
+}
+
+/** Progress events of a run (`--json` prints one per line). */
+export type SyncEvent =
+  | { event: "start"; job: string; sources: string[] }
+  | { event: "file"; job: string; path: string; status: "new" | "changed" | "unchanged" }
+  | { event: "problem"; job: string; path: string; message: string }
+  | { event: "snapshot"; job: string; name: string; files: number; bytes: number }
+  | { event: "done"; summary: SyncSummary };
+
+/** Options of {@linkcode runJob}. */
+export interface SyncOptions {
+  /** Progress events. */
+  onEvent?: (e: SyncEvent) => void;
+  /** Bytes read so far (for a progress bar). */
+  onBytes?: (n: number) => void;
+  /** Stops the run between chunks; what is committed stays. */
+  signal?: AbortSignal;
+  /** The clock (tests). */
+  now?: () => number;
+  /** Files read at once (default 4). */
+  parallelFiles?: number;
+}
+
+/** Makes the source a spec names. */
+export function sourceFor(spec: SourceSpec): Source {
+  switch (spec.kind) {
+    case "folder":
+      return new FolderSource({ root: spec.path, followSymlinks: spec.followSymlinks });
+    case "photos":
+      return new PhotosSource({ roots: spec.paths, layout: spec.layout, dedupe: spec.dedupe });
+    case "http":
+      return new HttpSource({
+        urls: spec.urls,
+        manifest: spec.manifest,
+        concurrency: spec.concurrency,
+        retries: spec.retries,
+        timeoutMs: spec.timeout * 1000,
+      });
+  }
+}
+
+/** A file of a run that could not be stored: reported, the run goes on. */
+class FileFailed extends Error {
+  override name = "FileFailed";
+}
+
+/**
+ * Runs one job against an open store: every source, then a snapshot of the
+ * target, then retention. Problems with single files are reported in the
+ * summary and do not stop the run; a store failure (too few Pis) does.
+ */
+export async function runJob(
+  store: Store,
+  job: JobSpec,
+  opts: SyncOptions = {},
+  sources: Source[] = job.sources.map(sourceFor),
+): Promise<SyncSummary> {
+  const now = opts.now ?? Date.now;
+  const t0 = performance.now();
+  const wire0 = store.wireBytes;
+  const target = normalizePath(job.target);
+  const copies = Math.min(job.copies ?? store.copies, store.nodes.size);
+  const sum: SyncSummary = {
+    job: job.name,
+    files_new: 0,
+    files_changed: 0,
+    files_unchanged: 0,
+    files_failed: 0,
+    bytes_read: 0,
+    wire_bytes: 0,
+    chunks_new: 0,
+    chunks_deduplicated: 0,
+    dedup_ratio: 1,
+    snapshots_removed: [],
+    problems: [],
+    seconds: 0,
+  };
+  let newBytes = 0;
+  const emit = (e: SyncEvent) => opts.onEvent?.(e);
+  const report = (p: SourceProblem) => {
+    sum.problems.push(p);
+    emit({ event: "problem", job: job.name, path: p.path, message: p.message });
+  };
+  const include = job.include.length ? picomatch(job.include, { dot: true }) : () => true;
+  const exclude = job.exclude.length ? picomatch(job.exclude, { dot: true }) : () => false;
+  emit({ event: "start", job: job.name, sources: sources.map((s) => s.description) });
+
+  const seen = new Set<string>();
+  const slots = Math.max(1, opts.parallelFiles ?? 4);
+  const running = new Set<Promise<void>>();
+  let fatal: unknown;
+
+  /** Stores one entry; throws FileFailed for a problem of this file only. */
+  const storeEntry = async (entry: SourceEntry, path: string) => {
+    const cached = store.index.syncCacheGet(job.name, path);
+    const live = store.index.get(path);
+    if (
+      cached && live?.type === "f" && live.manifest === cached.manifest &&
+      cached.key === entry.key && cached.size === entry.size &&
+      cached.mtime === entry.mtimeMs && entry.size >= 0
+    ) {
+      sum.files_unchanged++;
+      emit({ event: "file", job: job.name, path, status: "unchanged" });
+      return;
+    }
+    if (live?.type === "d") throw new FileFailed(`${path}: a directory in the store`);
+    let stream: ReadableStream<Uint8Array>;
+    try {
+      stream = await entry.open(0, opts.signal);
+    } catch (e) {
+      throw new FileFailed((e as Error).message);
+    }
+    const verifies = (stream as { verifiesSha256?: boolean }).verifiesSha256 === true;
+    const hash = entry.sha256 && !verifies ? sha256.create() : undefined;
+    const chunker = new Chunker(job.chunking);
+    const chunks: [string, number][] = [];
+    const inflight = new Set<Promise<void>>();
+    const limit = Math.max(2, 2 * store.up().length);
+    let size = 0;
+    let failure: unknown;
+    const send = async (c: Uint8Array) => {
+      const idx = chunks.length;
+      chunks.push(["", c.length]);
+      size += c.length;
+      // The chunk is copied: the chunker may hand out views of our reads.
+      const data = c.slice();
+      const p = (async () => {
+        const id = await chunkId(data);
+        chunks[idx][0] = id;
+        if (store.index.locations(id).length >= copies) {
+          sum.chunks_deduplicated++;
+          return;
+        }
+        const r = await store.storeChunk(data, { id, copies });
+        if (r.sent) {
+          sum.chunks_new++;
+          newBytes += data.length;
+        } else sum.chunks_deduplicated++;
+      })().catch((e) => {
+        failure ??= e;
+      }).finally(() => inflight.delete(p));
+      inflight.add(p);
+      while (inflight.size >= limit) await Promise.race(inflight);
+      if (failure) throw failure;
+    };
+    try {
+      for await (const piece of stream) {
+        opts.signal?.throwIfAborted();
+        hash?.update(piece);
+        sum.bytes_read += piece.length;
+        opts.onBytes?.(piece.length);
+        for (const c of chunker.push(piece)) await send(c);
+      }
+      const last = chunker.finish();
+      if (last) await send(last);
+      await Promise.all(inflight);
+      if (failure) throw failure;
+    } catch (e) {
+      await Promise.allSettled(inflight);
+      if (e === failure || opts.signal?.aborted) throw e; // the store failed: stop the run
+      throw new FileFailed((e as Error).message);
+    }
+    if (hash) {
+      const got = bytesToHex(hash.digest());
+      if (got !== entry.sha256) {
+        throw new FileFailed(`sha256 mismatch: expected ${entry.sha256}, got ${got}`);
+      }
+    }
+    if (entry.size >= 0 && size !== entry.size) {
+      throw new FileFailed(`size mismatch: listed ${entry.size} bytes, read ${size}`);
+    }
+    const manifest: Manifest = { v: 1, size, chunks };
+    const mid = await chunkId(encodeManifest(manifest));
+    const mode = (entry.mode ?? 0o644) & 0o7777;
+    const mtime = Math.round(entry.mtimeMs);
+    if (
+      live?.type === "f" && live.manifest === mid && live.mode === mode && live.mtime === mtime
+    ) {
+      sum.files_unchanged++; // read, and found identical
+      emit({ event: "file", job: job.name, path, status: "unchanged" });
+    } else {
+      if (store.index.locations(mid).length < copies) {
+        await store.storeChunk(encodeManifest(manifest), { id: mid, copies });
+      }
+      store.index.setManifest(mid, manifest);
+      await store.commit(
+        { op: "put", p: path, m: mid, size, mode, mtime, copies },
+        manifest,
+      );
+      const status = live?.type === "f" ? "changed" : "new";
+      if (status === "new") sum.files_new++;
+      else sum.files_changed++;
+      emit({ event: "file", job: job.name, path, status });
+    }
+    store.index.syncCacheSet(job.name, path, {
+      key: entry.key,
+      size: entry.size,
+      mtime: entry.mtimeMs,
+      manifest: mid,
+    });
+  };
+
+  for (const source of sources) {
+    for await (const entry of source.list(report, opts.signal)) {
+      if (fatal) break;
+      if (!include(entry.path) || exclude(entry.path)) continue;
+      let path: string;
+      try {
+        path = normalizePath(`${target}/${entry.path}`);
+      } catch (e) {
+        report({ path: entry.path, message: (e as Error).message });
+        continue;
+      }
+      if (seen.has(path)) {
+        report({ path: entry.path, message: "offered twice (by two sources?): the first kept" });
+        continue;
+      }
+      seen.add(path);
+      const p: Promise<void> = storeEntry(entry, path).catch((e) => {
+        if (e instanceof FileFailed) {
+          sum.files_failed++;
+          report({ path: entry.path, message: e.message });
+        } else fatal ??= e;
+      }).finally(() => running.delete(p));
+      running.add(p);
+      while (running.size >= slots) await Promise.race(running);
+    }
+    if (fatal) break;
+  }
+  await Promise.all(running);
+  if (fatal) throw fatal;
+
+  const snap = await takeSnapshot(store, job, target, copies, now());
+  sum.snapshot = snap.name;
+  emit({ event: "snapshot", job: job.name, name: snap.name, files: snap.files, bytes: snap.bytes });
+  sum.snapshots_removed = await applyRetention(store, job.name, job.snapshots);
+
+  sum.wire_bytes = store.wireBytes - wire0;
+  sum.dedup_ratio = newBytes ? Math.round((sum.bytes_read / newBytes) * 1000) / 1000 : 1;
+  sum.seconds = Math.round(performance.now() - t0) / 1000;
+  emit({ event: "done", summary: sum });
+  return sum;
+}
+
+/** Snapshot names: the job and the UTC time, e.g. `docs-20261125-114705`. */
+export function snapshotName(job: string, time: number): string {
+  const d = new Date(time).toISOString(); // 2026-11-25T11:47:05.123Z
+  return `${job}-${d.slice(0, 10).replaceAll("-", "")}-${d.slice(11, 19).replaceAll(":", "")}`;
+}
+
+/** Records the target tree as an immutable snapshot (an object plus a journal entry). */
+export async function takeSnapshot(
+  store: Store,
+  job: JobSpec,
+  target: string,
+  copies: number,
+  time: number,
+): Promise<SnapshotRow> {
+  const files: SnapshotObject["files"] = [];
+  let bytes = 0;
+  const prefix = target === "/" ? "/" : `${target}/`;
+  for (const e of store.index.walk(target)) {
+    if (e.type !== "f" || !e.manifest) continue;
+    files.push([e.path.slice(prefix.length), e.manifest, e.size, e.mode, e.mtime]);
+    bytes += e.size;
+  }
+  files.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+  let name = snapshotName(job.name, time);
+  for (let k = 2; store.index.snapshot(name); k++) name = `${snapshotName(job.name, time)}-${k}`;
+  const obj: SnapshotObject = { v: 1, name, target, time, files };
+  const bytesObj = encodeSnapshot(obj);
+  const r = await store.storeChunk(bytesObj, { copies });
+  const row: SnapshotRow = {
+    name,
+    job: job.name,
+    target,
+    root: r.id,
+    time,
+    files: files.length,
+    bytes,
+  };
+  await store.commit({ op: "snap", ...row }, undefined, obj);
+  return row;
+}
+
+/**
+ * Which of a job's snapshots retention keeps: the `keepLast` newest, and the
+ * newest of each of the `keepDaily` latest days, `keepWeekly` weeks and
+ * `keepMonthly` months that have one (as restic's `forget` does). Times in UTC.
+ */
+export function retained(snaps: SnapshotRow[], keep: SnapshotsSpec): Set<string> {
+  const newest = [...snaps].sort((a, b) => b.time - a.time || (b.name < a.name ? -1 : 1));
+  const kept = new Set<string>(newest.slice(0, Math.max(1, keep.keepLast)).map((s) => s.name));
+  const bucket = (n: number, key: (d: Date) => string) => {
+    const seen = new Set<string>();
+    for (const s of newest) {
+      if (seen.size >= n) break;
+      const k = key(new Date(s.time));
+      if (seen.has(k)) continue;
+      seen.add(k);
+      kept.add(s.name);
+    }
+  };
+  bucket(keep.keepDaily, (d) => d.toISOString().slice(0, 10));
+  bucket(keep.keepWeekly, isoWeek);
+  bucket(keep.keepMonthly, (d) => d.toISOString().slice(0, 7));
+  return kept;
+}
+
+function isoWeek(d: Date): string {
+  const t = new Date(Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), d.getUTCDate()));
+  const day = t.getUTCDay() || 7;
+  t.setUTCDate(t.getUTCDate() + 4 - day);
+  const year = t.getUTCFullYear();
+  const week = Math.ceil(((t.getTime() - Date.UTC(year, 0, 1)) / 86400000 + 1) / 7);
+  return `${year}-W${week}`;
+}
+
+/** Removes the job's snapshots retention does not keep; returns their names. */
+export async function applyRetention(
+  store: Store,
+  job: string,
+  keep: SnapshotsSpec,
+): Promise<string[]> {
+  const snaps = store.index.snapshots(job);
+  const kept = retained(snaps, keep);
+  const removed: string[] = [];
+  for (const s of snaps) {
+    if (kept.has(s.name)) continue;
+    await store.commit({ op: "snaprm", name: s.name });
+    removed.push(s.name);
+  }
+  return removed;
+}
+
+/** One difference between two snapshots. */
+export interface SnapshotChange {
+  /** `+` added, `-` removed, `M` content changed, `m` only mode or mtime changed. */
+  kind: "+" | "-" | "M" | "m";
+  /** Path relative to the snapshots' target. */
+  path: string;
+  /** Size in the newer snapshot (or the older, when removed). */
+  size: number;
+}
+
+/** The differences from snapshot `a` to snapshot `b`, by path. */
+export function diffSnapshots(a: SnapshotObject, b: SnapshotObject): SnapshotChange[] {
+  const before = new Map(a.files.map((f) => [f[0], f]));
+  const after = new Map(b.files.map((f) => [f[0], f]));
+  const out: SnapshotChange[] = [];
+  for (const [p, f] of after) {
+    const o = before.get(p);
+    if (!o) out.push({ kind: "+", path: p, size: f[2] });
+    else if (o[1] !== f[1]) out.push({ kind: "M", path: p, size: f[2] });
+    else if (o[3] !== f[3] || o[4] !== f[4]) out.push({ kind: "m", path: p, size: f[2] });
+  }
+  for (const [p, f] of before) if (!after.has(p)) out.push({ kind: "-", path: p, size: f[2] });
+  return out.sort((x, y) => (x.path < y.path ? -1 : x.path > y.path ? 1 : 0));
+}

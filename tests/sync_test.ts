@@ -1,0 +1,261 @@
+/**
+ * `pifs sync` end to end on hosted nodes: the smallest spec, deduplication
+ * across runs (an unchanged source costs almost nothing on the wires, a 1 MiB
+ * edit in a 100 MiB file costs about its chunks), snapshots and their diff,
+ * and an HTTP dataset served by a flaky server.
+ */
+import { pifs } from "./_cli.ts";
+import { assert, assertEquals } from "./_assert.ts";
+import { retained } from "../sync/engine.ts";
+import type { SnapshotRow } from "../store/index_db.ts";
+
+async function ok(...args: string[]): Promise<string> {
+  const r = await pifs(...args);
+  assertEquals(r.code, 0, `pifs ${args.join(" ")}: ${r.err}`);
+  return r.out;
+}
+
+/** Seeded pseudo-random bytes (xorshift32), so chunk boundaries are reproducible. */
+function rand(n: number, seed: number): Uint8Array<ArrayBuffer> {
+  const b = new Uint8Array(n);
+  const w = new Uint32Array(b.buffer, 0, n >> 2);
+  let x = seed >>> 0 || 1;
+  for (let i = 0; i < w.length; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    w[i] = x;
+  }
+  return b;
+}
+
+function lastJson(out: string): Record<string, unknown> {
+  const lines = out.trim().split("\n");
+  return JSON.parse(lines[lines.length - 1]);
+}
+
+async function withCluster(args: string[], fn: (dir: string) => Promise<void>): Promise<void> {
+  const dir = await Deno.makeTempDir({ prefix: "pifs-sync-" });
+  try {
+    await ok("sim", "up", "--dir", `${dir}/c`, ...args);
+    await fn(dir);
+  } finally {
+    await pifs("sim", "down", "--dir", `${dir}/c`);
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+const MiB = 1024 * 1024;
+
+Deno.test("sync: the smallest spec; an unchanged re-sync and 1 MiB edits of a 100 MiB file cost their share of the wires", async () => {
+  await withCluster(["--nodes", "3", "--card-size", "256M"], async (dir) => {
+    const c = `${dir}/c`;
+    await Deno.mkdir(`${dir}/my-docs/notes`, { recursive: true });
+    await Deno.writeTextFile(`${dir}/my-docs/notes/todo.txt`, "buy more SD cards\n");
+    const big = rand(100 * MiB, 7);
+    await Deno.writeFile(`${dir}/my-docs/big.bin`, big);
+    // Exactly the issue's smallest spec; relative paths are relative to it.
+    await Deno.writeTextFile(
+      `${dir}/docs.yaml`,
+      "name: docs\ntarget: /docs\nsources:\n  - folder: ./my-docs\n",
+    );
+    const first = lastJson(await ok("sync", "--cluster", c, "--json", `${dir}/docs.yaml`));
+    assertEquals(first.files_new, 2);
+    assertEquals(first.bytes_read, 100 * MiB + 18);
+    assertEquals(await ok("cat", "--cluster", c, "/docs/notes/todo.txt"), "buy more SD cards\n");
+
+    // Unchanged: skipped before being read; at most 0.1 % of the bytes on the wires.
+    const again = lastJson(await ok("sync", "--cluster", c, "--json", `${dir}/docs.yaml`));
+    assertEquals(again.files_unchanged, 2);
+    assertEquals(again.bytes_read, 0);
+    assert(
+      (again.wire_bytes as number) <= 0.001 * 100 * MiB,
+      `unchanged re-sync sent ${again.wire_bytes} bytes`,
+    );
+
+    // 1 MiB changed: at most 3 new chunks, and on average (over three edits:
+    // in the middle and at a quarter and three quarters) at most 3 average
+    // chunks' bytes (1 MiB each, two copies), plus metadata (manifest,
+    // journal, snapshot, framing). One edit alone may cost more bytes: the
+    // chunk around each end of the edit can be up to 4 MiB (the max).
+    let sent = 0;
+    const each: number[] = [];
+    for (const [k, at] of [50, 25, 75].entries()) {
+      big.set(rand(MiB, 99 + k), at * MiB);
+      await Deno.writeFile(`${dir}/my-docs/big.bin`, big);
+      const edit = lastJson(await ok("sync", "--cluster", c, "--json", `${dir}/docs.yaml`));
+      assertEquals([edit.files_changed, edit.files_unchanged], [1, 1]);
+      assert((edit.chunks_deduplicated as number) >= 95, JSON.stringify(edit));
+      sent += edit.wire_bytes as number;
+      each.push(edit.wire_bytes as number);
+    }
+    const limit = 3 * (2 * 3 * MiB * 1.01 + 128 * 1024);
+    assert(sent <= limit, `3 edits of 1 MiB sent ${each.join(" + ")} bytes (limit ${limit})`);
+    await ok("get", "--cluster", c, "/docs/big.bin", `${dir}/back.bin`);
+    const back = await Deno.readFile(`${dir}/back.bin`);
+    assert(back.length === big.length && back.every((x, i) => x === big[i]), "big.bin differs");
+
+    // Five runs, five snapshots; the diff of the first and the last names the edit.
+    const snaps = JSON.parse(await ok("snapshots", "--cluster", c, "--json")) as SnapshotRow[];
+    assertEquals(snaps.length, 5);
+    assertEquals(snaps.map((s) => s.files), [2, 2, 2, 2, 2]);
+    const diff = JSON.parse(
+      await ok("diff", "--cluster", c, "--json", snaps[0].name, snaps[4].name),
+    );
+    assertEquals(diff, [{ kind: "M", path: "big.bin", size: 100 * MiB }]);
+    assertEquals(
+      JSON.parse(await ok("diff", "--cluster", c, "--json", snaps[0].name, snaps[1].name)),
+      [],
+    );
+  });
+});
+
+Deno.test("sync: an HTTP dataset from a flaky server: cut files resumed by range, a bad sha256 reported and skipped", async () => {
+  const files: Record<string, Uint8Array<ArrayBuffer>> = {
+    "a.csv": rand(300_000, 1),
+    "cut.bin": rand(1_500_000, 2),
+    "flaky.bin": rand(700_000, 3),
+    "bad.bin": rand(200_000, 4),
+  };
+  const hex = async (b: Uint8Array<ArrayBuffer>) =>
+    Array.from(
+      new Uint8Array(await crypto.subtle.digest("SHA-256", b)),
+      (x) => x.toString(16).padStart(2, "0"),
+    ).join("");
+  const manifest = {
+    files: await Promise.all(
+      Object.entries(files).map(async ([name, b]) => ({
+        url: `data/${name}`,
+        path: name,
+        size: b.length,
+        sha256: name === "bad.bin" ? "00".repeat(32) : await hex(b),
+      })),
+    ),
+  };
+  const log: { path: string; range: string | null }[] = [];
+  const attempts = new Map<string, number>();
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, (req) => {
+    const path = new URL(req.url).pathname;
+    const range = req.headers.get("range");
+    log.push({ path, range });
+    if (path === "/manifest.json") return Response.json(manifest);
+    const name = path.replace("/data/", "");
+    const body = files[name];
+    if (!body) return new Response("no", { status: 404 });
+    const n = (attempts.get(name) ?? 0) + 1;
+    attempts.set(name, n);
+    if (name === "flaky.bin" && n === 1) return new Response("oops", { status: 500 });
+    let start = 0;
+    const m = range?.match(/^bytes=(\d+)-$/);
+    if (m) start = Number(m[1]);
+    const part = body.subarray(start);
+    const headers = new Headers({ "content-length": String(part.length) });
+    if (m) headers.set("content-range", `bytes ${start}-${body.length - 1}/${body.length}`);
+    if (name === "cut.bin" && n === 1) {
+      // Half the body, then the connection breaks.
+      let sent = false;
+      const stream = new ReadableStream<Uint8Array>({
+        pull(c) {
+          if (!sent) {
+            sent = true;
+            c.enqueue(part.slice(0, 600_000));
+          } else c.error(new Error("connection cut"));
+        },
+      });
+      return new Response(stream, { status: m ? 206 : 200, headers });
+    }
+    return new Response(part, { status: m ? 206 : 200, headers });
+  });
+  try {
+    await withCluster(["--nodes", "2"], async (dir) => {
+      const c = `${dir}/c`;
+      const port = server.addr.port;
+      await Deno.writeTextFile(
+        `${dir}/dataset.yaml`,
+        `name: dataset\ntarget: /datasets/demo\ncopies: 1\nsources:\n  - http:\n` +
+          `      manifest: http://127.0.0.1:${port}/manifest.json\n      retries: 4\n`,
+      );
+      const r = await pifs("sync", "--cluster", c, "--json", `${dir}/dataset.yaml`);
+      assertEquals(r.code, 1, "a failed file makes the exit code 1");
+      const sum = lastJson(r.out);
+      assertEquals([sum.files_new, sum.files_failed], [3, 1], JSON.stringify(sum));
+      assert(/bad\.bin.*sha256 mismatch/.test(r.out), r.out);
+      // The cut file was resumed with a range request, not restarted.
+      assert(
+        log.some((l) => l.path === "/data/cut.bin" && /^bytes=[1-9]\d*-$/.test(l.range ?? "")),
+        JSON.stringify(log),
+      );
+      for (const name of ["a.csv", "cut.bin", "flaky.bin"]) {
+        await ok("get", "--cluster", c, `/datasets/demo/${name}`, `${dir}/${name}`);
+        const got = await Deno.readFile(`${dir}/${name}`);
+        assert(got.every((x, i) => x === files[name][i]) && got.length === files[name].length);
+      }
+      const ls = await pifs("ls", "--cluster", c, "/datasets/demo/bad.bin");
+      assert(ls.code !== 0, "the bad file must not be stored");
+      // Again: the good files are unchanged (known by url and sha256), nothing re-read.
+      const again = lastJson(
+        (await pifs("sync", "--cluster", c, "--json", `${dir}/dataset.yaml`)).out,
+      );
+      assertEquals(again.files_unchanged, 3);
+      assertEquals(again.files_failed, 1);
+    });
+  } finally {
+    await server.shutdown();
+  }
+});
+
+Deno.test("sync: --check validates, a bad spec names file, line and field; schema is JSON Schema", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "pifs-spec-" });
+  try {
+    await Deno.writeTextFile(
+      `${dir}/bad.yaml`,
+      "name: docs\ntarget: docs\nsources:\n  - fodler: ./x\n",
+    );
+    const r = await pifs("sync", "--check", `${dir}/bad.yaml`);
+    assertEquals(r.code, 2);
+    assert(r.err.includes(`${dir}/bad.yaml:2:9: target:`), r.err);
+    assert(r.err.includes("sources[0].fodler: unknown field"), r.err);
+    await Deno.writeTextFile(
+      `${dir}/good.yaml`,
+      "name: docs\ntarget: /docs\nsources:\n  - folder: .\n",
+    );
+    const g = await pifs("sync", "--check", `${dir}/good.yaml`);
+    assertEquals(g.code, 0, g.err);
+    assert(g.out.includes("job docs ok"), g.out);
+    const schema = JSON.parse((await pifs("schema")).out);
+    assert(schema.properties?.sources && schema.properties?.target, "schema lacks job fields");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("sync: retention keeps the last N and the newest per day, week and month", () => {
+  const day = 86400_000;
+  const t0 = Date.UTC(2026, 0, 1, 12);
+  // Two snapshots a day for 60 days.
+  const snaps: SnapshotRow[] = [];
+  for (let i = 0; i < 120; i++) {
+    snaps.push({
+      name: `s${i}`,
+      job: "j",
+      target: "/",
+      root: "",
+      time: t0 + i * day / 2,
+      files: 0,
+      bytes: 0,
+    });
+  }
+  const keep = retained(snaps, { keepLast: 3, keepDaily: 7, keepWeekly: 0, keepMonthly: 0 });
+  // The 3 newest, then the newest of each of 7 days: even i fall at 12:00, odd
+  // i at 00:00 of the next day, so it is the even one (the last day has s119).
+  assertEquals(
+    [...keep].sort(),
+    ["s108", "s110", "s112", "s114", "s116", "s117", "s118", "s119"],
+  );
+  const monthly = retained(snaps, { keepLast: 1, keepDaily: 0, keepWeekly: 0, keepMonthly: 12 });
+  // Jan, Feb, Mar 2026: the newest of each month.
+  assertEquals(monthly.size, 3);
+  assert(monthly.has("s119"));
+  const jan = snaps.filter((s) => new Date(s.time).getUTCMonth() === 0).at(-1)!;
+  assert(monthly.has(jan.name), `${jan.name} (last of January) not kept`);
+});
