@@ -41,5 +41,51 @@ export {
   Store,
   type StoreOptions,
 } from "./store/store.ts";
-export { type JournalEntry, type Manifest, normalizePath, PathError } from "./store/namespace.ts";
-export { type Entry, Index } from "./store/index_db.ts";
+export {
+  type JournalEntry,
+  type Manifest,
+  normalizePath,
+  PathError,
+  type SnapshotObject,
+} from "./store/namespace.ts";
+export { type Entry, Index, type SnapshotRow, type SyncCacheRow } from "./store/index_db.ts";
+export {
+  defineJob,
+  type Job,
+  type JobDefinition,
+  openCluster,
+  type Source,
+  type SourceEntry,
+  SourceError,
+  type SourceProblem,
+  type SourceTransform,
+  sync,
+  transformSource,
+} from "./sync/api.ts";
+export {
+  diffSnapshots,
+  runJob,
+  type SnapshotChange,
+  sourceFor,
+  type SyncEvent,
+  type SyncOptions,
+  type SyncSummary,
+} from "./sync/engine.ts";
+export {
+  type ChunkingSpec,
+  type FolderSourceSpec,
+  type HttpSourceSpec,
+  type JobSpec,
+  loadSpec,
+  type ParsedJob,
+  parseSpec,
+  type PhotosSourceSpec,
+  type SnapshotsSpec,
+  type SourceSpec,
+  SpecError,
+  type SpecIssue,
+} from "./sync/spec.ts";
+export { type CdcOptions, cdcStream, Chunker, DEFAULT_CDC } from "./sync/cdc.ts";
+export { FolderSource } from "./pipelines/folder.ts";
+export { PhotosSource } from "./pipelines/photos.ts";
+export { type HttpEntry, HttpSource, type HttpStream } from "./pipelines/http.ts";

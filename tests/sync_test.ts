@@ -259,3 +259,48 @@ Deno.test("sync: retention keeps the last N and the newest per day, week and mon
   const jan = snaps.filter((s) => new Date(s.time).getUTCMonth() === 0).at(-1)!;
   assert(monthly.has(jan.name), `${jan.name} (last of January) not kept`);
 });
+
+Deno.test("sync: the host killed mid-run; the rerun rereads no finished file and sends nothing twice", async () => {
+  await withCluster(["--nodes", "3", "--baud", "3000000"], async (dir) => {
+    const c = `${dir}/c`;
+    await Deno.mkdir(`${dir}/src`);
+    const files: Uint8Array[] = [];
+    for (let i = 0; i < 12; i++) {
+      files.push(rand(MiB / 2 + i * 1000, 100 + i));
+      await Deno.writeFile(`${dir}/src/f${i}.bin`, files[i]);
+    }
+    await Deno.writeTextFile(
+      `${dir}/job.yaml`,
+      "name: k\ntarget: /k\nsources:\n  - folder: ./src\n",
+    );
+    // Killed (SIGKILL) part-way: some files committed, one chunk likely half sent.
+    const child = new Deno.Command(`${new URL("../pifs", import.meta.url).pathname}`, {
+      args: ["sync", "--cluster", c, `${dir}/job.yaml`],
+      stdin: "null",
+      stdout: "null",
+      stderr: "null",
+    }).spawn();
+    await new Promise((r) => setTimeout(r, 7000));
+    child.kill("SIGKILL");
+    await child.status;
+    const r = lastJson(await ok("sync", "--cluster", c, "--json", `${dir}/job.yaml`));
+    const total = files.reduce((a, f) => a + f.length, 0);
+    assert(
+      (r.files_unchanged as number) >= 1,
+      `nothing was finished before the kill: ${JSON.stringify(r)}`,
+    );
+    assertEquals((r.files_unchanged as number) + (r.files_new as number), 12);
+    assert((r.bytes_read as number) < total, "finished files were read again");
+    // What it re-read went out at most once per copy (chunks stored before the
+    // kill not at all, a chunk cut half-way only from where the Pi stood).
+    assert(
+      (r.wire_bytes as number) <= (r.bytes_read as number) * 2 * 1.03 + 256 * 1024,
+      `rerun sent ${r.wire_bytes} bytes for ${r.bytes_read} bytes read: ${JSON.stringify(r)}`,
+    );
+    for (let i = 0; i < 12; i++) {
+      await ok("get", "--cluster", c, `/k/f${i}.bin`, `${dir}/back${i}`);
+      const b = await Deno.readFile(`${dir}/back${i}`);
+      assert(b.length === files[i].length && b.every((x, k) => x === files[i][k]), `f${i} differs`);
+    }
+  });
+});
