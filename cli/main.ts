@@ -58,6 +58,7 @@ export async function main(args: string[]): Promise<number> {
         "PlacementError",
         "LinkError",
         "SourceError",
+        "LockedError",
       ].includes(err.name);
     console.error(`pifs: ${known ? err.message : err.stack ?? err}`);
     return err instanceof UsageError ? 2 : 1;

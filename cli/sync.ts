@@ -4,10 +4,12 @@
  * @module
  */
 import type { Command } from "commander";
+import { Cron } from "croner";
 import { Store } from "../store/store.ts";
 import { clusterDir } from "../store/cluster.ts";
-import { loadSpec, SpecError, specJsonSchema } from "../sync/spec.ts";
-import { diffSnapshots, runJob, type SyncSummary } from "../sync/engine.ts";
+import { type JobSpec, loadSpec, SpecError, specJsonSchema } from "../sync/spec.ts";
+import { diffSnapshots, runJob, type SyncOptions, type SyncSummary } from "../sync/engine.ts";
+import { logRun, readRuns, type RunRecord, withSyncLock } from "../sync/runs.ts";
 import { MultiProgress } from "./_progress.ts";
 import { humanBytes, info, UsageError } from "./_util.ts";
 
@@ -30,6 +32,89 @@ function summaryText(s: SyncSummary): string {
   return lines.join("\n");
 }
 
+/** Loads every job of the spec files; a bad spec is a UsageError with all its issues. */
+async function loadJobs(specs: string[]): Promise<JobSpec[]> {
+  const jobs: JobSpec[] = [];
+  for (const f of specs) {
+    try {
+      jobs.push(...await loadSpec(f));
+    } catch (e) {
+      if (e instanceof SpecError) throw new UsageError(e.message);
+      throw e;
+    }
+  }
+  const seen = new Map<string, string>();
+  for (const j of jobs) {
+    const other = seen.get(j.name);
+    if (other) {
+      throw new UsageError(`job ${j.name}: defined in ${other} and in ${j.specFile}`);
+    }
+    seen.set(j.name, j.specFile);
+  }
+  return jobs;
+}
+
+/**
+ * Runs one job with a progress display (or JSON events), prints its summary
+ * and appends the run to DIR/jobs.log. The caller holds the sync lock.
+ */
+async function runLogged(
+  dir: string,
+  job: JobSpec,
+  trigger: RunRecord["trigger"],
+  json: boolean,
+): Promise<RunRecord> {
+  const start = new Date().toISOString();
+  const record = (r: Partial<RunRecord>): RunRecord => ({
+    job: job.name,
+    spec: job.specFile,
+    start,
+    end: new Date().toISOString(),
+    outcome: "failed",
+    trigger,
+    ...r,
+  });
+  let store: Store;
+  try {
+    store = await Store.open(dir, { log: info });
+  } catch (e) {
+    const r = record({ error: (e as Error).message });
+    await logRun(dir, r);
+    return r;
+  }
+  let read = 0;
+  const bar = json ? undefined : new MultiProgress(() => [
+    [job.name, read],
+    ...[...store.nodes.values()].map((st): [string, number] => [
+      `node ${st.entry.id}${st.client ? "" : " DOWN"}`,
+      st.client?.bytesWritten ?? 0,
+    ]),
+  ]);
+  const opts: SyncOptions = {
+    onBytes: (n) => read += n,
+    onEvent: json ? (e) => console.log(JSON.stringify(e)) : undefined,
+  };
+  let r: RunRecord;
+  try {
+    const sum = await runJob(store, job, opts);
+    bar?.done();
+    const { problems: _p, ...rest } = sum;
+    r = record({
+      outcome: sum.files_failed ? "partial" : "ok",
+      summary: { ...rest, problems: sum.problems.length },
+    });
+    if (json) console.log(JSON.stringify({ ...rest, problems: sum.problems.length }));
+    else console.log(summaryText(sum));
+  } catch (e) {
+    bar?.done();
+    r = record({ error: (e as Error).message });
+  } finally {
+    await store.close();
+  }
+  await logRun(dir, r);
+  return r;
+}
+
 /** Registers the sync commands. */
 export function registerSync(program: Command): void {
   program.command("sync")
@@ -43,15 +128,7 @@ export function registerSync(program: Command): void {
     .option("--job <name>", "run only this job")
     .option("--json", "print events as JSON lines; the last line is the summary")
     .action(async (specs: string[], o) => {
-      const jobs = [];
-      for (const f of specs) {
-        try {
-          jobs.push(...await loadSpec(f));
-        } catch (e) {
-          if (e instanceof SpecError) throw new UsageError(e.message);
-          throw e;
-        }
-      }
+      const jobs = await loadJobs(specs);
       const chosen = o.job ? jobs.filter((j) => j.name === o.job) : jobs;
       if (o.job && chosen.length === 0) {
         throw new UsageError(`--job ${o.job}: no such job in ${specs.join(", ")}`);
@@ -64,37 +141,95 @@ export function registerSync(program: Command): void {
         }
         return;
       }
-      const store = await openStore(o.cluster);
+      const dir = clusterDir(o.cluster);
       let failed = false;
-      try {
+      await withSyncLock(dir, async () => {
         for (const job of chosen) {
-          let read = 0;
-          const bar = o.json ? undefined : new MultiProgress(() => [
-            [job.name, read],
-            ...[...store.nodes.values()].map((st): [string, number] => [
-              `node ${st.entry.id}${st.client ? "" : " DOWN"}`,
-              st.client?.bytesWritten ?? 0,
-            ]),
-          ]);
-          let sum: SyncSummary;
-          try {
-            sum = await runJob(store, job, {
-              onBytes: (n) => read += n,
-              onEvent: o.json ? (e) => console.log(JSON.stringify(e)) : undefined,
-            });
-          } finally {
-            bar?.done();
+          const r = await runLogged(dir, job, "sync", !!o.json);
+          if (r.outcome !== "ok") failed = true;
+          if (r.outcome === "failed") {
+            console.error(`pifs: job ${job.name}: ${r.error}`);
+            break;
           }
-          if (o.json) {
-            const { problems: _p, ...rest } = sum;
-            console.log(JSON.stringify({ ...rest, problems: sum.problems.length }));
-          } else console.log(summaryText(sum));
-          if (sum.files_failed) failed = true;
+        }
+      });
+      if (failed) Deno.exitCode = 1;
+    });
+
+  program.command("daemon")
+    .description(
+      "run every job of SPEC files on its cron schedule (one job at a time per cluster), " +
+        "logging each run to DIR/jobs.log; stops cleanly on SIGINT/SIGTERM",
+    )
+    .argument("<specs...>", "job files (YAML)")
+    .option("--cluster <dir>", "cluster directory (default: $PIFS_CLUSTER)")
+    .option("--json", "print events as JSON lines")
+    .action(async (specs: string[], o) => {
+      const dir = clusterDir(o.cluster);
+      const jobs = (await loadJobs(specs)).filter((j) => {
+        if (!j.schedule) info(`job ${j.name}: no schedule: not run by the daemon`);
+        return !!j.schedule;
+      });
+      if (!jobs.length) throw new UsageError("no job has a schedule: nothing for the daemon to do");
+      const queue: JobSpec[] = [];
+      let wake: (() => void) | undefined;
+      let stopping = false;
+      const crons = jobs.map((job) =>
+        new Cron(job.schedule!, { protect: true }, () => {
+          if (!queue.includes(job)) queue.push(job); // a run still waiting is not queued twice
+          wake?.();
+        })
+      );
+      for (const [i, c] of crons.entries()) {
+        info(`job ${jobs[i].name}: next run ${c.nextRun()?.toISOString() ?? "never"}`);
+      }
+      const stop = () => {
+        stopping = true;
+        for (const c of crons) c.stop();
+        wake?.();
+      };
+      Deno.addSignalListener("SIGINT", stop);
+      Deno.addSignalListener("SIGTERM", stop);
+      try {
+        while (!stopping) {
+          const job = queue.shift();
+          if (!job) {
+            await new Promise<void>((r) => wake = r);
+            wake = undefined;
+            continue;
+          }
+          const r = await withSyncLock(dir, () => runLogged(dir, job, "schedule", !!o.json), {
+            wait: true,
+          });
+          if (r.outcome === "failed") info(`job ${job.name}: failed: ${r.error}`);
         }
       } finally {
-        await store.close();
+        Deno.removeSignalListener("SIGINT", stop);
+        Deno.removeSignalListener("SIGTERM", stop);
       }
-      if (failed) Deno.exitCode = 1;
+      info("daemon stopped");
+    });
+
+  program.command("jobs")
+    .description("list the runs of sync jobs on this cluster (from DIR/jobs.log), oldest first")
+    .option("--cluster <dir>", "cluster directory (default: $PIFS_CLUSTER)")
+    .option("--job <name>", "only this job's runs")
+    .option("--json", "JSON output")
+    .action(async (o) => {
+      const runs = (await readRuns(clusterDir(o.cluster))).filter((r) => !o.job || r.job === o.job);
+      if (o.json) console.log(JSON.stringify(runs));
+      else {
+        for (const r of runs) {
+          const s = r.summary;
+          console.log(
+            `${r.start}  ${r.job.padEnd(12)} ${r.outcome.padEnd(7)} ${r.trigger.padEnd(8)} ` +
+              (s
+                ? `${s.files_new} new, ${s.files_changed} changed, ${s.files_unchanged} unchanged, ` +
+                  `${s.files_failed} failed; ${humanBytes(s.wire_bytes)} sent`
+                : r.error ?? ""),
+          );
+        }
+      }
     });
 
   program.command("schema")

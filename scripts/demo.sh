@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The pifs demo: three emulated Pis (hosted nodes on ptys, each paced like a
 # real 921600-baud UART), a folder stored with 2 copies of every chunk,
-# listed, read back and compared, the host's index thrown away and rebuilt
+# listed, read back and compared; the examples of examples/ synced (a photo
+# library filed by EXIF date, an HTTP dataset, a TypeScript pipeline) and
+# snapshotted; the host's index thrown away and rebuilt
 # from the cards, one Pi stopped and the files still read back, and every
 # card checked by fsck.fat. Installs what is missing first.
 set -euo pipefail
@@ -12,7 +14,12 @@ DIR=${PIFS_DEMO_DIR:-.pifs-demo}
 if [[ -e $DIR/cluster.json ]]; then ./pifs sim down --dir "$DIR" >/dev/null 2>&1 || true; fi
 rm -rf "$DIR"
 export PIFS_CLUSTER=$DIR
-trap './pifs sim down --dir "$DIR" >/dev/null 2>&1 || true' EXIT
+SERVER_PID=
+stop_server() {
+  if [[ -n $SERVER_PID ]]; then kill "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; fi
+  SERVER_PID=
+}
+trap 'stop_server; ./pifs sim down --dir "$DIR" >/dev/null 2>&1 || true' EXIT
 
 step() { printf '\n== %s\n' "$*"; }
 
@@ -36,6 +43,46 @@ step "pifs put sample /sample   (2 copies of every chunk, on distinct Pis)"
 step "pifs get /sample back, and diff -r against the original"
 ./pifs get /sample "$DIR/restored"
 diff -r "$DIR/sample" "$DIR/restored" && echo "identical"
+
+DENO="$PWD/.tools/bin/deno"
+
+step "sample photos and a sample dataset: examples/make_samples.ts"
+"$DENO" run --allow-write --allow-read examples/make_samples.ts
+
+step "pifs sync examples/photos.yaml   (filed by EXIF date; the duplicate stored once)"
+./pifs sync examples/photos.yaml
+for y in $(./pifs ls /photos); do
+  for m in $(./pifs ls "/photos/$y"); do
+    for d in $(./pifs ls "/photos/$y$m"); do
+      echo "/photos/$y$m$d"
+      ./pifs ls -l "/photos/$y$m$d"
+    done
+  done
+done
+
+step "pifs sync examples/dataset.yaml   (served by examples/serve_dataset.ts)"
+"$DENO" run --allow-net=127.0.0.1 --allow-read examples/serve_dataset.ts --port 8642 \
+  >"$DIR/serve.log" 2>&1 &
+SERVER_PID=$!
+for _ in $(seq 300); do
+  if grep -q '^serving ' "$DIR/serve.log" || ! kill -0 "$SERVER_PID" 2>/dev/null; then break; fi
+  sleep 0.1
+done
+cat "$DIR/serve.log"
+grep -q '^serving ' "$DIR/serve.log" || { echo "examples/serve_dataset.ts did not start" >&2; exit 1; }
+./pifs sync examples/dataset.yaml
+./pifs ls -l /datasets/sample
+stop_server
+
+step "examples/custom_pipeline.ts: a source written in TypeScript, and the dataset gzipped"
+"$DENO" run -A examples/custom_pipeline.ts
+./pifs ls -l /lab/sensors
+
+step "pifs sync examples/photos.yaml again: every photo unchanged, not even read, no chunk sent"
+./pifs sync examples/photos.yaml
+
+step "pifs snapshots"
+./pifs snapshots
 
 step "the host loses its index: pifs attach rebuilds it from the cards alone"
 rm -f "$DIR"/index.db*

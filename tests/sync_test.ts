@@ -304,3 +304,52 @@ Deno.test("sync: the host killed mid-run; the rerun rereads no finished file and
     }
   });
 });
+
+Deno.test("sync: the daemon runs jobs on their schedule, one at a time, logs them; a held lock refuses a second sync", async () => {
+  await withCluster(["--nodes", "2"], async (dir) => {
+    const c = `${dir}/c`;
+    await Deno.mkdir(`${dir}/src`);
+    await Deno.writeFile(`${dir}/src/a.bin`, rand(300_000, 5));
+    await Deno.writeTextFile(
+      `${dir}/job.yaml`,
+      'name: tick\ntarget: /tick\ncopies: 1\nschedule: "* * * * * *"\nsources:\n  - folder: ./src\n',
+    );
+    const daemon = new Deno.Command(`${new URL("../pifs", import.meta.url).pathname}`, {
+      args: ["daemon", "--cluster", c, `${dir}/job.yaml`],
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    let runs: { outcome: string; trigger: string; summary?: Record<string, number> }[] = [];
+    try {
+      for (let i = 0; i < 100 && runs.length < 2; i++) {
+        await new Promise((r) => setTimeout(r, 200));
+        runs = JSON.parse(await ok("jobs", "--cluster", c, "--json"));
+      }
+    } finally {
+      daemon.kill("SIGTERM");
+    }
+    const out = await daemon.output();
+    const err = new TextDecoder().decode(out.stderr);
+    assertEquals(out.code, 0, err);
+    assert(err.includes("daemon stopped"), err);
+    assert(runs.length >= 2, `runs: ${JSON.stringify(runs)}`);
+    assert(runs.every((r) => r.outcome === "ok" && r.trigger === "schedule"), JSON.stringify(runs));
+    assertEquals(runs[0].summary!.files_new, 1);
+    assertEquals(runs[1].summary!.files_unchanged, 1);
+    assertEquals(await ok("ls", "--cluster", c, "/tick"), "a.bin\n");
+
+    // A live process holds the lock: a sync is refused, naming it.
+    await Deno.writeTextFile(`${c}/sync.lock`, `${Deno.pid}\n`);
+    const held = await pifs("sync", "--cluster", c, `${dir}/job.yaml`);
+    assertEquals(held.code, 1);
+    assert(held.err.includes(`a sync of this cluster is running (pid ${Deno.pid})`), held.err);
+    // A lock left by a process that died is taken over.
+    const dead = new Deno.Command("true").spawn();
+    const pid = dead.pid;
+    await dead.status;
+    await Deno.writeTextFile(`${c}/sync.lock`, `${pid}\n`);
+    await ok("sync", "--cluster", c, `${dir}/job.yaml`);
+    assert(!(await Deno.stat(`${c}/sync.lock`).then(() => true, () => false)), "lock left behind");
+  });
+});
