@@ -132,9 +132,8 @@ if (import.meta.main) {
   // The sample dataset, gzipped on the way in: `dataset-gz/NAME.gz`. The
   // manifest is left out. `version` is part of every entry's key: change it
   // when the transform changes, and the files are stored again. (The sample's
-  // random bytes do not compress; CSV or JSON would.) A transformed entry's
-  // size is unknown until it is read, so every run reads it again; when the
-  // result is the same, the file is reported unchanged and no chunk is sent.
+  // random bytes do not compress; CSV or JSON would.) A transformed entry
+  // keeps the original's key, size and mtime, so a second run skips it unread.
   const gzipped = transformSource(new FolderSource({ root: dataset }), {
     path: (e) => e.path === "manifest.json" ? undefined : `dataset-gz/${e.path}.gz`,
     content: () => new CompressionStream("gzip"),

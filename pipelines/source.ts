@@ -21,7 +21,8 @@ export interface SourceEntry {
   mode?: number;
   /** Identity of this version of the file for the unchanged-file cache
    * (e.g. `dev:ino` of a local file, or a URL with its expected sha256). Two
-   * runs that see the same key, size and mtime treat the file as unchanged. */
+   * runs that see the same key, size and mtime treat the file as unchanged
+   * (an entry of unknown size, -1, only when its mtime is known, > 0). */
   key: string;
   /** Expected SHA-256 (hex) of the whole content, when the source knows it in
    * advance; the engine refuses to commit a file whose content differs. */

@@ -188,7 +188,9 @@ export function transformSource(source: Source, t: SourceTransform): Source {
           size: -1,
           mtimeMs: e.mtimeMs,
           mode: e.mode,
-          key: `${e.key}:${t.version ?? "t"}`,
+          // The original's key and size, and the transform's version: the
+          // same input through the same transform is the same entry.
+          key: `${e.key}:${e.size}:${t.version ?? "t"}`,
           open: async (offset = 0, sig?: AbortSignal) => {
             if (offset !== 0) throw new RangeError("a transformed entry opens at 0 only");
             const raw = await e.open(0, sig) as ReadableStream<Uint8Array<ArrayBuffer>>;

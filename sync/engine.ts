@@ -164,7 +164,7 @@ export async function runJob(
     if (
       cached && live?.type === "f" && live.manifest === cached.manifest &&
       cached.key === entry.key && cached.size === entry.size &&
-      cached.mtime === entry.mtimeMs && entry.size >= 0
+      cached.mtime === entry.mtimeMs && (entry.size >= 0 || entry.mtimeMs > 0)
     ) {
       sum.files_unchanged++;
       emit({ event: "file", job: job.name, path, status: "unchanged" });

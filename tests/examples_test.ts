@@ -192,8 +192,8 @@ Deno.test("examples: photos.yaml, dataset.yaml and custom_pipeline.ts on three h
     assertEquals([lab.files_new, lab.files_failed], [6, 0], JSON.stringify(lab));
     const lab2 = lastJson(await deno(...run));
     assertEquals(
-      [lab2.files_new, lab2.files_changed, lab2.files_unchanged, lab2.chunks_new],
-      [0, 0, 6, 0],
+      [lab2.files_new, lab2.files_changed, lab2.files_unchanged, lab2.chunks_new, lab2.bytes_read],
+      [0, 0, 6, 0, 0],
       JSON.stringify(lab2),
     );
     await ok("get", "--cluster", c, "/lab", `${dir}/lab-back`);
