@@ -34,7 +34,7 @@ function generated(name: string, size: number, edit: number): Source {
         key: `gen:${name}:${edit}`,
         open: () => {
           let off = 0;
-          let x = 7;
+          let x = size ^ 0x9e3779b9; // a different stream per file
           return Promise.resolve(
             new ReadableStream<Uint8Array>({
               pull(c) {
@@ -70,17 +70,22 @@ console.log(
   } MiB, deno ${Deno.version.deno}\n`,
 );
 console.log(
-  "| file | peak RSS | RSS / file | wire bytes / file | unchanged re-sync wire / file | 1 MiB edit: wire bytes (× 1 MiB) |",
+  "| file | peak RSS | peak JS heap + external | RSS / file | wire bytes / file | " +
+    "unchanged re-sync wire / file | 1 MiB edit: wire bytes (× 1 MiB) |",
 );
-console.log("| --- | --- | --- | --- | --- | --- |");
+console.log("| --- | --- | --- | --- | --- | --- | --- |");
 try {
   await simUp(dir, { nodes, cardSize: `${card / MiB}M` });
   for (const size of sizes) {
     const store = await openCluster(dir, { copies: 1 });
     try {
       const name = `f${size}.bin`;
-      let peak = 0;
-      const timer = setInterval(() => peak = Math.max(peak, Deno.memoryUsage().rss), 50);
+      let peak = 0, heap = 0;
+      const timer = setInterval(() => {
+        const m = Deno.memoryUsage();
+        peak = Math.max(peak, m.rss);
+        heap = Math.max(heap, m.heapUsed + m.external);
+      }, 50);
       const job = (edit: number) =>
         defineJob({
           name: `bench${size}`,
@@ -93,11 +98,11 @@ try {
       const again = await sync(store, job(0));
       const edit = await sync(store, job(1));
       console.log(
-        `| ${size} MiB | ${(peak / MiB).toFixed(0)} MiB | ${(peak / (size * MiB)).toFixed(3)} | ${
-          (first.wire_bytes / (size * MiB)).toFixed(4)
-        } | ${(again.wire_bytes / (size * MiB)).toExponential(2)} | ${edit.wire_bytes} (${
-          (edit.wire_bytes / MiB).toFixed(2)
-        }) |`,
+        `| ${size} MiB | ${(peak / MiB).toFixed(0)} MiB | ${(heap / MiB).toFixed(0)} MiB | ${
+          (peak / (size * MiB)).toFixed(3)
+        } | ${(first.wire_bytes / (size * MiB)).toFixed(4)} | ${
+          (again.wire_bytes / (size * MiB)).toExponential(2)
+        } | ${edit.wire_bytes} (${(edit.wire_bytes / MiB).toFixed(2)}) |`,
       );
     } finally {
       await store.close();
