@@ -160,7 +160,7 @@ export function registerFiles(program: Command): void {
                   await s.putStream(rp, file.readable, {
                     mode,
                     mtime,
-                    copies: o.copies,
+                    copies: s.copiesFor(rp),
                     onBytes: (n) => done += n,
                   }, stats);
                 })().catch((e) => {
@@ -344,6 +344,45 @@ export function registerFiles(program: Command): void {
         if (o.json) console.log(JSON.stringify({ path: p, ...u }));
         else console.log(`${humanBytes(u.bytes)}\t${u.files} files\t${p}`);
         return Promise.resolve();
+      });
+    });
+
+  program.command("copies")
+    .description(
+      "per-path copies: with PATH and R, new files at or under PATH get R copies of each " +
+        "chunk (existing files keep theirs until repair); with PATH alone, what applies " +
+        "there; with nothing, every rule",
+    )
+    .argument("[path]", "remote path")
+    .argument("[r]", "copies (1 .. number of Pis)")
+    .option("--clear", "remove the rule at PATH")
+    .addOption(clusterOpt())
+    .option("--json", "machine-readable output")
+    .action(async (path: string | undefined, r: string | undefined, o) => {
+      await withStore(o, async (s) => {
+        if (path === undefined) {
+          const rules = s.index.policies();
+          if (o.json) console.log(JSON.stringify({ default: s.copies, rules }));
+          else {
+            console.log(`default\t${s.copies}`);
+            for (const x of rules) console.log(`${x.path}\t${x.copies}`);
+          }
+          return;
+        }
+        const p = normalizePath(path);
+        if (o.clear || r !== undefined) {
+          if (o.clear && r !== undefined) {
+            throw new UsageError("copies: give R or --clear, not both");
+          }
+          const n = o.clear ? 0 : intOption("copies R", 1, s.nodes.size)(r!);
+          if (o.clear && !s.index.policies().some((x) => x.path === p)) {
+            throw new UsageError(`${p}: no copies rule to clear`);
+          }
+          await s.commit({ op: "copies", p, copies: n });
+        }
+        const eff = s.copiesFor(p);
+        if (o.json) console.log(JSON.stringify({ path: p, copies: eff }));
+        else console.log(`${p}\t${eff}`);
       });
     });
 

@@ -49,6 +49,7 @@ CREATE TABLE IF NOT EXISTS snapshots (name TEXT PRIMARY KEY, job TEXT NOT NULL, 
   root TEXT NOT NULL, time INTEGER NOT NULL, files INTEGER NOT NULL, bytes INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS snap_manifests (root TEXT NOT NULL, manifest TEXT NOT NULL,
   PRIMARY KEY (root, manifest));
+CREATE TABLE IF NOT EXISTS policies (path TEXT PRIMARY KEY, copies INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS sync_cache (job TEXT NOT NULL, path TEXT NOT NULL, key TEXT NOT NULL,
   size INTEGER NOT NULL, mtime INTEGER NOT NULL, manifest TEXT NOT NULL, PRIMARY KEY (job, path));
 `;
@@ -224,6 +225,29 @@ export class Index {
       case "snaprm":
         this.#db.prepare("DELETE FROM snapshots WHERE name = ?").run(e.name);
         break;
+      case "copies":
+        if (e.copies > 0) {
+          this.#db.prepare("INSERT OR REPLACE INTO policies VALUES (?, ?)").run(e.p, e.copies);
+        } else this.#db.prepare("DELETE FROM policies WHERE path = ?").run(e.p);
+        break;
+    }
+  }
+
+  /** The per-path copies rules, by path. */
+  policies(): { path: string; copies: number }[] {
+    return this.#db.prepare("SELECT path, copies FROM policies ORDER BY path").all() as {
+      path: string;
+      copies: number;
+    }[];
+  }
+
+  /** Copies the nearest rule at or above `path` asks for (undefined: no rule). */
+  copiesFor(path: string): number | undefined {
+    const get = this.#db.prepare("SELECT copies FROM policies WHERE path = ?");
+    for (let p = path;; p = parentOf(p)) {
+      const r = get.get(p) as { copies: number } | undefined;
+      if (r) return r.copies;
+      if (p === "/") return undefined;
     }
   }
 

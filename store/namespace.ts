@@ -99,7 +99,15 @@ export type JournalEntry =
     files: number;
     bytes: number;
   }
-  | { s: number; op: "snaprm"; name: string };
+  | { s: number; op: "snaprm"; name: string }
+  | {
+    s: number;
+    op: "copies";
+    /** A directory (or file) path: the rule holds for new files at or under it. */
+    p: string;
+    /** Copies of each chunk of new files there; 0 removes the rule. */
+    copies: number;
+  };
 
 /** What a snapshot holds: every file under its target, stored as a chunk. */
 export interface SnapshotObject {

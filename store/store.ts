@@ -99,6 +99,14 @@ export class Store {
   readonly dir: string;
   /** Its description. */
   readonly cluster: ClusterFile;
+  /** Copies of each chunk of a new file at `path`: `--copies` when given, else
+   * the nearest per-path rule (`pifs copies`), else the default (2), at most
+   * the number of nodes. */
+  copiesFor(path: string): number {
+    if (this.#opts.copies !== undefined) return this.copies;
+    return Math.min(this.index.copiesFor(path) ?? this.copies, this.nodes.size);
+  }
+
   /** The host's index. */
   readonly index: Index;
   /** The nodes by id. */

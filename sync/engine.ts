@@ -126,7 +126,9 @@ export async function runJob(
   const t0 = performance.now();
   const wire0 = store.wireBytes;
   const target = normalizePath(job.target);
-  const copies = Math.min(job.copies ?? store.copies, store.nodes.size);
+  // Copies: the job's, else the per-path rule (`pifs copies`) of each file.
+  const copiesAt = (path: string) =>
+    job.copies !== undefined ? Math.min(job.copies, store.nodes.size) : store.copiesFor(path);
   const sum: SyncSummary = {
     job: job.name,
     files_new: 0,
@@ -159,6 +161,7 @@ export async function runJob(
 
   /** Stores one entry; throws FileFailed for a problem of this file only. */
   const storeEntry = async (entry: SourceEntry, path: string) => {
+    const copies = copiesAt(path);
     const cached = store.index.syncCacheGet(job.name, path);
     const live = store.index.get(path);
     if (
@@ -297,7 +300,7 @@ export async function runJob(
   await Promise.all(running);
   if (fatal) throw fatal;
 
-  const snap = await takeSnapshot(store, job, target, copies, now());
+  const snap = await takeSnapshot(store, job, target, copiesAt(target), now());
   sum.snapshot = snap.name;
   emit({ event: "snapshot", job: job.name, name: snap.name, files: snap.files, bytes: snap.bytes });
   sum.snapshots_removed = await applyRetention(store, job.name, job.snapshots);

@@ -330,3 +330,52 @@ Deno.test("cluster: lines with bit error rate 1e-5 and 0.1 % dropped bytes; 20 M
     },
   );
 });
+
+Deno.test("cluster: per-path copies: a rule on a directory gives its new files R copies; attach keeps the rule", async () => {
+  await withSim(["--nodes", "3"], async (dir) => {
+    await ok("copies", "/important", "3", "--cluster", dir);
+    await Deno.writeFile(`${dir}/x.bin`, rand(600_000, 3));
+    await ok("put", `${dir}/x.bin`, "/important/deep/x.bin", "--cluster", dir);
+    await Deno.writeFile(`${dir}/y.bin`, rand(600_000, 4)); // other chunks than x's
+    await ok("put", `${dir}/y.bin`, "/other/y.bin", "--cluster", dir);
+    const where = async () => {
+      const s = await Store.open(dir);
+      try {
+        const count = async (p: string) => {
+          const e = s.index.get(p)!;
+          const m = await s.manifestOf(e.manifest!);
+          return [e.copies, ...m.chunks.map(([id]) => new Set(s.index.locations(id)).size)];
+        };
+        return [await count("/important/deep/x.bin"), await count("/other/y.bin")];
+      } finally {
+        await s.close();
+      }
+    };
+    const [imp, other] = await where();
+    assert(imp.length >= 3 && imp.every((n) => n === 3), `/important: ${imp}`);
+    assert(other.every((n) => n === 2), `/other: ${other}`);
+    assertEquals(
+      JSON.parse(await ok("copies", "/important/deep", "--json", "--cluster", dir)),
+      { path: "/important/deep", copies: 3 },
+    );
+    // The rule is a journal entry: a host that rebuilds its index knows it.
+    for (const f of ["index.db", "index.db-wal", "index.db-shm"]) {
+      await Deno.remove(`${dir}/${f}`).catch(() => {});
+    }
+    await ok("attach", "--cluster", dir);
+    assertEquals(JSON.parse(await ok("copies", "--json", "--cluster", dir)), {
+      default: 2,
+      rules: [{ path: "/important", copies: 3 }],
+    });
+    // Bad values are refused; --clear removes the rule.
+    for (const bad of ["0", "4", "x"]) {
+      const r = await pifs("copies", "/important", bad, "--cluster", dir);
+      assertEquals(r.code, 2, `copies ${bad}: ${r.err}`);
+    }
+    await ok("copies", "/important", "--clear", "--cluster", dir);
+    assertEquals(
+      JSON.parse(await ok("copies", "/important", "--json", "--cluster", dir)).copies,
+      2,
+    );
+  });
+});
