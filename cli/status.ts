@@ -45,6 +45,7 @@ export function registerStatus(program: Command): void {
               frames_ok: i.framesOk,
               frames_bad: i.framesBad,
               naks: i.naks,
+              bytes_in: i.bytesIn,
             });
           } catch (e) {
             row.error = (e as Error).message;

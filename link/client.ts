@@ -124,6 +124,8 @@ export interface NodeInfo {
   framesBad: number;
   /** NAKs the node sent since boot (payload CRC errors). */
   naks: number;
+  /** Bytes the node received from the host since boot. */
+  bytesIn: number;
 }
 
 /** Options of {@linkcode NodeClient.format}. */
@@ -509,6 +511,7 @@ export class NodeClient {
       framesOk: r.u32(),
       framesBad: r.u32(),
       naks: r.u32(),
+      bytesIn: r.u64(),
     };
   }
 

@@ -353,3 +353,102 @@ Deno.test("sync: the daemon runs jobs on their schedule, one at a time, logs the
     assert(!(await Deno.stat(`${c}/sync.lock`).then(() => true, () => false)), "lock left behind");
   });
 });
+
+Deno.test("sync: bad input — malformed YAML, a missing folder, an unreachable manifest, a bad cron — a clear error, nothing written", async () => {
+  await withCluster(["--nodes", "2"], async (dir) => {
+    const c = `${dir}/c`;
+    const journal = async () => {
+      const st = JSON.parse(await ok("status", "--cluster", c, "--json"));
+      return st.nodes.map((n: { journal_bytes: number }) => n.journal_bytes);
+    };
+    const before = await journal();
+    const cases: [string, string, RegExp][] = [
+      ["yaml", "name: a\ntarget: /a\nsources: [\n", /yaml\.yaml:\d+:\d+: /],
+      ["unknown", "name: a\ntarget: /a\nsorces:\n  - folder: .\n", /sorces: unknown field/],
+      [
+        "cron",
+        'name: a\ntarget: /a\nschedule: "61 * * * *"\nsources:\n  - folder: .\n',
+        /schedule: /,
+      ],
+      ["missing", "name: a\ntarget: /a\nsources:\n  - folder: ./nope\n", /nope/],
+      [
+        "unreachable",
+        "name: a\ntarget: /a\nsources:\n  - http:\n      manifest: http://127.0.0.1:9/m.json\n      retries: 0\n",
+        /127\.0\.0\.1:9\/m\.json/,
+      ],
+    ];
+    for (const [name, text, want] of cases) {
+      await Deno.writeTextFile(`${dir}/${name}.yaml`, text);
+      const r = await pifs("sync", "--cluster", c, `${dir}/${name}.yaml`);
+      assert(r.code !== 0, `${name}: exit code 0`);
+      assert(want.test(r.err), `${name}: ${r.err}`);
+      assert(!r.err.includes("    at "), `${name}: a stack trace: ${r.err}`);
+    }
+    assertEquals(await journal(), before, "a failed job wrote to the journals");
+    assertEquals(await ok("ls", "--cluster", c, "/"), "");
+  });
+});
+
+Deno.test("sync: the host killed at 20 random points; the rerun converges, and what was resent stays under a chunk per Pi per kill", async () => {
+  await withCluster(["--nodes", "3", "--baud", "3000000"], async (dir) => {
+    const c = `${dir}/c`;
+    await Deno.mkdir(`${dir}/src/sub`, { recursive: true });
+    let total = 0;
+    for (let i = 0; i < 16; i++) {
+      const b = rand(200_000 + i * 7_000, 500 + i);
+      total += b.length;
+      await Deno.writeFile(`${dir}/src/${i % 2 ? "sub/" : ""}f${i}.bin`, b);
+    }
+    for (let i = 0; i < 2; i++) {
+      const b = rand(3 * MiB + i, 600 + i); // several chunks each
+      total += b.length;
+      await Deno.writeFile(`${dir}/src/big${i}.bin`, b);
+    }
+    await Deno.writeTextFile(
+      `${dir}/job.yaml`,
+      "name: k20\ntarget: /k20\nsources:\n  - folder: ./src\n",
+    );
+    const bytesIn = async () => {
+      const st = JSON.parse(await ok("status", "--cluster", c, "--json"));
+      return st.nodes.reduce((a: number, n: { bytes_in: number }) => a + n.bytes_in, 0);
+    };
+    const in0 = await bytesIn();
+    let seed = 20;
+    const next = () => (seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32;
+    const kills = 20;
+    for (let k = 0; k < kills; k++) {
+      const child = new Deno.Command(`${new URL("../pifs", import.meta.url).pathname}`, {
+        args: ["sync", "--cluster", c, `${dir}/job.yaml`],
+        stdin: "null",
+        stdout: "null",
+        stderr: "null",
+      }).spawn();
+      await new Promise((r) => setTimeout(r, 300 + next() * 1200));
+      try {
+        child.kill("SIGKILL");
+      } catch {
+        // it finished first: a run that was not cut
+      }
+      await child.status;
+    }
+    const last = lastJson(await ok("sync", "--cluster", c, "--json", `${dir}/job.yaml`));
+    const sent = (await bytesIn()) - in0;
+    // The tree is the source's, as an uninterrupted run leaves it.
+    await ok("get", "--cluster", c, "/k20", `${dir}/back`);
+    const cmp = await new Deno.Command("diff", { args: ["-r", `${dir}/src`, `${dir}/back`] })
+      .output();
+    assertEquals(cmp.code, 0, new TextDecoder().decode(cmp.stdout));
+    assertEquals(last.files_failed, 0);
+    // Everything the nodes received: two copies of the data, protocol
+    // overhead, metadata of 21 runs, and at most one chunk (1 MiB on average,
+    // the chunk a Pi was receiving) per Pi per kill.
+    const floor = 2 * total;
+    const limit = floor * 1.02 + 21 * 64 * 1024 + kills * 3 * MiB;
+    assert(sent <= limit, `nodes received ${sent} bytes for ${floor} (limit ${limit})`);
+    console.log(
+      `  nodes received ${sent} bytes; 2 copies of the data: ${floor}; resent ${
+        sent - floor
+      } over ${kills} kills (${((sent - floor) / kills / 3 / MiB).toFixed(3)} MiB per Pi per kill)`,
+    );
+  });
+});

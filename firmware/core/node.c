@@ -46,7 +46,8 @@ static uint32_t info_payload(struct pifs_node *n, uint8_t *p) {
   st32(p + 84, n->frames_ok);
   st32(p + 88, n->frames_bad);
   st32(p + 92, n->naks);
-  return 96;
+  st64(p + 96, n->bytes_in);
+  return 104;
 }
 
 struct list_ctx {
@@ -268,6 +269,7 @@ void node_init(struct pifs_node *n, struct pifs_bdev *bd, const struct pifs_plat
 }
 
 void node_feed(struct pifs_node *n, const uint8_t *data, uint32_t len) {
+  n->bytes_in += len;
   while (len) {
     uint32_t k = proto_feed(&n->rx, data, len);
     data += k;

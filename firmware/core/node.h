@@ -31,6 +31,7 @@ struct pifs_node {
   uint8_t wire[PROTO_WIRE_SIZE(PROTO_RAW_MAX)]; /* and as it goes on the wire */
   /* counters, reported in INFO */
   uint32_t frames_ok, frames_bad, naks;
+  uint64_t bytes_in; /* bytes received from the host since boot */
 };
 
 /* Mounts the card (never writing to it) and prepares the parser. */
