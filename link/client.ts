@@ -167,6 +167,8 @@ export interface RequestOptions {
 const MIN_FRAME = 256;
 
 interface Pending {
+  /** Its request id. */
+  id: number;
   retries: number;
   /** Retries were not set by the caller: keep trying while the node is heard. */
   patient: boolean;
@@ -252,6 +254,8 @@ export class NodeClient {
   #closed = false;
   /** When the node was last heard from (a response, damaged or not). */
   #lastHeard = 0;
+  /** When each request id last stopped being pending (ms, performance.now()). */
+  #freedAt = new Float64Array(0x10000);
   #readerDone: Promise<void>;
   #opts: Required<Omit<ClientOptions, "onWrite" | "helloRetries">> & Pick<ClientOptions, "onWrite">;
   #writeChain: Promise<void> = Promise.resolve();
@@ -350,6 +354,7 @@ export class NodeClient {
   }
 
   #release(p: Pending) {
+    this.#freedAt[p.id] = performance.now();
     this.#inflight -= p.bytes.length;
     this.#replies -= p.replyBytes;
     const w = this.#waiters;
@@ -418,7 +423,15 @@ export class NodeClient {
       if (this.#closed) throw new ProtocolError("the client is closed");
     }
     opts.signal?.throwIfAborted();
+    // An id is not reused while a late answer to its last request may still
+    // be on the line (a retransmitted request is answered twice; an abandoned
+    // one may be answered after all): such an answer would settle the new one.
+    const now = performance.now(), quiet = 4 * this.#opts.timeoutMs + 2000;
     let id = this.#nextId;
+    for (let k = 0; k < 0xffff; k++) {
+      if (!this.#pending.has(id) && !(now - (this.#freedAt[id] || -Infinity) < quiet)) break;
+      id = (id % 0xffff) + 1;
+    }
     while (this.#pending.has(id)) id = (id % 0xffff) + 1;
     this.#nextId = (id % 0xffff) + 1;
     const bytes = encodeFrame({ op, flags: 0, reqid: id, payload });
@@ -427,6 +440,7 @@ export class NodeClient {
     this.#replies += replyBytes;
     const done = new Promise<Frame>((resolve, reject) => {
       const p: Pending = {
+        id,
         retries: opts.retries ?? this.#opts.retries,
         patient: opts.retries === undefined,
         bytes,
@@ -746,13 +760,25 @@ export class NodeClient {
   // Reads bytes off..off+n of a chunk into out. A reply that does not get
   // through twice is asked for again in halves, down to MIN_FRAME, where the
   // client's full patience applies: a noisy line costs time, not the read.
-  async #getRange(id: Uint8Array, off: number, n: number, out: Uint8Array): Promise<void> {
+  async #getRange(
+    id: Uint8Array,
+    off: number,
+    n: number,
+    out: Uint8Array,
+    mismatches = 0,
+  ): Promise<void> {
     const small = n <= MIN_FRAME;
     try {
       const g = await this.#get(id, off, n, small ? undefined : 1);
-      if (g.data.length !== n) throw new ProtocolError(`GET @${off}: short reply`);
+      if (g.data.length !== n) {
+        throw new ProtocolError(`GET @${off}: ${g.data.length} bytes for ${n} asked`);
+      }
       out.set(g.data, off);
     } catch (e) {
+      if (small && e instanceof ProtocolError && /bytes for/.test(e.message) && mismatches < 3) {
+        // Not the answer to this request: ask again (the chunk's hash is checked at the end).
+        return await this.#getRange(id, off, n, out, mismatches + 1);
+      }
       if (small || !(e instanceof TimeoutError || e instanceof ProtocolError)) throw e;
       this.#frame = Math.max(MIN_FRAME, Math.min(this.#frame, n) / 2);
       const half = Math.max(MIN_FRAME, Math.ceil(n / 2));
