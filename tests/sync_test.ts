@@ -4,7 +4,7 @@
  * edit in a 100 MiB file costs about its chunks), snapshots and their diff,
  * and an HTTP dataset served by a flaky server.
  */
-import { pifs } from "./_cli.ts";
+import { PIFS, pifs } from "./_cli.ts";
 import { assert, assertEquals } from "./_assert.ts";
 import { retained } from "../sync/engine.ts";
 import type { SnapshotRow } from "../store/index_db.ts";
@@ -32,6 +32,23 @@ function rand(n: number, seed: number): Uint8Array<ArrayBuffer> {
 function lastJson(out: string): Record<string, unknown> {
   const lines = out.trim().split("\n");
   return JSON.parse(lines[lines.length - 1]);
+}
+
+/** Runs `pifs sync ARGS` and SIGKILLs it after `ms` (unless it finished first). */
+async function syncKilledAfter(ms: number, ...args: string[]): Promise<void> {
+  const child = new Deno.Command(PIFS, {
+    args: ["sync", ...args],
+    stdin: "null",
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+  await new Promise((r) => setTimeout(r, ms));
+  try {
+    child.kill("SIGKILL");
+  } catch {
+    // it finished first: a run that was not cut
+  }
+  await child.status;
 }
 
 async function withCluster(args: string[], fn: (dir: string) => Promise<void>): Promise<void> {
@@ -274,15 +291,7 @@ Deno.test("sync: the host killed mid-run; the rerun rereads no finished file and
       "name: k\ntarget: /k\nsources:\n  - folder: ./src\n",
     );
     // Killed (SIGKILL) part-way: some files committed, one chunk likely half sent.
-    const child = new Deno.Command(`${new URL("../pifs", import.meta.url).pathname}`, {
-      args: ["sync", "--cluster", c, `${dir}/job.yaml`],
-      stdin: "null",
-      stdout: "null",
-      stderr: "null",
-    }).spawn();
-    await new Promise((r) => setTimeout(r, 7000));
-    child.kill("SIGKILL");
-    await child.status;
+    await syncKilledAfter(7000, "--cluster", c, `${dir}/job.yaml`);
     const r = lastJson(await ok("sync", "--cluster", c, "--json", `${dir}/job.yaml`));
     const total = files.reduce((a, f) => a + f.length, 0);
     assert(
@@ -314,7 +323,7 @@ Deno.test("sync: the daemon runs jobs on their schedule, one at a time, logs the
       `${dir}/job.yaml`,
       'name: tick\ntarget: /tick\ncopies: 1\nschedule: "* * * * * *"\nsources:\n  - folder: ./src\n',
     );
-    const daemon = new Deno.Command(`${new URL("../pifs", import.meta.url).pathname}`, {
+    const daemon = new Deno.Command(PIFS, {
       args: ["daemon", "--cluster", c, `${dir}/job.yaml`],
       stdin: "null",
       stdout: "piped",
@@ -417,19 +426,7 @@ Deno.test("sync: the host killed at 20 random points; the rerun converges, and w
     const next = () => (seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32;
     const kills = 20;
     for (let k = 0; k < kills; k++) {
-      const child = new Deno.Command(`${new URL("../pifs", import.meta.url).pathname}`, {
-        args: ["sync", "--cluster", c, `${dir}/job.yaml`],
-        stdin: "null",
-        stdout: "null",
-        stderr: "null",
-      }).spawn();
-      await new Promise((r) => setTimeout(r, 300 + next() * 1200));
-      try {
-        child.kill("SIGKILL");
-      } catch {
-        // it finished first: a run that was not cut
-      }
-      await child.status;
+      await syncKilledAfter(300 + next() * 1200, "--cluster", c, `${dir}/job.yaml`);
     }
     const last = lastJson(await ok("sync", "--cluster", c, "--json", `${dir}/job.yaml`));
     const sent = (await bytesIn()) - in0;
