@@ -29,7 +29,8 @@ export interface SourceEntry {
   sha256?: string;
   /** Opens the content from byte `offset` (default 0). The stream may retry
    * and resume internally; it errors with a {@linkcode SourceError} when it
-   * gives up. */
+   * gives up. A piece, once enqueued, belongs to the reader: the source never
+   * writes to it again (the engine keeps views of it as chunks). */
   open(offset?: number, signal?: AbortSignal): Promise<ReadableStream<Uint8Array>>;
 }
 

@@ -188,12 +188,12 @@ export async function runJob(
     const limit = Math.max(2, 2 * store.up().length);
     let size = 0;
     let failure: unknown;
-    const send = async (c: Uint8Array) => {
+    // A chunk may be a view of a piece the source enqueued; sources never
+    // reuse an enqueued piece (Source.open), so no copy is needed.
+    const send = async (data: Uint8Array) => {
       const idx = chunks.length;
-      chunks.push(["", c.length]);
-      size += c.length;
-      // The chunk is copied: the chunker may hand out views of our reads.
-      const data = c.slice();
+      chunks.push(["", data.length]);
+      size += data.length;
       const p = (async () => {
         const id = await chunkId(data);
         chunks[idx][0] = id;
