@@ -19,6 +19,8 @@ struct pifs_platform {
   int (*write)(void *io, const void *buf, uint32_t n);
   /* Optional: the FAT date and time for files the node creates. */
   void (*fat_now)(uint16_t *date, uint16_t *time);
+  uint32_t revision;  /* board revision code (0 if unknown) */
+  uint32_t mem_bytes; /* RAM the CPU has (0 if unknown) */
 };
 
 struct pifs_node {

@@ -1,0 +1,260 @@
+/* The EMMC controller (an SDHCI host) and the SD card behind it: card
+ * initialisation as the SD spec describes it (CMD0, CMD8, ACMD41 until ready,
+ * CMD2, CMD3, CSD for the capacity, CMD7, 4-bit bus), then single and
+ * multiple block reads and writes by programmed I/O. Every wait has a time
+ * limit; a failed command resets the controller's command and data lines and
+ * is tried again (three times) before the error reaches the core as EIO.
+ * SDSC cards are addressed in bytes, SDHC/SDXC in blocks. */
+#include "emmc.h"
+
+#include "board.h"
+#include "pifs.h"
+
+#define ARG2 (EMMC + 0x00)
+#define BLKSIZECNT (EMMC + 0x04)
+#define ARG1 (EMMC + 0x08)
+#define CMDTM (EMMC + 0x0C)
+#define RESP0 (EMMC + 0x10)
+#define RESP1 (EMMC + 0x14)
+#define RESP2 (EMMC + 0x18)
+#define RESP3 (EMMC + 0x1C)
+#define DATA (EMMC + 0x20)
+#define STATUS (EMMC + 0x24)
+#define CONTROL0 (EMMC + 0x28)
+#define CONTROL1 (EMMC + 0x2C)
+#define INTERRUPT (EMMC + 0x30)
+#define IRPT_MASK (EMMC + 0x34)
+#define IRPT_EN (EMMC + 0x38)
+
+/* CMDTM */
+#define TM_BLKCNT_EN (1u << 1)
+#define TM_AUTO_CMD12 (1u << 2)
+#define TM_READ (1u << 4)
+#define TM_MULTI (1u << 5)
+#define RSP_NONE (0u << 16)
+#define RSP_136 (1u << 16)
+#define RSP_48 (2u << 16)
+#define RSP_48B (3u << 16)
+#define CRC_CHK (1u << 19)
+#define IDX_CHK (1u << 20)
+#define IS_DATA (1u << 21)
+#define CMD(i) ((uint32_t)(i) << 24)
+
+/* INTERRUPT */
+#define INT_CMD_DONE (1u << 0)
+#define INT_DATA_DONE (1u << 1)
+#define INT_WRITE_RDY (1u << 4)
+#define INT_READ_RDY (1u << 5)
+#define INT_ERR_MASK 0xFFFF8000u
+
+/* CONTROL1 */
+#define C1_CLK_INTLEN (1u << 0)
+#define C1_CLK_STABLE (1u << 1)
+#define C1_CLK_EN (1u << 2)
+#define C1_SRST_HC (1u << 24)
+#define C1_SRST_CMD (1u << 25)
+#define C1_SRST_DATA (1u << 26)
+
+#define R1 (RSP_48 | CRC_CHK | IDX_CHK)
+#define R1B (RSP_48B | CRC_CHK | IDX_CHK)
+#define R2 (RSP_136 | CRC_CHK)
+#define R3 (RSP_48)
+#define R6 (RSP_48 | CRC_CHK | IDX_CHK)
+#define R7 (RSP_48 | CRC_CHK | IDX_CHK)
+
+#define CMD_TIMEOUT_US 100000u
+#define DATA_TIMEOUT_US 2000000u /* per block: a card may take long to program */
+#define TRIES 3
+#define MAX_BLOCKS 65535u
+
+static int wait_reg(uintptr_t reg, uint32_t mask, uint32_t want, uint32_t us) {
+  uint64_t end = timer_us() + us;
+  while ((r32(reg) & mask) != want)
+    if (timer_us() > end) return -1;
+  return 0;
+}
+
+/* Waits for any of `bits` in INTERRUPT; an error bit or the time limit is a
+ * failure. The bits found are cleared. */
+static int wait_int(uint32_t bits, uint32_t us) {
+  uint64_t end = timer_us() + us;
+  for (;;) {
+    uint32_t v = r32(INTERRUPT);
+    if (v & INT_ERR_MASK) {
+      w32(INTERRUPT, v);
+      return -1;
+    }
+    if (v & bits) {
+      w32(INTERRUPT, v & bits);
+      return 0;
+    }
+    if (timer_us() > end) return -1;
+  }
+}
+
+static void reset_lines(void) {
+  w32(CONTROL1, r32(CONTROL1) | C1_SRST_CMD | C1_SRST_DATA);
+  wait_reg(CONTROL1, C1_SRST_CMD | C1_SRST_DATA, 0, CMD_TIMEOUT_US);
+  w32(INTERRUPT, 0xFFFFFFFFu);
+}
+
+static int command(uint32_t cmdtm, uint32_t arg) {
+  if (wait_reg(STATUS, 3u, 0, CMD_TIMEOUT_US)) { /* CMD and DAT inhibit */
+    reset_lines();
+    return -1;
+  }
+  w32(INTERRUPT, 0xFFFFFFFFu);
+  w32(ARG1, arg);
+  w32(CMDTM, cmdtm);
+  if (wait_int(INT_CMD_DONE, CMD_TIMEOUT_US)) {
+    reset_lines();
+    return -1;
+  }
+  return 0;
+}
+
+static int app_command(struct emmc *c, uint32_t cmdtm, uint32_t arg) {
+  if (command(CMD(55) | R1, c->rca << 16)) return -1;
+  return command(cmdtm, arg);
+}
+
+/* Sets the SD clock to at most `hz` from the controller's base clock. */
+static int set_clock(struct emmc *c, uint32_t hz) {
+  uint32_t div = (c->base_hz + 2 * hz - 1) / (2 * hz); /* 10-bit divided clock mode */
+  if (div > 0x3FF) div = 0x3FF;
+  uint32_t v = r32(CONTROL1) & ~(C1_CLK_EN | 0xFFE0u);
+  w32(CONTROL1, v);
+  timer_sleep_us(10);
+  v |= ((div & 0xFF) << 8) | (((div >> 8) & 3) << 6) | C1_CLK_INTLEN;
+  v = (v & ~(0xFu << 16)) | (0xEu << 16); /* data timeout: the longest */
+  w32(CONTROL1, v);
+  if (wait_reg(CONTROL1, C1_CLK_STABLE, C1_CLK_STABLE, CMD_TIMEOUT_US)) return -1;
+  w32(CONTROL1, v | C1_CLK_EN);
+  timer_sleep_us(10);
+  return 0;
+}
+
+/* Capacity in 512-byte sectors from the CSD (R2: response bits 127..8 sit in
+ * RESP0..3 bits 119..0). */
+static uint64_t csd_sectors(const uint32_t r[4]) {
+#define CSD(hi, lo) csd_bits(r, hi, lo)
+  uint32_t ver = csd_bits(r, 127, 126);
+  if (ver == 1) return ((uint64_t)CSD(69, 48) + 1) * 1024u; /* (C_SIZE+1) · 512 KiB */
+  uint64_t c_size = CSD(73, 62), mult = CSD(49, 47), bl_len = CSD(83, 80);
+  return ((c_size + 1) << (mult + 2 + bl_len)) / 512u;
+#undef CSD
+}
+
+uint32_t csd_bits(const uint32_t r[4], uint32_t hi, uint32_t lo) {
+  uint32_t v = 0;
+  for (uint32_t b = hi + 1; b-- > lo;) {
+    uint32_t pos = b - 8; /* the CRC byte is not in the registers */
+    v = (v << 1) | ((r[pos / 32] >> (pos % 32)) & 1);
+  }
+  return v;
+}
+
+int emmc_init(struct emmc *c) {
+  c->sectors = 0;
+  c->rca = 0;
+  if (mbox_get_clock(CLOCK_EMMC, &c->base_hz) || c->base_hz == 0) c->base_hz = 50000000u;
+  w32(CONTROL0, 0);
+  w32(CONTROL1, C1_SRST_HC);
+  if (wait_reg(CONTROL1, C1_SRST_HC, 0, CMD_TIMEOUT_US)) return -1;
+  w32(IRPT_EN, 0);              /* no interrupt lines: we poll */
+  w32(IRPT_MASK, 0xFFFFFFFFu);  /* but want every status bit */
+  w32(INTERRUPT, 0xFFFFFFFFu);
+  if (set_clock(c, 400000)) return -2;
+
+  if (command(CMD(0) | RSP_NONE, 0)) return -3;
+  int v2 = command(CMD(8) | R7, 0x1AA) == 0 && (r32(RESP0) & 0xFFF) == 0x1AA;
+  uint32_t ocr = 0;
+  uint64_t end = timer_us() + 1000000;
+  do { /* ACMD41 until the card leaves its busy state, at most a second */
+    if (app_command(c, CMD(41) | R3, 0x00FF8000u | (v2 ? 0x40000000u : 0))) return -4;
+    ocr = r32(RESP0);
+    if (ocr & 0x80000000u) break;
+    timer_sleep_us(10000);
+  } while (timer_us() < end);
+  if (!(ocr & 0x80000000u)) return -5;
+  c->high_capacity = (ocr >> 30) & 1;
+  if (command(CMD(2) | R2, 0)) return -6;
+  if (command(CMD(3) | R6, 0)) return -7;
+  c->rca = r32(RESP0) >> 16;
+  if (command(CMD(9) | R2, c->rca << 16)) return -8;
+  uint32_t csd[4] = {r32(RESP0), r32(RESP1), r32(RESP2), r32(RESP3)};
+  c->sectors = csd_sectors(csd);
+  if (command(CMD(7) | R1B, c->rca << 16)) return -9;
+  if (!c->high_capacity && command(CMD(16) | R1, 512)) return -10;
+  if (app_command(c, CMD(6) | R1, 2) == 0) w32(CONTROL0, r32(CONTROL0) | (1u << 1)); /* 4-bit */
+  if (set_clock(c, 25000000)) return -11;
+  if (c->sectors == 0) return -12;
+  return 0;
+}
+
+static int transfer(struct emmc *c, int write, uint64_t lba, uint32_t count, uint8_t *buf) {
+  uint32_t addr = (uint32_t)(c->high_capacity ? lba : lba * 512u);
+  uint32_t tm = IS_DATA | R1 | (write ? 0 : TM_READ);
+  if (count > 1) tm |= TM_MULTI | TM_BLKCNT_EN | TM_AUTO_CMD12 | CMD(write ? 25 : 18);
+  else tm |= CMD(write ? 24 : 17);
+  w32(BLKSIZECNT, 512u | (count << 16));
+  if (command(tm, addr)) return -1;
+  for (uint32_t b = 0; b < count; b++, buf += 512) {
+    if (wait_int(write ? INT_WRITE_RDY : INT_READ_RDY, DATA_TIMEOUT_US)) {
+      reset_lines();
+      return -1;
+    }
+    for (uint32_t i = 0; i < 512; i += 4) {
+      if (write) {
+        w32(DATA, (uint32_t)buf[i] | (uint32_t)buf[i + 1] << 8 | (uint32_t)buf[i + 2] << 16 |
+                      (uint32_t)buf[i + 3] << 24);
+      } else {
+        uint32_t v = r32(DATA);
+        buf[i] = (uint8_t)v, buf[i + 1] = (uint8_t)(v >> 8);
+        buf[i + 2] = (uint8_t)(v >> 16), buf[i + 3] = (uint8_t)(v >> 24);
+      }
+    }
+  }
+  if (wait_int(INT_DATA_DONE, DATA_TIMEOUT_US)) {
+    reset_lines();
+    return -1;
+  }
+  return 0;
+}
+
+static int io(struct emmc *c, int write, uint64_t lba, uint32_t count, uint8_t *buf) {
+  if (lba + count > c->sectors || lba + count < lba) return PIFS_EIO;
+  while (count) {
+    uint32_t n = count > MAX_BLOCKS ? MAX_BLOCKS : count;
+    int tries = 0;
+    while (transfer(c, write, lba, n, buf)) {
+      c->errors++;
+      if (++tries == TRIES) return PIFS_EIO;
+    }
+    lba += n, count -= n, buf += (uint64_t)n * 512u;
+  }
+  return 0;
+}
+
+static int bd_read(void *ctx, uint64_t lba, uint32_t count, void *buf) {
+  return io(ctx, 0, lba, count, buf);
+}
+
+static int bd_write(void *ctx, uint64_t lba, uint32_t count, const void *buf) {
+  return io(ctx, 1, lba, count, (uint8_t *)(uintptr_t)buf);
+}
+
+/* A write is complete on the card when DATA_DONE came (the controller waits
+ * out the card's busy signal), so there is nothing left to flush. */
+static int bd_flush(void *ctx) {
+  (void)ctx;
+  return 0;
+}
+
+void emmc_bdev(struct emmc *c, struct pifs_bdev *bd) {
+  bd->ctx = c;
+  bd->sectors = c->sectors;
+  bd->read = bd_read;
+  bd->write = bd_write;
+  bd->flush = bd_flush;
+}

@@ -1,0 +1,25 @@
+/* The SD card on the EMMC controller, as a pifs block device. */
+#ifndef PI_EMMC_H
+#define PI_EMMC_H
+
+#include <stdint.h>
+
+#include "pifs.h"
+
+struct emmc {
+  uint32_t base_hz;      /* controller base clock */
+  uint32_t rca;          /* relative card address */
+  int high_capacity;     /* SDHC/SDXC: block addressing */
+  uint64_t sectors;      /* card capacity */
+  uint32_t errors;       /* transfers retried */
+};
+
+/* Resets the controller and initialises the card: 0, or a negative step
+ * number telling where it failed. */
+int emmc_init(struct emmc *c);
+/* Binds an initialised card to a block device. */
+void emmc_bdev(struct emmc *c, struct pifs_bdev *bd);
+/* Bits hi..lo of a CSD/CID held as the controller stores an R2 response. */
+uint32_t csd_bits(const uint32_t r[4], uint32_t hi, uint32_t lo);
+
+#endif

@@ -1,0 +1,61 @@
+/* The node firmware: the pifs node core on a Raspberry Pi. The card is the
+ * SD card on the EMMC controller, the byte stream the PL011 UART; the core
+ * is the same code as the hosted node's. The CPU sleeps whenever no byte is
+ * waiting, woken by the UART's interrupt or, while a frame is incomplete, by
+ * the system timer after PIFS_IDLE_MS. */
+#include "board.h"
+#include "emmc.h"
+#include "node.h"
+
+#define BAUD 115200u
+#define UART_CLOCK 48000000u
+/* Request bytes the host may have in flight: half the receive ring. */
+#define WINDOW 65536u
+
+extern uint8_t __heap_start[];
+
+static struct pifs_node node;
+static struct emmc card;
+static uint8_t buf[4096];
+
+void pi_main(void) {
+  uint32_t clock = UART_CLOCK, got, rev = 0, mem_base = 0, mem_size = 0;
+  if (mbox_set_clock(CLOCK_UART, UART_CLOCK, &got) == 0 && got) clock = got;
+  uart_init(BAUD, clock);
+  uint64_t serial = 0;
+  mbox_board_serial(&serial);
+  mbox_board_revision(&rev);
+  if (mbox_arm_memory(&mem_base, &mem_size) || mem_size < (64u << 20)) mem_size = 64u << 20;
+  /* the heap: from the end of the image to 1 MiB below the top of ARM RAM */
+  heap_init((uintptr_t)__heap_start, (uintptr_t)mem_base + mem_size - (1u << 20));
+
+  struct pifs_bdev bd = {0};
+  int card_err = emmc_init(&card);
+  if (card_err == 0) emmc_bdev(&card, &bd);
+  struct pifs_platform pl = {BOARD_NAME, serial, WINDOW, 0, uart_write, 0, rev, mem_size};
+  node_init(&node, &bd, &pl);
+  irq_on();
+
+  uint64_t last_rx = timer_us();
+  for (;;) {
+    irq_off();
+    if (!uart_pending()) {
+      if (node_partial(&node)) {
+        uint64_t idle = timer_us() - last_rx;
+        if (idle >= PIFS_IDLE_MS * 1000u) {
+          irq_on();
+          node_idle(&node);
+          continue;
+        }
+        timer_wake_in((uint32_t)(PIFS_IDLE_MS * 1000u - idle));
+      }
+      wait_for_irq();
+      irq_on();
+      continue;
+    }
+    irq_on();
+    uint32_t n = uart_read(buf, sizeof buf);
+    last_rx = timer_us();
+    node_feed(&node, buf, n);
+  }
+}

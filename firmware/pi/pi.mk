@@ -1,0 +1,49 @@
+# The bare-metal images, included by firmware/Makefile:
+#   build/pi3/kernel8.img  Pi 3 (BCM2837, AArch64), gcc-aarch64-linux-gnu
+#   build/pi0/kernel.img   Pi Zero/1 (BCM2835, ARMv6), gcc-arm-none-eabi
+# Both link the unchanged node core with the drivers in pi/; no C library:
+# pi/libc.c and pi/include/ provide what the core needs.
+CC64 ?= aarch64-linux-gnu-gcc
+CC32 ?= arm-none-eabi-gcc
+OBJCOPY64 ?= aarch64-linux-gnu-objcopy
+OBJCOPY32 ?= arm-none-eabi-objcopy
+PI_CFLAGS := -std=c11 -O2 -g -Wall -Wextra -Werror -ffreestanding -fno-builtin \
+  -fno-tree-loop-distribute-patterns -fno-stack-protector -ffunction-sections -fdata-sections \
+  -nostdinc -Ipi/include -Ipi -Icore
+PI3_CFLAGS := $(PI_CFLAGS) -isystem $(shell $(CC64) -print-file-name=include 2>/dev/null) \
+  -mcpu=cortex-a53 -mgeneral-regs-only -mstrict-align -fno-pie -mno-outline-atomics
+PI0_CFLAGS := $(PI_CFLAGS) -isystem $(shell $(CC32) -print-file-name=include 2>/dev/null) \
+  -mcpu=arm1176jzf-s -marm -mfloat-abi=soft -mno-unaligned-access
+PI_LDFLAGS := -nostdlib -nostartfiles -static -Wl,--gc-sections -Wl,--build-id=none -Wl,--no-warn-rwx-segments
+PI_SRC := pi/libc.c pi/timer.c pi/irq.c pi/uart.c pi/mbox.c pi/emmc.c pi/panic.c
+NODE_SRC := $(CORE_SRC) $(PI_SRC) pi/node_main.c
+PI_DEPS := $(wildcard core/*.h pi/*.h pi/include/*.h) pi/pi.mk
+
+$(B)/pi3/%.o: %.c $(PI_DEPS)
+	@mkdir -p $(dir $@)
+	$(CC64) $(PI3_CFLAGS) -c $< -o $@
+$(B)/pi3/%.o: %.S
+	@mkdir -p $(dir $@)
+	$(CC64) $(PI3_CFLAGS) -c $< -o $@
+$(B)/pi0/%.o: %.c $(PI_DEPS)
+	@mkdir -p $(dir $@)
+	$(CC32) $(PI0_CFLAGS) -c $< -o $@
+$(B)/pi0/%.o: %.S
+	@mkdir -p $(dir $@)
+	$(CC32) $(PI0_CFLAGS) -c $< -o $@
+
+$(B)/pi3/node.elf: $(NODE_SRC:%.c=$(B)/pi3/%.o) $(B)/pi3/pi/boot64.o pi/link64.ld
+	$(CC64) $(PI3_CFLAGS) $(PI_LDFLAGS) -T pi/link64.ld $(B)/pi3/pi/boot64.o \
+	  $(NODE_SRC:%.c=$(B)/pi3/%.o) -lgcc -o $@
+$(B)/pi0/node.elf: $(NODE_SRC:%.c=$(B)/pi0/%.o) $(B)/pi0/pi/boot32.o pi/link32.ld
+	$(CC32) $(PI0_CFLAGS) $(PI_LDFLAGS) -T pi/link32.ld $(B)/pi0/pi/boot32.o \
+	  $(NODE_SRC:%.c=$(B)/pi0/%.o) -lgcc -o $@
+$(B)/pi3/%.img: $(B)/pi3/%.elf
+	$(OBJCOPY64) -O binary $< $@
+$(B)/pi0/%.img: $(B)/pi0/%.elf
+	$(OBJCOPY32) -O binary $< $@
+
+PI_IMAGES := $(B)/pi3/node.img $(B)/pi0/node.img
+.PHONY: pi
+pi: $(PI_IMAGES)
+	@for f in $(PI_IMAGES); do printf 'firmware image %-22s %7d bytes\n' $$f $$(stat -c %s $$f); done

@@ -1,0 +1,105 @@
+/* PL011 UART0 on GPIO 14/15: 8N1, FIFOs on. Receive is interrupt-driven:
+ * the handler empties the FIFO into a ring buffer, so no byte is lost while
+ * the main loop is busy writing the card. Transmit polls the FIFO. */
+#include "board.h"
+
+#define DR (UART0 + 0x00)
+#define FR (UART0 + 0x18)
+#define IBRD (UART0 + 0x24)
+#define FBRD (UART0 + 0x28)
+#define LCRH (UART0 + 0x2C)
+#define CR (UART0 + 0x30)
+#define IFLS (UART0 + 0x34)
+#define IMSC (UART0 + 0x38)
+#define ICR (UART0 + 0x44)
+
+#define FR_RXFE (1u << 4)
+#define FR_TXFF (1u << 5)
+#define FR_BUSY (1u << 3)
+#define INT_RX (1u << 4)
+#define INT_RT (1u << 6)
+#define INT_OE (1u << 10)
+
+/* The ring holds twice the request window the node announces, so a host that
+ * keeps to the window can never overflow it. Power of two. */
+#define RING 131072u
+static uint8_t ring[RING];
+static volatile uint32_t head, tail; /* head: written by the IRQ; tail: by the main loop */
+volatile uint32_t uart_overruns;
+
+void uart_init(uint32_t baud, uint32_t clock_hz) {
+  w32(CR, 0);
+  /* GPIO 14 and 15 to ALT0 (TXD0/RXD0), pulls off */
+  uint32_t sel = r32(GPFSEL1);
+  sel &= ~((7u << 12) | (7u << 15));
+  sel |= (4u << 12) | (4u << 15);
+  w32(GPFSEL1, sel);
+  w32(GPPUD, 0);
+  timer_sleep_us(5);
+  w32(GPPUDCLK0, (1u << 14) | (1u << 15));
+  timer_sleep_us(5);
+  w32(GPPUDCLK0, 0);
+  /* divisor = clock / (16 · baud) in 16.6 fixed point, rounded */
+  uint32_t div64 = (uint32_t)(((uint64_t)clock_hz * 4 + baud / 2) / baud);
+  w32(ICR, 0x7FF);
+  w32(IBRD, div64 >> 6);
+  w32(FBRD, div64 & 63);
+  w32(LCRH, (3u << 5) | (1u << 4)); /* 8 bits, FIFO on */
+  w32(IFLS, 2u << 3);               /* receive interrupt at 1/2 full */
+  w32(IMSC, INT_RX | INT_RT | INT_OE);
+  w32(CR, (1u << 0) | (1u << 8) | (1u << 9)); /* enable, TX, RX */
+  w32(IRQ_EN2, IRQ2_UART0);
+}
+
+void uart_poll(void) {
+  irq_off();
+  uart_irq();
+  irq_on();
+}
+
+void uart_irq(void) {
+  uint32_t h = head;
+  while (!(r32(FR) & FR_RXFE)) {
+    uint32_t v = r32(DR);
+    if (v & (1u << 11)) uart_overruns++; /* the FIFO overran before this byte */
+    if (h - tail == RING) {
+      uart_overruns++;
+      continue;
+    }
+    ring[h & (RING - 1)] = (uint8_t)v;
+    h++;
+  }
+  head = h;
+  /* Only the overrun flag is cleared here: reading the FIFO clears the
+   * receive and timeout interrupts. Clearing them too would lose one raised
+   * by a byte that came after the loop's last read, and the FIFO would then
+   * fill without another interrupt. */
+  w32(ICR, INT_OE);
+}
+
+uint32_t uart_pending(void) { return head - tail; }
+
+uint32_t uart_read(uint8_t *buf, uint32_t max) {
+  uint32_t t = tail, n = head - t;
+  if (n > max) n = max;
+  for (uint32_t i = 0; i < n; i++) buf[i] = ring[(t + i) & (RING - 1)];
+  tail = t + n;
+  return n;
+}
+
+int uart_write(void *io, const void *buf, uint32_t n) {
+  (void)io;
+  const uint8_t *p = buf;
+  while (n--) {
+    while (r32(FR) & FR_TXFF) {
+    }
+    w32(DR, *p++);
+  }
+  return 0;
+}
+
+void uart_puts(const char *s) {
+  uint32_t n = 0;
+  while (s[n]) n++;
+  uart_write(0, s, n);
+}
