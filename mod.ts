@@ -34,6 +34,9 @@ export { LinkError, startLink } from "./sim/link.ts";
 export type { LinkDirectionStats, LinkHandle, LinkOptions, LinkStats } from "./sim/link.ts";
 export { placeChunk, PlacementError, type PlacementNode, rankNodes } from "./store/placement.ts";
 export {
+  CHECKPOINT_BYTES,
+  CHECKPOINT_ENTRIES,
+  type CheckpointResult,
   type DistributiveOmit,
   type NodeState,
   type PutStats,
@@ -42,13 +45,23 @@ export {
   type StoreOptions,
 } from "./store/store.ts";
 export {
+  type CheckpointObject,
+  type CheckpointSnapshot,
   type JournalEntry,
   type Manifest,
   normalizePath,
   PathError,
   type SnapshotObject,
+  type TreeEntry,
+  type TreeObject,
 } from "./store/namespace.ts";
-export { type Entry, Index, type SnapshotRow, type SyncCacheRow } from "./store/index_db.ts";
+export {
+  type CheckpointRow,
+  type Entry,
+  Index,
+  type SnapshotRow,
+  type SyncCacheRow,
+} from "./store/index_db.ts";
 export {
   defineJob,
   type Job,
@@ -69,6 +82,7 @@ export {
   sourceFor,
   type SyncEvent,
   type SyncOptions,
+  type SyncProgress,
   type SyncSummary,
 } from "./sync/engine.ts";
 export {

@@ -1,12 +1,12 @@
 /**
- * The everyday commands: put, get, ls, cat, rm, mv, mkdir, du, gc, attach.
+ * The everyday commands: put, get, ls, cat, rm, mv, mkdir, du, copies, gc, checkpoint, attach.
  *
  * @module
  */
 import { type Command, Option } from "commander";
 import type { Entry } from "../store/index_db.ts";
 import { baseName, normalizePath, parentOf } from "../store/namespace.ts";
-import { type PutStats, Store, type StoreOptions } from "../store/store.ts";
+import { CHECKPOINT_ENTRIES, type PutStats, Store, type StoreOptions } from "../store/store.ts";
 import { clusterDir } from "../store/cluster.ts";
 import { MultiProgress } from "./_progress.ts";
 import { humanBytes, info, intOption, UsageError } from "./_util.ts";
@@ -241,13 +241,31 @@ export function registerFiles(program: Command): void {
     .description("list a directory of the store (default /)")
     .argument("[path]", "remote path", "/")
     .option("-l, --long", "mode, size, time")
+    .option("-R, --recursive", "everything under the directory, by path (relative to it)")
     .addOption(clusterOpt())
     .option("--json", "machine-readable output")
     .action(async (path: string, o) => {
       const p = normalizePath(path);
       await withStore(o, (s) => {
         const e = need(s, p);
-        const rows = e.type === "d" ? s.index.list(p) : [e];
+        const rows = e.type !== "d"
+          ? [e]
+          : o.recursive
+          ? s.index.walk(p).filter((x) => x.path !== p)
+          : s.index.list(p);
+        if (o.recursive && !o.json) {
+          const from = p === "/" ? 1 : p.length + 1;
+          for (const r of rows) {
+            const line = lsLine(r, !!o.long);
+            const rel = r.path.slice(from) || baseName(r.path);
+            // The line ends with the name (and / for a directory): the relative path instead.
+            console.log(
+              line.slice(0, line.length - baseName(r.path).length - (r.type === "d" ? 1 : 0)) +
+                rel + (r.type === "d" ? "/" : ""),
+            );
+          }
+          return Promise.resolve();
+        }
         if (o.json) {
           console.log(JSON.stringify(rows.map((r) => ({
             name: baseName(r.path),
@@ -327,7 +345,7 @@ export function registerFiles(program: Command): void {
         if (b === a) return;
         if (b.startsWith(a + "/")) throw new UsageError(`cannot move ${a} into itself (${b})`);
         if (s.index.get(b)?.type === "d") throw new UsageError(`${b}: is a directory`);
-        await s.commit({ op: "mv", p: a, to: b });
+        await s.commit({ op: "mv", p: a, to: b, mtime: Date.now() });
       });
     });
 
@@ -396,6 +414,7 @@ export function registerFiles(program: Command): void {
         // What the nodes really hold: a host killed between a node's commit
         // and its own index update must not leave a chunk nobody deletes.
         await s.relist();
+        await s.fillMissing(); // every live file's chunk list, before anything is deleted
         const dead = s.index.unreferenced(Date.now() - o.grace * 1000);
         let deleted = 0;
         for (const c of dead) {
@@ -409,6 +428,32 @@ export function registerFiles(program: Command): void {
         }
         if (o.json) console.log(JSON.stringify({ chunks: dead.length, copies_deleted: deleted }));
         else info(`gc: ${dead.length} unreferenced chunks, ${deleted} copies deleted`);
+      });
+    });
+
+  program.command("checkpoint")
+    .description(
+      "write the namespace to the Pis as content-addressed objects (a tree object per " +
+        "directory and a root), commit a checkpoint entry naming it, and trim every node's " +
+        "journal to that entry; also done automatically every " +
+        `${CHECKPOINT_ENTRIES} journal entries ($PIFS_CHECKPOINT_ENTRIES)`,
+    )
+    .addOption(clusterOpt())
+    .addOption(copiesOpt())
+    .option("--json", "machine-readable output")
+    .action(async (o) => {
+      await withStore(o, async (s) => {
+        const r = await s.checkpoint();
+        const down = [...s.nodes.values()].filter((n) => !n.client).map((n) => n.entry.id);
+        if (o.json) console.log(JSON.stringify({ ...r, down }));
+        else {
+          info(
+            `checkpoint ${r.gen} at journal entry ${r.s}: ${r.objects} objects (${r.objectsNew} ` +
+              `sent), journals now start at byte ${r.offset} on nodes ${
+                r.trimmed.join(", ") || "none"
+              }` + (down.length ? `; down (trimmed when they are back): ${down.join(", ")}` : ""),
+          );
+        }
       });
     });
 

@@ -42,6 +42,9 @@ export function registerStatus(program: Command): void {
               free: i.free,
               chunks: i.chunks,
               journal_bytes: i.journalLength,
+              journal_start: i.journalStart,
+              log_used: i.logUsed,
+              log_half: i.logHalf,
               frames_ok: i.framesOk,
               frames_bad: i.framesBad,
               naks: i.naks,
@@ -63,7 +66,9 @@ export function registerStatus(program: Command): void {
             r.answers
               ? `node ${r.id}: ${r.board} fw ${r.firmware}, card ${r.card}, ${
                 humanBytes(r.free as number)
-              } free of ${humanBytes(r.capacity as number)}, ${r.chunks} chunks`
+              } free of ${
+                humanBytes(r.capacity as number)
+              }, ${r.chunks} chunks, journal bytes ${r.journal_start}..${r.journal_bytes}, log ${r.log_used}/${r.log_half} sectors`
               : `node ${r.id}: DOWN (${r.error})`,
           );
         }

@@ -104,8 +104,10 @@ export interface NodeInfo {
   free: number;
   /** Committed chunks. */
   chunks: number;
-  /** Bytes in the metadata journal. */
+  /** End of the metadata journal: an absolute offset (bytes ever appended, trimmed ones included). */
   journalLength: number;
+  /** First journal byte the node still holds (0 until a JOURNAL_TRIM; 0 from a node that does not report it). */
+  journalStart: number;
   /** First sector of PIFS/STORE.DAT on the card. */
   storeLba: number;
   /** Size of PIFS/STORE.DAT in sectors. */
@@ -526,6 +528,8 @@ export class NodeClient {
       framesBad: r.u32(),
       naks: r.u32(),
       bytesIn: r.u64(),
+      // Appended to the layout later: an older node's answer ends before it.
+      journalStart: r.left >= 8 ? r.u64() : 0,
     };
   }
 
@@ -866,7 +870,29 @@ export class NodeClient {
     return len;
   }
 
-  /** Reads the journal from `offset` to its end. */
+  /**
+   * Forgets the journal before `offset` (JOURNAL_TRIM): a record boundary of
+   * the node's journal, or past its end (the journal is then empty at
+   * `offset` and takes its next append there). Returns the journal's start
+   * and length after the request.
+   */
+  async journalTrim(offset: number): Promise<{ start: number; length: number }> {
+    const [st, r] = await this.call(Op.JOURNAL_TRIM, new Writer(8).u64(offset).done(), {
+      accept: [Status.EINVAL],
+      replyBytes: 40,
+    });
+    const start = r.u64(), length = r.u64();
+    if (st !== Status.OK) {
+      throw new NodeError(
+        "JOURNAL_TRIM",
+        st,
+        `offset ${offset} is not a record boundary of the journal [${start}, ${length}) or lies before it`,
+      );
+    }
+    return { start, length };
+  }
+
+  /** Reads the journal from `offset` (at least its start) to its end. */
   async journalRead(offset = 0): Promise<Uint8Array> {
     const parts: Uint8Array[] = [];
     let total = 0;

@@ -42,6 +42,7 @@ export const Op = {
   DELETE: 0x58, // 'X'
   JOURNAL_APPEND: 0x4a, // 'J'
   JOURNAL_READ: 0x52, // 'R'
+  JOURNAL_TRIM: 0x50, // 'P' (prune)
   SCRUB: 0x53, // 'S'
   STAT: 0x54, // 'T'
   NAK: 0x4e, // 'N'
@@ -436,6 +437,10 @@ export class Reader {
   /** Reads a u8-length-prefixed UTF-8 string. */
   str(): string {
     return new TextDecoder().decode(this.bytes(this.u8()));
+  }
+  /** How many bytes are not read yet. */
+  get left(): number {
+    return this.#buf.length - this.pos;
   }
   /** The bytes not read yet. */
   rest(): Uint8Array {

@@ -50,6 +50,9 @@ CREATE TABLE IF NOT EXISTS snapshots (name TEXT PRIMARY KEY, job TEXT NOT NULL, 
 CREATE TABLE IF NOT EXISTS snap_manifests (root TEXT NOT NULL, manifest TEXT NOT NULL,
   PRIMARY KEY (root, manifest));
 CREATE TABLE IF NOT EXISTS policies (path TEXT PRIMARY KEY, copies INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS manifest_known (manifest TEXT PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS snap_known (root TEXT PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS ckpt_objects (id TEXT PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS sync_cache (job TEXT NOT NULL, path TEXT NOT NULL, key TEXT NOT NULL,
   size INTEGER NOT NULL, mtime INTEGER NOT NULL, manifest TEXT NOT NULL, PRIMARY KEY (job, path));
 `;
@@ -70,6 +73,18 @@ export interface SnapshotRow {
   files: number;
   /** Their bytes. */
   bytes: number;
+}
+
+/** The checkpoint the index was last brought to (the last `ckpt` entry applied). */
+export interface CheckpointRow {
+  /** Generation. */
+  gen: number;
+  /** Id of the checkpoint (root) object. */
+  root: string;
+  /** Sequence number of its `ckpt` entry. */
+  s: number;
+  /** Journal offset of its `ckpt` entry (where the nodes' journals are trimmed to). */
+  offset: number;
 }
 
 /** What the sync engine remembers of a source file it stored. */
@@ -138,7 +153,97 @@ export class Index {
   /** Sequence number of the last journal entry applied (0 for none). */
   lastSeq(): number {
     const r = this.#db.prepare("SELECT max(s) AS s FROM journal").get() as { s: number | null };
-    return r.s ?? 0;
+    // The entries before a checkpoint loaded from the cards were never here.
+    return r.s ?? Number(this.meta("base_seq") ?? "0");
+  }
+
+  /** Journal offset of the first entry the index holds (the last checkpoint's, else 0). */
+  journalStart(): number {
+    return Number(this.meta("journal_start") ?? "0");
+  }
+
+  /** The last checkpoint applied, if any. */
+  checkpoint(): CheckpointRow | undefined {
+    const v = this.meta("ckpt");
+    return v ? JSON.parse(v) : undefined;
+  }
+
+  /**
+   * Records that the `ckpt` entry `c` is applied: the journal rows before it
+   * are dropped (the nodes forget them too), and `objects` (its root and
+   * tree objects) are what `gc` keeps for it.
+   */
+  setCheckpoint(c: CheckpointRow, objects: string[]): void {
+    this.#db.prepare("DELETE FROM journal WHERE s < ?").run(c.s);
+    this.setMeta("ckpt", JSON.stringify(c));
+    this.setMeta("journal_start", String(c.offset));
+    this.#db.prepare("DELETE FROM ckpt_objects").run();
+    const ins = this.#db.prepare("INSERT OR IGNORE INTO ckpt_objects VALUES (?)");
+    for (const id of objects) ins.run(id);
+  }
+
+  /** The current checkpoint's objects. */
+  checkpointObjects(): string[] {
+    return (this.#db.prepare("SELECT id FROM ckpt_objects ORDER BY id").all() as { id: string }[])
+      .map((r) => r.id);
+  }
+
+  /**
+   * Empties the namespace (entries, journal, snapshots, copies rules) before
+   * a checkpoint is loaded into it: the next entry applied is `baseSeq` + 1,
+   * at journal offset `offset`. Chunks, locations and manifests stay (they
+   * are facts about content, whatever names it).
+   */
+  resetNamespace(baseSeq: number, offset: number): void {
+    for (
+      const t of [
+        "journal",
+        "snapshots",
+        "snap_manifests",
+        "snap_known",
+        "policies",
+        "ckpt_objects",
+      ]
+    ) this.#db.exec(`DELETE FROM ${t}`);
+    this.#db.prepare("DELETE FROM entries WHERE path != '/'").run();
+    this.#db.prepare("DELETE FROM meta WHERE k = 'ckpt'").run();
+    this.setMeta("base_seq", String(baseSeq));
+    this.setMeta("journal_start", String(offset));
+    this.setMeta("journal_bytes", String(offset));
+  }
+
+  /** Inserts one entry as it is (loading a checkpoint; parents first). */
+  insertEntry(e: Entry): void {
+    if (e.path === "/") return;
+    this.#db.prepare("INSERT OR REPLACE INTO entries VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)").run(
+      e.path,
+      parentOf(e.path),
+      baseName(e.path),
+      e.type,
+      e.size,
+      e.mode,
+      e.mtime,
+      e.manifest,
+      e.copies,
+    );
+  }
+
+  /** Inserts a snapshot row (loading a checkpoint). */
+  insertSnapshot(r: SnapshotRow): void {
+    this.#db.prepare("INSERT OR REPLACE INTO snapshots VALUES (?, ?, ?, ?, ?, ?, ?)").run(
+      r.name,
+      r.job,
+      r.target,
+      r.root,
+      r.time,
+      r.files,
+      r.bytes,
+    );
+  }
+
+  /** Sets a copies rule (loading a checkpoint). */
+  setPolicy(path: string, copies: number): void {
+    this.#db.prepare("INSERT OR REPLACE INTO policies VALUES (?, ?)").run(path, copies);
   }
 
   /** The journal entries applied, from `from` on. */
@@ -207,7 +312,7 @@ export class Index {
         this.#removeTree(e.p);
         break;
       case "mv":
-        this.#move(e.p, e.to);
+        this.#move(e.p, e.to, e.mtime ?? Date.now());
         break;
       case "snap": {
         this.#db.prepare("INSERT OR REPLACE INTO snapshots VALUES (?, ?, ?, ?, ?, ?, ?)").run(
@@ -255,6 +360,16 @@ export class Index {
   setSnapshotManifests(root: string, s: SnapshotObject): void {
     const ins = this.#db.prepare("INSERT OR IGNORE INTO snap_manifests VALUES (?, ?)");
     for (const f of s.files) ins.run(root, f[1]);
+    this.#db.prepare("INSERT OR IGNORE INTO snap_known VALUES (?)").run(root);
+  }
+
+  /** Objects of live snapshots whose manifests are not recorded yet. */
+  missingSnapshots(): string[] {
+    return (this.#db.prepare(
+      "SELECT DISTINCT s.root AS r FROM snapshots s WHERE " +
+        "NOT EXISTS (SELECT 1 FROM snap_known k WHERE k.root = s.root) AND " +
+        "NOT EXISTS (SELECT 1 FROM snap_manifests m WHERE m.root = s.root)",
+    ).all() as { r: string }[]).map((r) => r.r);
   }
 
   /** Snapshots, oldest first (of one job, when given). */
@@ -296,6 +411,7 @@ export class Index {
   setManifest(id: string, m: Manifest): void {
     const ins = this.#db.prepare("INSERT OR REPLACE INTO manifests VALUES (?, ?, ?)");
     m.chunks.forEach(([cid], i) => ins.run(id, i, cid));
+    this.#db.prepare("INSERT OR IGNORE INTO manifest_known VALUES (?)").run(id);
   }
 
   /** Whether the chunk list of a manifest is known. */
@@ -307,6 +423,7 @@ export class Index {
   missingManifests(): string[] {
     return (this.#db.prepare(
       "SELECT DISTINCT e.manifest AS m FROM entries e WHERE e.type = 'f' AND " +
+        "NOT EXISTS (SELECT 1 FROM manifest_known k WHERE k.manifest = e.manifest) AND " +
         "NOT EXISTS (SELECT 1 FROM manifests x WHERE x.manifest = e.manifest)",
     ).all() as { m: string }[]).map((r) => r.m);
   }
@@ -336,9 +453,9 @@ export class Index {
     );
   }
 
-  #move(from: string, to: string) {
+  #move(from: string, to: string, mtime: number) {
     this.#removeTree(to);
-    this.#mkdirs(parentOf(to), 0o755, Date.now());
+    this.#mkdirs(parentOf(to), 0o755, mtime);
     for (const e of this.walk(from)) {
       const np = to + e.path.slice(from.length);
       this.#db.prepare("UPDATE entries SET path = ?, parent = ?, name = ? WHERE path = ?").run(
@@ -388,7 +505,8 @@ export class Index {
 
   /**
    * Chunks that no live file references (neither as data nor as its
-   * manifest), first seen before `before` (ms).
+   * manifest), no live snapshot holds and that are not an object of the
+   * current checkpoint, first seen before `before` (ms).
    */
   unreferenced(before: number): { id: string; nodes: number[] }[] {
     // Live files and snapshots both hold their manifests and chunks.
@@ -398,6 +516,7 @@ export class Index {
         "SELECT c.id AS id FROM chunks c WHERE c.seen < ? " +
         "AND NOT EXISTS (SELECT 1 FROM held h WHERE h.m = c.id) " +
         "AND NOT EXISTS (SELECT 1 FROM snapshots s WHERE s.root = c.id) " +
+        "AND NOT EXISTS (SELECT 1 FROM ckpt_objects k WHERE k.id = c.id) " +
         "AND NOT EXISTS (SELECT 1 FROM manifests m JOIN held h ON h.m = m.manifest " +
         "WHERE m.id = c.id)",
     ).all(before) as { id: string }[];

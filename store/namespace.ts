@@ -82,7 +82,14 @@ export type JournalEntry =
   }
   | { s: number; op: "mkdir"; p: string; mode: number; mtime: number }
   | { s: number; op: "rm"; p: string }
-  | { s: number; op: "mv"; p: string; to: string }
+  | {
+    s: number;
+    op: "mv";
+    p: string;
+    to: string;
+    /** mtime of the parents of `to` it creates (absent in older entries: the applying host's clock). */
+    mtime?: number;
+  }
   | {
     s: number;
     op: "snap";
@@ -107,7 +114,103 @@ export type JournalEntry =
     p: string;
     /** Copies of each chunk of new files there; 0 removes the rule. */
     copies: number;
+  }
+  | {
+    s: number;
+    op: "ckpt";
+    /** Checkpoint generation: 1, 2, 3, … */
+    gen: number;
+    /** Id of the {@linkcode CheckpointObject}: the namespace as it was before this entry. */
+    root: string;
   };
+
+/**
+ * One entry of a directory in a {@linkcode TreeObject}: name, type (`f`/`d`),
+ * size, mode, mtime, id (a file's manifest, a directory's tree object) and
+ * copies (files; 0 for a directory).
+ */
+export type TreeEntry = [string, "f" | "d", number, number, number, string, number];
+
+/**
+ * A directory as a content-addressed object: its entries sorted by name, or
+ * (a directory too large for one object) the ids of the objects holding its
+ * entries in order, each `{"v":1,"kind":"tree","entries":[…]}`.
+ */
+export type TreeObject =
+  | { v: 1; kind: "tree"; entries: TreeEntry[] }
+  | { v: 1; kind: "tree"; parts: string[] };
+
+/** A snapshot row in a {@linkcode CheckpointObject}: name, job, target, root, time, files, bytes. */
+export type CheckpointSnapshot = [string, string, string, string, number, number, number];
+
+/**
+ * The root of a checkpoint: the whole namespace at journal entry `s` (the
+ * `ckpt` entry that names it): the root directory's tree, the per-path copies
+ * rules and the snapshots.
+ */
+export interface CheckpointObject {
+  /** Format version: 1. */
+  v: 1;
+  /** Always "ckpt". */
+  kind: "ckpt";
+  /** Generation (as in the `ckpt` entry). */
+  gen: number;
+  /** Sequence number of the `ckpt` entry that names it. */
+  s: number;
+  /** Tree object of `/`. */
+  tree: string;
+  /** Copies rules: path, copies; by path. */
+  policies: [string, number][];
+  /** Snapshots, by name. */
+  snapshots: CheckpointSnapshot[];
+}
+
+/** Largest encoded tree object before a directory is split into parts. */
+export const TREE_PART_BYTES = 4 * 1024 * 1024;
+
+/** Encodes a tree or checkpoint object (canonical JSON: equal content, equal id). */
+export function encodeObject(o: TreeObject | CheckpointObject): Uint8Array {
+  return new TextEncoder().encode(JSON.stringify(o));
+}
+
+function parseObject(bytes: Uint8Array, id: string, what: string): Record<string, unknown> {
+  let o: Record<string, unknown>;
+  try {
+    o = JSON.parse(new TextDecoder().decode(bytes));
+  } catch {
+    throw new JournalError(`${what} ${id.slice(0, 12)} is not JSON`);
+  }
+  if (o?.v !== 1) throw new JournalError(`${what} ${id.slice(0, 12)}: not a pifs ${what}`);
+  return o;
+}
+
+/** Decodes a tree object, refusing anything else. */
+export function decodeTree(bytes: Uint8Array, id: string): TreeObject {
+  const o = parseObject(bytes, id, "tree object");
+  const okEntries = Array.isArray(o.entries) &&
+    (o.entries as unknown[]).every((e) =>
+      Array.isArray(e) && e.length === 7 && typeof e[0] === "string" &&
+      (e[1] === "f" || e[1] === "d") && typeof e[5] === "string"
+    );
+  const okParts = Array.isArray(o.parts) &&
+    (o.parts as unknown[]).every((x) => typeof x === "string");
+  if (o.kind !== "tree" || !(okEntries || okParts)) {
+    throw new JournalError(`tree object ${id.slice(0, 12)}: not a pifs tree`);
+  }
+  return o as unknown as TreeObject;
+}
+
+/** Decodes a checkpoint (root) object, refusing anything else. */
+export function decodeCheckpoint(bytes: Uint8Array, id: string): CheckpointObject {
+  const o = parseObject(bytes, id, "checkpoint object");
+  if (
+    o.kind !== "ckpt" || typeof o.gen !== "number" || typeof o.s !== "number" ||
+    typeof o.tree !== "string" || !Array.isArray(o.policies) || !Array.isArray(o.snapshots)
+  ) {
+    throw new JournalError(`checkpoint object ${id.slice(0, 12)}: not a pifs checkpoint`);
+  }
+  return o as unknown as CheckpointObject;
+}
 
 /** What a snapshot holds: every file under its target, stored as a chunk. */
 export interface SnapshotObject {
@@ -165,16 +268,24 @@ export class JournalError extends Error {
 
 /**
  * Decodes a journal (JSON lines) into entries; each must carry the next
- * sequence number after `firstSeq - 1`.
+ * sequence number after `firstSeq - 1`. With `firstSeq` "any" the first entry
+ * may carry any sequence number (a journal trimmed at a checkpoint starts
+ * there), and the others follow it without gaps.
  *
  * @example
  * ```ts
  * import { decodeJournal, encodeEntry } from "./namespace.ts";
  * const bytes = encodeEntry({ s: 1, op: "rm", p: "/x" });
  * if (decodeJournal(bytes)[0].op !== "rm") throw new Error();
+ * // A journal trimmed at a checkpoint starts at that entry's number.
+ * const trimmed = encodeEntry({ s: 41, op: "ckpt", gen: 3, root: "ab".repeat(32) });
+ * if (decodeJournal(trimmed, "any")[0].s !== 41) throw new Error();
+ * let refused = false;
+ * try { decodeJournal(trimmed); } catch { refused = true; }
+ * if (!refused) throw new Error("a gap accepted");
  * ```
  */
-export function decodeJournal(bytes: Uint8Array, firstSeq = 1): JournalEntry[] {
+export function decodeJournal(bytes: Uint8Array, firstSeq: number | "any" = 1): JournalEntry[] {
   const text = new TextDecoder().decode(bytes);
   const out: JournalEntry[] = [];
   let seq = firstSeq;
@@ -185,6 +296,12 @@ export function decodeJournal(bytes: Uint8Array, firstSeq = 1): JournalEntry[] {
       e = JSON.parse(line);
     } catch {
       throw new JournalError(`journal entry ${seq}: not JSON: ${line.slice(0, 60)}`);
+    }
+    if (seq === "any") {
+      if (!Number.isSafeInteger(e?.s) || e.s < 1) {
+        throw new JournalError(`journal entry: bad sequence number ${e?.s}`);
+      }
+      seq = e.s;
     }
     if (e.s !== seq) throw new JournalError(`journal entry ${seq}: carries sequence ${e.s}`);
     out.push(e);

@@ -4,24 +4,47 @@
  *
  * @module
  */
+import { sha256 } from "@noble/hashes/sha2.js";
+import { bytesToHex } from "@noble/hashes/utils.js";
 import { chunkId, type NodeClient, type NodeInfo } from "../link/client.ts";
 import { MAX_DATA } from "../link/codec.ts";
 import { type ClusterFile, connectNode, type NodeEntry, readClusterFile } from "./cluster.ts";
-import { Index } from "./index_db.ts";
+import { type CheckpointRow, type Entry, Index } from "./index_db.ts";
 import {
+  type CheckpointObject,
+  decodeCheckpoint,
   decodeJournal,
   decodeManifest,
   decodeSnapshot,
+  decodeTree,
   encodeEntry,
   encodeManifest,
+  encodeObject,
   type JournalEntry,
+  JournalError,
   type Manifest,
+  parentOf,
   type SnapshotObject,
+  TREE_PART_BYTES,
+  type TreeEntry,
+  type TreeObject,
 } from "./namespace.ts";
 import { type PlacementNode, rankNodes } from "./placement.ts";
 
 /** Bytes per chunk when files are cut into fixed-size pieces (content-defined chunking: `pifs sync`). */
 export const CHUNK_SIZE = 256 * 1024;
+
+/**
+ * A checkpoint is written automatically after a commit once this many
+ * journal entries were applied since the last one (`StoreOptions.checkpointEntries`,
+ * environment `PIFS_CHECKPOINT_ENTRIES`; 0: never automatically).
+ */
+export const CHECKPOINT_ENTRIES = 1000;
+/**
+ * … or once the journal grew by this many bytes since the last one
+ * (`StoreOptions.checkpointBytes`, environment `PIFS_CHECKPOINT_BYTES`; 0: no byte limit).
+ */
+export const CHECKPOINT_BYTES = 512 * 1024;
 
 /** Too few nodes answer for the copies or the journal quorum asked for. */
 export class QuorumError extends Error {
@@ -39,6 +62,28 @@ export interface StoreOptions {
   timeoutMs?: number;
   /** Progress messages. */
   log?: (msg: string) => void;
+  /** Entries since the last checkpoint that trigger one after a commit (default {@linkcode CHECKPOINT_ENTRIES}; 0: never). */
+  checkpointEntries?: number;
+  /** Journal bytes since the last checkpoint that trigger one (default {@linkcode CHECKPOINT_BYTES}; 0: no limit). */
+  checkpointBytes?: number;
+}
+
+/** What {@linkcode Store.checkpoint} did. */
+export interface CheckpointResult {
+  /** Generation. */
+  gen: number;
+  /** Id of its root object. */
+  root: string;
+  /** Sequence number of its `ckpt` entry. */
+  s: number;
+  /** Journal offset of its `ckpt` entry: where the journals now start. */
+  offset: number;
+  /** Objects it consists of (root, trees, parts). */
+  objects: number;
+  /** Of those, objects sent to nodes (the others were stored already: unchanged directories). */
+  objectsNew: number;
+  /** Nodes whose journal was trimmed to `offset`. */
+  trimmed: number[];
 }
 
 /** One node as the store sees it. */
@@ -51,8 +96,10 @@ export interface NodeState {
   info?: NodeInfo;
   /** Why it is down. */
   error?: string;
-  /** Bytes of its journal. */
+  /** End of its journal (an absolute offset). */
   journalLength: number;
+  /** First byte its journal still holds (trimmed before). */
+  journalStart: number;
 }
 
 /** What a put did. */
@@ -71,8 +118,41 @@ interface QueuedEntry {
   entry: DistributiveOmit<JournalEntry, "s">;
   manifest?: Manifest;
   snapshot?: SnapshotObject;
-  resolve: () => void;
+  /** A job run alone between commits (a checkpoint) instead of an entry. */
+  task?: () => Promise<unknown>;
+  resolve: (v?: unknown) => void;
   reject: (e: unknown) => void;
+}
+
+/** A checkpoint built from the index: its objects by id, children before parents. */
+interface BuiltCheckpoint {
+  root: string;
+  objects: Map<string, Uint8Array>;
+}
+
+function envCount(name: string): number | undefined {
+  const v = Deno.env.get(name);
+  if (v === undefined || v === "") return undefined;
+  if (!/^\d+$/.test(v)) throw new Error(`${name}='${v}': must be a whole number`);
+  return Number(v);
+}
+
+/** Runs fn over items with at most `n` at a time; the first failure is thrown. */
+async function pool<T>(items: T[], n: number, fn: (x: T) => Promise<void>): Promise<void> {
+  let i = 0;
+  let failure: unknown;
+  const worker = async () => {
+    while (i < items.length && failure === undefined) {
+      const x = items[i++];
+      try {
+        await fn(x);
+      } catch (e) {
+        failure ??= e;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, n) }, worker));
+  if (failure !== undefined) throw failure;
 }
 
 class Semaphore {
@@ -118,6 +198,11 @@ export class Store {
   #queue: QueuedEntry[] = [];
   #committing = false;
   #storing = new Map<string, Promise<{ id: string; nodes: number[]; sent: boolean }>>();
+  #drained: Promise<void> = Promise.resolve();
+  #ckptEntries: number;
+  #ckptBytes: number;
+  #autoCkptFailed = false;
+  #crashAt: string | undefined;
   /** Bytes this host wrote to all links. */
   get wireBytes(): number {
     let n = 0;
@@ -130,8 +215,17 @@ export class Store {
     this.cluster = cluster;
     this.index = index;
     this.#opts = opts;
-    this.nodes = new Map(cluster.nodes.map((e) => [e.id, { entry: e, journalLength: 0 }]));
+    this.nodes = new Map(
+      cluster.nodes.map((e) => [e.id, { entry: e, journalLength: 0, journalStart: 0 }]),
+    );
     this.copies = Math.min(opts.copies ?? 2, cluster.nodes.length);
+    this.#ckptEntries = opts.checkpointEntries ?? envCount("PIFS_CHECKPOINT_ENTRIES") ??
+      CHECKPOINT_ENTRIES;
+    this.#ckptBytes = opts.checkpointBytes ?? envCount("PIFS_CHECKPOINT_BYTES") ??
+      CHECKPOINT_BYTES;
+    // Fault injection for the tests: the process kills itself at that point
+    // of a checkpoint, as a host losing power would stop.
+    this.#crashAt = Deno.env.get("PIFS_CRASH_AT") || undefined;
     // Up to 3 chunks in progress per node (the node holds 4 pending puts).
     for (const n of cluster.nodes) this.#slots.set(n.id, new Semaphore(3));
   }
@@ -147,7 +241,8 @@ export class Store {
     const path = `${dir}/index.db`;
     const fresh = !(await Deno.stat(path).then(() => true, () => false));
     const s = new Store(dir, cluster, Index.open(path), opts);
-    if ((opts.copies ?? 2) > cluster.nodes.length) {
+    // The default R=2 becomes 1 on a one-node cluster; an R asked for must fit.
+    if (opts.copies !== undefined && opts.copies > cluster.nodes.length) {
       await s.close();
       throw new QuorumError(
         `--copies ${opts.copies}: the cluster has only ${cluster.nodes.length} nodes`,
@@ -183,6 +278,7 @@ export class Store {
           throw new Error(`${st.entry.tty} answers as node ${st.info.nodeId}`);
         }
         st.journalLength = st.info.journalLength;
+        st.journalStart = st.info.journalStart;
       } catch (e) {
         st.error = (e as Error).message;
         await st.client?.close().catch(() => {});
@@ -230,23 +326,204 @@ export class Store {
     // journals are prefixes of one sequence).
     const longest = up.reduce((a, b) => (b.journalLength > a.journalLength ? b : a));
     const applied = this.#appliedBytes();
-    if (longest.journalLength > applied) {
+    // A fresh index, or one whose next entry the nodes no longer hold (they
+    // were trimmed past it by a checkpoint it never saw): load the last
+    // checkpoint and replay what follows it.
+    const reload = rebuild || longest.journalStart > applied;
+    if (reload) {
+      await this.#relist();
+      await this.#loadFromJournal(longest);
+    } else if (longest.journalLength > applied) {
       const tail = await longest.client!.journalRead(applied);
-      const entries = decodeJournal(tail, this.index.lastSeq() + 1);
-      for (const e of entries) {
-        const m = e.op === "put" ? await this.#fetchManifest(e.m) : undefined;
-        const snap = e.op === "snap" ? await this.snapshotObject(e.root) : undefined;
+      await this.#applyRead(decodeJournal(tail, this.index.lastSeq() + 1), applied);
+    }
+    await this.#fillMissing();
+    await this.#catchUp();
+  }
+
+  /** Applies entries read from a journal, the first at offset `at`, each in its own transaction. */
+  async #applyRead(entries: JournalEntry[], at: number) {
+    for (const e of entries) {
+      const len = encodeEntry(e).length;
+      if (e.op === "ckpt") {
+        await this.#adoptCheckpoint(e, at);
+      } else {
         this.index.tx(() => {
-          this.index.apply(e, m, snap);
-          this.index.setMeta(
-            "journal_bytes",
-            String(this.#appliedBytes() + encodeEntry(e).length),
-          );
+          this.index.apply(e);
+          this.index.setMeta("journal_bytes", String(at + len));
         });
       }
+      at += len;
     }
-    if (rebuild) await this.#relist();
-    await this.#catchUp();
+  }
+
+  /**
+   * Rebuilds the namespace from a node's journal: from its last `ckpt` entry
+   * (the namespace loaded from the checkpoint's objects, then the entries
+   * after it), or, with none, from entry 1.
+   */
+  async #loadFromJournal(st: NodeState) {
+    const start = st.journalStart;
+    const bytes = await st.client!.journalRead(start);
+    const entries = decodeJournal(bytes, start === 0 ? 1 : "any");
+    const offsets: number[] = [];
+    let at = start;
+    for (const e of entries) offsets.push(at), at += encodeEntry(e).length;
+    let k = entries.length - 1;
+    while (k >= 0 && entries[k].op !== "ckpt") k--;
+    if (k < 0) {
+      if (start > 0) {
+        throw new JournalError(
+          `node ${st.entry.id}: its journal starts at byte ${start} without a checkpoint entry`,
+        );
+      }
+      this.index.tx(() => this.index.resetNamespace(0, 0));
+      await this.#applyRead(entries, 0);
+      return;
+    }
+    const ck = entries[k] as Extract<JournalEntry, { op: "ckpt" }>;
+    await this.#loadCheckpoint(ck, offsets[k]);
+    await this.#applyRead(entries.slice(k + 1), offsets[k + 1] ?? at);
+  }
+
+  /** Reads a checkpoint's root and tree objects; returns the root, the entries and every object id. */
+  async #readCheckpoint(
+    ck: { gen: number; root: string; s: number },
+  ): Promise<{ obj: CheckpointObject; entries: Entry[]; objects: string[] }> {
+    const obj = decodeCheckpoint(await this.getChunk(ck.root), ck.root);
+    if (obj.gen !== ck.gen || obj.s !== ck.s) {
+      throw new JournalError(
+        `checkpoint ${
+          ck.root.slice(0, 12)
+        }: object says generation ${obj.gen} at entry ${obj.s}, ` +
+          `its entry generation ${ck.gen} at ${ck.s}`,
+      );
+    }
+    const objects = [ck.root];
+    const entries: Entry[] = [];
+    let level: { path: string; id: string }[] = [{ path: "/", id: obj.tree }];
+    const limit = Math.max(2, 2 * this.up().length);
+    while (level.length) {
+      const next: { path: string; id: string }[] = [];
+      await pool(level, limit, async (d) => {
+        const tree = decodeTree(await this.getChunk(d.id), d.id);
+        objects.push(d.id);
+        let list: TreeEntry[];
+        if ("parts" in tree) {
+          list = [];
+          for (const pid of tree.parts) {
+            const part = decodeTree(await this.getChunk(pid), pid);
+            if (!("entries" in part)) throw new JournalError(`tree part ${pid}: has parts itself`);
+            objects.push(pid);
+            list.push(...part.entries);
+          }
+        } else list = tree.entries;
+        for (const [name, type, size, mode, mtime, id, copies] of list) {
+          const path = d.path === "/" ? `/${name}` : `${d.path}/${name}`;
+          entries.push({
+            path,
+            type,
+            size,
+            mode,
+            mtime,
+            manifest: type === "f" ? id : null,
+            copies,
+          });
+          if (type === "d") next.push({ path, id });
+        }
+      });
+      level = next;
+    }
+    entries.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+    return { obj, entries, objects };
+  }
+
+  /**
+   * Replaces the index's namespace with the checkpoint `ck` names, whose
+   * entry lies at journal offset `offset`.
+   */
+  async #loadCheckpoint(ck: Extract<JournalEntry, { op: "ckpt" }>, offset: number) {
+    this.#opts.log?.(`loading checkpoint ${ck.gen} (entry ${ck.s})`);
+    const { obj, entries, objects } = await this.#readCheckpoint(ck);
+    const len = encodeEntry(ck).length;
+    this.index.tx(() => {
+      this.index.resetNamespace(ck.s - 1, offset);
+      for (const e of entries) this.index.insertEntry(e);
+      for (const [p, c] of obj.policies) this.index.setPolicy(p, c);
+      for (const [name, job, target, root, time, files, bytes] of obj.snapshots) {
+        this.index.insertSnapshot({ name, job, target, root, time, files, bytes });
+      }
+      this.index.apply(ck);
+      this.index.setMeta("journal_bytes", String(offset + len));
+      this.index.setCheckpoint({ gen: ck.gen, root: ck.root, s: ck.s, offset }, objects);
+    });
+  }
+
+  /**
+   * Applies a `ckpt` entry read from a journal on top of the entries before
+   * it. The namespace is then what the checkpoint holds: if the index builds
+   * the same root object, only the checkpoint is recorded; otherwise (an
+   * index that differs, e.g. in an mtime) the checkpoint is loaded.
+   */
+  async #adoptCheckpoint(ck: Extract<JournalEntry, { op: "ckpt" }>, offset: number) {
+    const built = this.#buildCheckpoint(ck.gen, ck.s);
+    if (built.root !== ck.root) return await this.#loadCheckpoint(ck, offset);
+    const len = encodeEntry(ck).length;
+    this.index.tx(() => {
+      this.index.apply(ck);
+      this.index.setMeta("journal_bytes", String(offset + len));
+      this.index.setCheckpoint(
+        { gen: ck.gen, root: ck.root, s: ck.s, offset },
+        [...built.objects.keys()],
+      );
+    });
+  }
+
+  /**
+   * Fetches what the namespace names but the index does not know yet: the
+   * manifests of live files (whose chunk lists `gc` must see) and the objects
+   * of live snapshots. Done after replay, so files removed meanwhile cost
+   * nothing (and their manifests may be gone).
+   */
+  async #fillMissing(): Promise<number> {
+    const limit = Math.max(2, 2 * this.up().length);
+    const failed: string[] = [];
+    await pool(this.index.missingManifests(), limit, async (id) => {
+      try {
+        const m = await this.#fetchManifest(id);
+        this.index.tx(() => this.index.setManifest(id, m));
+      } catch (e) {
+        failed.push(`manifest ${id.slice(0, 12)}: ${(e as Error).message}`);
+      }
+    });
+    for (const root of this.index.missingSnapshots()) {
+      try {
+        const obj = await this.snapshotObject(root);
+        this.index.tx(() => this.index.setSnapshotManifests(root, obj));
+      } catch (e) {
+        failed.push(`snapshot object ${root.slice(0, 12)}: ${(e as Error).message}`);
+      }
+    }
+    // Not fatal here (the files whose manifest is missing fail when read);
+    // gc refuses to run until they are known.
+    for (const f of failed.slice(0, 5)) this.#opts.log?.(`cannot read ${f}`);
+    if (failed.length > 5) this.#opts.log?.(`… and ${failed.length - 5} more`);
+    return failed.length;
+  }
+
+  /**
+   * Fetches the manifests of live files and the objects of live snapshots
+   * the index lacks; throws {@linkcode QuorumError} if some cannot be read
+   * (`gc` must know every chunk they hold before deleting anything).
+   */
+  async fillMissing(): Promise<void> {
+    const n = await this.#fillMissing();
+    if (n > 0) {
+      throw new QuorumError(
+        `${n} manifests or snapshot objects cannot be read from the nodes that answer ` +
+          `(down: ${this.#downList()}); refusing to decide what is garbage`,
+      );
+    }
   }
 
   /** Re-learns where every chunk is, from each answering node's LIST. */
@@ -264,14 +541,36 @@ export class Store {
     }
   }
 
-  /** Appends to each answering node the entries its journal lacks. */
+  /**
+   * Brings each answering node's journal to the index's: a node that still
+   * holds entries before the last checkpoint is trimmed to it (TRIM past its
+   * end when it lacks entries the index no longer has: its journal then
+   * starts empty at the checkpoint), then gets the entries it lacks.
+   */
   async #catchUp() {
     const applied = this.#appliedBytes();
+    const start = this.index.journalStart();
     for (const st of this.up()) {
-      if (st.journalLength >= applied) continue;
+      try {
+        if (st.journalStart < start) {
+          const r = await st.client!.journalTrim(start);
+          st.journalStart = r.start;
+          st.journalLength = r.length;
+        }
+      } catch (err) {
+        if ((err as Error).name !== "NodeError") {
+          this.#markDown(st, err);
+          continue;
+        }
+        // Refused (a diverged journal, or firmware without JOURNAL_TRIM):
+        // it keeps its old entries; it can still take the new ones if it
+        // holds everything up to the checkpoint.
+        this.#opts.log?.(`node ${st.entry.id}: ${(err as Error).message}`);
+      }
+      if (st.journalLength >= applied || st.journalLength < start) continue;
       let len = st.journalLength;
       // Entries are whole records: find the first one the node lacks.
-      let off = 0;
+      let off = start;
       for (const e of this.index.journal()) {
         const b = encodeEntry(e);
         if (off >= len) {
@@ -286,6 +585,159 @@ export class Store {
       }
       st.journalLength = len;
     }
+  }
+
+  // ---- checkpoints ----
+
+  /** Copies of each checkpoint object: R, at least 2 when there are 2 nodes or more. */
+  #checkpointCopies(): number {
+    return Math.min(Math.max(this.copies, 2), this.nodes.size);
+  }
+
+  /**
+   * The namespace in the index as checkpoint objects: a tree object per
+   * directory (entries by name; split into parts above
+   * {@linkcode TREE_PART_BYTES}), then the root object for generation `gen`
+   * whose `ckpt` entry is `s`. Unchanged directories give the same ids.
+   */
+  #buildCheckpoint(gen: number, s: number): BuiltCheckpoint {
+    const objects = new Map<string, Uint8Array>();
+    const put = (o: TreeObject | CheckpointObject): string => {
+      const b = encodeObject(o);
+      const id = sha256Hex(b);
+      objects.set(id, b);
+      return id;
+    };
+    const all = this.index.walk("/");
+    const children = new Map<string, Entry[]>();
+    for (const e of all) {
+      if (e.path === "/") continue;
+      const p = parentOf(e.path);
+      let l = children.get(p);
+      if (!l) children.set(p, l = []);
+      l.push(e);
+    }
+    // Deepest directories first, so a directory's children have their ids.
+    const dirs = all.filter((e) => e.type === "d").map((e) => e.path);
+    const depth = (p: string) => (p === "/" ? 0 : p.split("/").length - 1);
+    dirs.sort((a, b) => depth(b) - depth(a));
+    const treeId = new Map<string, string>();
+    const name = (p: string) => p.slice(p.lastIndexOf("/") + 1);
+    for (const d of dirs) {
+      const list = (children.get(d) ?? []).map((e): TreeEntry => [
+        name(e.path),
+        e.type,
+        e.size,
+        e.mode,
+        e.mtime,
+        e.type === "f" ? e.manifest ?? "" : treeId.get(e.path)!,
+        e.type === "f" ? e.copies : 0,
+      ]);
+      list.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+      // Split into parts of at most TREE_PART_BYTES of JSON.
+      const parts: TreeEntry[][] = [[]];
+      let size = 0;
+      for (const t of list) {
+        const n = JSON.stringify(t).length + 1;
+        if (size + n > TREE_PART_BYTES && parts[parts.length - 1].length) {
+          parts.push([]);
+          size = 0;
+        }
+        parts[parts.length - 1].push(t);
+        size += n;
+      }
+      treeId.set(
+        d,
+        parts.length === 1 ? put({ v: 1, kind: "tree", entries: parts[0] }) : put({
+          v: 1,
+          kind: "tree",
+          parts: parts.map((x) => put({ v: 1, kind: "tree", entries: x })),
+        }),
+      );
+    }
+    const root = put({
+      v: 1,
+      kind: "ckpt",
+      gen,
+      s,
+      tree: treeId.get("/")!,
+      policies: this.index.policies().map((r) => [r.path, r.copies]),
+      snapshots: this.index.snapshots().sort((a, b) => (a.name < b.name ? -1 : 1)).map((r) => [
+        r.name,
+        r.job,
+        r.target,
+        r.root,
+        r.time,
+        r.files,
+        r.bytes,
+      ]),
+    });
+    return { root, objects };
+  }
+
+  /**
+   * Writes a checkpoint: the namespace as content-addressed objects (stored
+   * with {@linkcode Store.copies}, at least 2), then the `ckpt` entry naming
+   * them (committed alone, with the usual quorum), then JOURNAL_TRIM to its
+   * offset on every node that answers. Commits wait meanwhile.
+   */
+  checkpoint(): Promise<CheckpointResult> {
+    return new Promise<CheckpointResult>((resolve, reject) => {
+      this.#queue.push({
+        entry: undefined as never,
+        task: () => this.#checkpointNow(),
+        resolve: resolve as (v?: unknown) => void,
+        reject,
+      });
+      if (!this.#committing) this.#drained = this.#drain();
+    });
+  }
+
+  /** Dies here if the tests asked for it (PIFS_CRASH_AT). */
+  #crashPoint(name: string) {
+    if (this.#crashAt === name) Deno.kill(Deno.pid, "SIGKILL");
+  }
+
+  async #checkpointNow(): Promise<CheckpointResult> {
+    const gen = (this.index.checkpoint()?.gen ?? 0) + 1;
+    const s = this.index.lastSeq() + 1;
+    const built = this.#buildCheckpoint(gen, s);
+    const copies = this.#checkpointCopies();
+    let objectsNew = 0;
+    const limit = Math.max(2, 2 * this.up().length);
+    const ids = [...built.objects.keys()]; // children before parents, the root last
+    await pool(ids.slice(0, -1), limit, async (id) => {
+      const r = await this.storeChunk(built.objects.get(id)!, { id, copies });
+      if (r.sent) objectsNew++;
+    });
+    const r = await this.storeChunk(built.objects.get(built.root)!, { id: built.root, copies });
+    if (r.sent) objectsNew++;
+    this.#crashPoint("ckpt-objects");
+    const entry = { op: "ckpt", gen, root: built.root, s } as JournalEntry;
+    const offset = this.#appliedBytes();
+    const row: CheckpointRow = { gen, root: built.root, s, offset };
+    await this.#append([entry], [encodeEntry(entry)], [undefined], [undefined], () => {
+      this.index.setCheckpoint(row, ids);
+    });
+    this.#crashPoint("ckpt-commit");
+    const before = new Map(this.up().map((st) => [st.entry.id, st.journalStart]));
+    await this.#catchUp();
+    const trimmed = this.up().filter((st) =>
+      st.journalStart === offset && (before.get(st.entry.id) ?? 0) < offset
+    ).map((st) => st.entry.id);
+    this.#opts.log?.(
+      `checkpoint ${gen} at entry ${s}: ${ids.length} objects (${objectsNew} new), ` +
+        `journals trimmed to byte ${offset} on nodes ${trimmed.join(", ") || "none"}`,
+    );
+    return { gen, root: built.root, s, offset, objects: ids.length, objectsNew, trimmed };
+  }
+
+  /** Whether enough was committed since the last checkpoint to write another. */
+  #checkpointDue(): boolean {
+    const since = this.index.lastSeq() - (this.index.checkpoint()?.s ?? 0);
+    const bytes = this.#appliedBytes() - this.index.journalStart();
+    return (this.#ckptEntries > 0 && since >= this.#ckptEntries) ||
+      (this.#ckptBytes > 0 && this.#ckptEntries > 0 && bytes >= this.#ckptBytes);
   }
 
   /** Reads a snapshot object by its id. */
@@ -308,22 +760,32 @@ export class Store {
     snapshot?: SnapshotObject,
   ): Promise<void> {
     return new Promise<void>((resolve, reject) => {
-      this.#queue.push({ entry, manifest, snapshot, resolve, reject });
-      if (!this.#committing) this.#drain();
+      this.#queue.push({ entry, manifest, snapshot, resolve: () => resolve(), reject });
+      if (!this.#committing) this.#drained = this.#drain();
     });
   }
 
   // Group commit: entries that wait while an append is on the line go out
   // together in the next one (up to one frame), so many small files cost a
   // round trip per batch, not per file. Entries stay whole JSON lines, so a
-  // journal reads the same however it was batched.
+  // journal reads the same however it was batched. A task (a checkpoint)
+  // runs alone, between batches.
   async #drain() {
     this.#committing = true;
     while (this.#queue.length) {
+      if (this.#queue[0].task) {
+        const q = this.#queue.shift()!;
+        try {
+          q.resolve(await q.task!());
+        } catch (err) {
+          q.reject(err);
+        }
+        continue;
+      }
       const batch: { q: QueuedEntry; e: JournalEntry; b: Uint8Array }[] = [];
       let size = 0;
       let seq = this.index.lastSeq() + 1;
-      while (this.#queue.length) {
+      while (this.#queue.length && !this.#queue[0].task) {
         const q = this.#queue[0];
         const e = { ...q.entry, s: seq } as JournalEntry;
         const b = encodeEntry(e);
@@ -340,10 +802,25 @@ export class Store {
           batch.map((x) => x.q.manifest),
           batch.map((x) => x.q.snapshot),
         );
-        for (const x of batch) x.q.resolve();
       } catch (err) {
         for (const x of batch) x.q.reject(err);
+        continue;
       }
+      // Enough entries since the last checkpoint: write one now, before the
+      // commits that triggered it return (so a command does not end in the
+      // middle of it). A failure is reported and not retried this session;
+      // the commits themselves stand.
+      if (!this.#autoCkptFailed && this.#checkpointDue()) {
+        try {
+          await this.#checkpointNow();
+        } catch (err) {
+          this.#autoCkptFailed = true;
+          this.#opts.log?.(
+            `checkpoint failed (retried by a later session): ${(err as Error).message}`,
+          );
+        }
+      }
+      for (const x of batch) x.q.resolve();
     }
     this.#committing = false;
   }
@@ -353,6 +830,7 @@ export class Store {
     lines: Uint8Array[],
     manifests: (Manifest | undefined)[],
     snapshots: (SnapshotObject | undefined)[],
+    alsoInTx?: () => void,
   ) {
     const bytes = new Uint8Array(lines.reduce((a, b) => a + b.length, 0));
     let o = 0;
@@ -360,11 +838,12 @@ export class Store {
     const applied = this.#appliedBytes();
     const up = this.up();
     let ok = 0;
+    const e0 = entries[0];
     const what = entries.length === 1
-      ? `journal entry ${entries[0].s} (${entries[0].op} ${
-        "p" in entries[0] ? entries[0].p : entries[0].name
+      ? `journal entry ${e0.s} (${e0.op}${
+        "p" in e0 ? ` ${e0.p}` : "name" in e0 ? ` ${e0.name}` : e0.op === "ckpt" ? ` ${e0.gen}` : ""
       })`
-      : `journal entries ${entries[0].s}..${entries[entries.length - 1].s}`;
+      : `journal entries ${e0.s}..${entries[entries.length - 1].s}`;
     await Promise.all(up.map(async (st) => {
       try {
         if (st.journalLength !== applied) return; // behind: caught up later
@@ -384,9 +863,11 @@ export class Store {
           `${this.quorum()} needed (down: ${this.#downList()})`,
       );
     }
+    if (entries[0].op === "ckpt") this.#crashPoint("ckpt-append");
     this.index.tx(() => {
       entries.forEach((e, i) => this.index.apply(e, manifests[i], snapshots[i]));
       this.index.setMeta("journal_bytes", String(applied + bytes.length));
+      alsoInTx?.();
     });
   }
 
@@ -598,11 +1079,16 @@ export class Store {
     });
   }
 
-  /** Ends every session and closes the index. */
+  /** Ends every session and closes the index (after the commits in progress). */
   async close(): Promise<void> {
+    await this.#drained.catch(() => {});
     await Promise.all(this.up().map((s) => s.client!.close().catch(() => {})));
     this.index.close();
   }
+}
+
+function sha256Hex(b: Uint8Array): string {
+  return bytesToHex(sha256(b));
 }
 
 /** Omit over each member of a union. */

@@ -47,7 +47,8 @@ static uint32_t info_payload(struct pifs_node *n, uint8_t *p) {
   st32(p + 88, n->frames_bad);
   st32(p + 92, n->naks);
   st64(p + 96, n->bytes_in);
-  return 104;
+  st64(p + 104, in.journal_start);
+  return 112;
 }
 
 struct list_ctx {
@@ -227,6 +228,16 @@ static void handle(struct pifs_node *n, const struct proto_frame *f) {
     st32(p, (uint32_t)err);
     st64(p + 4, jl);
     send(n, f->op, f->reqid, err ? 12 : 12 + got);
+    return;
+  }
+  case OP_JOURNAL_TRIM: {
+    if (len != 8) break;
+    uint64_t js = 0, jl = 0;
+    err = store_journal_trim(s, ld64(q), &js, &jl);
+    st32(p, (uint32_t)err);
+    st64(p + 4, js);
+    st64(p + 12, jl);
+    send(n, f->op, f->reqid, 20);
     return;
   }
   case OP_SCRUB: {

@@ -18,6 +18,7 @@ const char *proto_op_to_str(int op) {
   case OP_DELETE: return "DELETE";
   case OP_JOURNAL_APPEND: return "JOURNAL_APPEND";
   case OP_JOURNAL_READ: return "JOURNAL_READ";
+  case OP_JOURNAL_TRIM: return "JOURNAL_TRIM";
   case OP_SCRUB: return "SCRUB";
   case OP_STAT: return "STAT";
   case OP_NAK: return "NAK";

@@ -34,6 +34,7 @@ enum proto_op {
   OP_DELETE = 'X',
   OP_JOURNAL_APPEND = 'J',
   OP_JOURNAL_READ = 'R',
+  OP_JOURNAL_TRIM = 'P', /* "prune" */
   OP_SCRUB = 'S',
   OP_STAT = 'T',
   OP_NAK = 'N',

@@ -15,6 +15,7 @@
 #define REC_PUT 1u
 #define REC_DEL 2u
 #define REC_JOURNAL 3u
+#define REC_TRIM 4u /* body: u64 journal offset; the journal before it is forgotten */
 #define LOG_START 2u
 #define MAX_EXTENTS 56u /* a PUT record (24 + 40 + 8 * 56 bytes) stays within one sector */
 #define MIN_STORE_SECTORS 1024u /* 512 KiB: two 64-sector log halves and some data */
@@ -78,7 +79,8 @@ struct pifs_store {
   /* journal index */
   struct jrec *jr;
   uint32_t njr, jr_cap;
-  uint64_t journal_len;
+  uint64_t journal_start; /* first journal byte still held (absolute offset) */
+  uint64_t journal_len;   /* absolute offset of the journal's end */
   /* puts in progress */
   struct pending pend[PIFS_MAX_PENDING];
   uint32_t next_handle;
@@ -386,6 +388,21 @@ static int jr_push(struct pifs_store *s, uint32_t sector, uint32_t len) {
   return 0;
 }
 
+/* Forgets the journal before offset x (records ending at or before it); the
+ * journal then starts at x and is at least x long. A record that straddles x
+ * means x is not a record boundary: PIFS_EINVAL, nothing changed. */
+static int jr_trim(struct pifs_store *s, uint64_t x) {
+  if (x <= s->journal_start) return 0;
+  uint32_t k = 0;
+  while (k < s->njr && s->jr[k].offset + s->jr[k].len <= x) k++;
+  if (k < s->njr && s->jr[k].offset < x) return PIFS_EINVAL;
+  memmove(s->jr, s->jr + k, (size_t)(s->njr - k) * sizeof *s->jr);
+  s->njr -= k;
+  s->journal_start = x;
+  if (s->journal_len < x) s->journal_len = x;
+  return 0;
+}
+
 static int extents_valid(struct pifs_store *s, const struct extent *e, uint16_t n, uint32_t size) {
   uint64_t total = 0;
   for (uint16_t i = 0; i < n; i++) {
@@ -446,6 +463,11 @@ static int replay(struct pifs_store *s) {
     case REC_JOURNAL:
       if ((err = jr_push(s, base + s->head, body))) return err;
       break;
+    case REC_TRIM:
+      /* Written only at a record boundary (checked before it was written):
+       * a straddled record means the log is damaged. */
+      if (body != 8 || jr_trim(s, ld64(b))) return PIFS_ECORRUPT;
+      break;
     default:
       return PIFS_ECORRUPT;
     }
@@ -457,8 +479,11 @@ static int replay(struct pifs_store *s) {
 
 /* Writes every live record into the other half under a new epoch, then
  * switches the superblock to it. Until that superblock write the old half
- * stays authoritative, so a power cut at any point leaves a valid store. */
-int store_compact(struct pifs_store *s) {
+ * stays authoritative, so a power cut at any point leaves a valid store.
+ * The journal is written from `start` on (≥ journal_start, a record boundary
+ * or past the end), preceded by a TRIM record when start > 0: compaction is
+ * where a trim's space comes back. */
+static int compact(struct pifs_store *s, uint64_t start) {
   /* The new epoch is reserved in the superblock before any record carries
    * it, so an interrupted compaction's records can never be mistaken for a
    * later one's (which gets a higher epoch still). */
@@ -467,16 +492,23 @@ int store_compact(struct pifs_store *s) {
   s->generation++;
   int err = sb_write(s);
   if (err) return err;
+  if (start > 0) {
+    st64(s->recbuf + REC_HDR, start);
+    if ((err = rec_write(s, half, epoch, &pos, &seq, REC_TRIM, 8))) return err;
+  }
   for (uint32_t i = 0; i < s->tab_cap; i++) {
     struct chunk *c = &s->tab[i];
     if (!c->used) continue;
     uint32_t body = put_body(s->recbuf + REC_HDR, c->id, c->size, c->ext, c->next);
     if ((err = rec_write(s, half, epoch, &pos, &seq, REC_PUT, body))) return err;
   }
-  /* Journal records: copy each through recbuf, remembering new positions. */
+  /* Journal records from start on: copy each through recbuf, remembering
+   * new positions. */
+  uint32_t first = 0;
+  while (first < s->njr && s->jr[first].offset < start) first++;
   uint32_t *newpos = NULL;
   if (s->njr && !(newpos = malloc(s->njr * sizeof *newpos))) return PIFS_ENOMEM;
-  for (uint32_t i = 0; i < s->njr; i++) {
+  for (uint32_t i = first; i < s->njr; i++) {
     uint32_t n = rec_sectors(s->jr[i].len);
     if ((err = rd(s, s->jr[i].sector, n, s->recbuf))) goto out;
     newpos[i] = half_base(s, half) + pos;
@@ -486,13 +518,16 @@ int store_compact(struct pifs_store *s) {
   s->active = half;
   s->epoch = epoch;
   if ((err = sb_write(s))) goto out;
-  for (uint32_t i = 0; i < s->njr; i++) s->jr[i].sector = newpos[i];
+  for (uint32_t i = first; i < s->njr; i++) s->jr[i].sector = newpos[i];
+  jr_trim(s, start); /* cannot fail: start is a boundary (callers check) */
   s->head = pos;
   s->seq = seq;
 out:
   free(newpos);
   return err;
 }
+
+int store_compact(struct pifs_store *s) { return compact(s, s->journal_start); }
 
 /* Appends a record to the active log, compacting first when it is full. */
 static int append(struct pifs_store *s, uint32_t type, uint32_t body, uint32_t *at) {
@@ -681,6 +716,7 @@ void store_info(struct pifs_store *s, struct pifs_store_info *info) {
   info->free_sectors = s->free_sectors;
   info->chunks = s->nchunks;
   info->journal_len = s->journal_len;
+  info->journal_start = s->journal_start;
   info->log_used = s->head;
   info->log_half = s->log_half;
 }
@@ -1005,7 +1041,7 @@ int store_journal_read(struct pifs_store *s, uint64_t offset, void *buf, uint32_
                        uint64_t *len) {
   *len = s->journal_len;
   *n = 0;
-  if (offset > s->journal_len) return PIFS_ERANGE;
+  if (offset > s->journal_len || offset < s->journal_start) return PIFS_ERANGE;
   /* Binary search for the record holding offset. */
   uint32_t lo = 0, hi = s->njr;
   while (hi - lo > 1) {
@@ -1030,4 +1066,28 @@ int store_journal_read(struct pifs_store *s, uint64_t offset, void *buf, uint32_
     offset += k;
   }
   return 0;
+}
+
+int store_journal_trim(struct pifs_store *s, uint64_t x, uint64_t *start, uint64_t *len) {
+  int err = 0;
+  if (x < s->journal_start) {
+    err = PIFS_EINVAL;
+  } else if (x > s->journal_start) {
+    /* Refused unless x is a record boundary (or past the end). */
+    uint32_t k = 0;
+    while (k < s->njr && s->jr[k].offset + s->jr[k].len <= x) k++;
+    if (k < s->njr && s->jr[k].offset < x) err = PIFS_EINVAL;
+    else if (s->head + rec_sectors(8) > s->log_half) {
+      /* No room for the record: compacting straight to the new start is the
+       * trim, and leaves out the records it forgets (which may be what
+       * filled the log). */
+      err = compact(s, x);
+    } else {
+      st64(s->recbuf + REC_HDR, x);
+      if (!(err = append(s, REC_TRIM, 8, NULL))) err = jr_trim(s, x);
+    }
+  }
+  *start = s->journal_start;
+  *len = s->journal_len;
+  return err;
 }

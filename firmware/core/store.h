@@ -26,7 +26,8 @@ struct pifs_store_info {
   uint64_t data_sectors;   /* sectors available for chunk data */
   uint64_t free_sectors;   /* data sectors not used by a chunk or a pending put */
   uint32_t chunks;         /* committed chunks */
-  uint64_t journal_len;    /* bytes in the metadata journal */
+  uint64_t journal_len;    /* end of the metadata journal (absolute offset) */
+  uint64_t journal_start;  /* first journal byte still held: trimmed before it */
   uint32_t log_used;       /* sectors used in the active log half */
   uint32_t log_half;       /* sectors in one log half */
 };
@@ -86,8 +87,15 @@ int store_scrub(struct pifs_store *s, uint32_t *cursor, uint32_t max, uint32_t *
  * (PIFS_ECONFLICT otherwise); *len gets the length after the call. */
 int store_journal_append(struct pifs_store *s, uint64_t expected_len, const void *data, uint32_t n,
                          uint64_t *len);
+/* Reads from offset (journal_start .. journal_len, else PIFS_ERANGE). */
 int store_journal_read(struct pifs_store *s, uint64_t offset, void *buf, uint32_t max, uint32_t *n,
                        uint64_t *len);
+/* Forgets the journal before offset x (offsets stay absolute). x must be
+ * >= journal_start and, when x <= journal_len, a record boundary (else
+ * PIFS_EINVAL). x > journal_len empties the journal: start = len = x, so the
+ * next append is expected at x. A TRIM record is written and flushed before
+ * the call returns; *start and *len get the journal's state after it. */
+int store_journal_trim(struct pifs_store *s, uint64_t x, uint64_t *start, uint64_t *len);
 
 /* Grows PIFS/STORE.DAT in place over the free clusters right after it, to
  * want_sectors (0: as far as they go, leaving reserve_sectors free on the

@@ -311,6 +311,92 @@ static void test_put_get_over_frames(void) {
   CHECK_EQ(r.status[0], PIFS_EINVAL);
 }
 
+
+/* JOURNAL_TRIM over frames: the reply's start and length, INFO's
+ * journal_start, JOURNAL_READ below the start, bad lengths and offsets. */
+static void test_journal_trim_over_frames(void) {
+  memcpy(card.cur, card.base, card.sectors * 512);
+  boot();
+  format_node();
+  uint8_t p[512], b[1024];
+  struct resp r;
+  uint64_t len = 0, off[4];
+  for (int i = 0; i < 4; i++) { /* entries of 10, 20, 30, 40 bytes */
+    off[i] = len;
+    st64(p, len);
+    memset(p + 8, 'a' + i, 10u * (i + 1));
+    send(b, frame(b, OP_JOURNAL_APPEND, (uint16_t)(500 + i), p, 8 + 10 * (i + 1)));
+    responses(&r);
+    CHECK_EQ(r.status[0], 0);
+    len = ld64(r.payload[0] + 4);
+  }
+  CHECK_EQ(len, 100);
+  /* not a record boundary */
+  st64(p, off[2] + 1);
+  send(b, frame(b, OP_JOURNAL_TRIM, 510, p, 8));
+  responses(&r);
+  CHECK_EQ(r.n, 1);
+  CHECK_EQ(r.op[0], OP_JOURNAL_TRIM);
+  CHECK_EQ(r.status[0], PIFS_EINVAL);
+  CHECK_EQ(r.len[0], 20);
+  CHECK_EQ(ld64(r.payload[0] + 4), 0);
+  CHECK_EQ(ld64(r.payload[0] + 12), 100);
+  /* a payload of the wrong length */
+  send(b, frame(b, OP_JOURNAL_TRIM, 511, p, 4));
+  responses(&r);
+  CHECK_EQ(r.status[0], PIFS_EPROTO);
+  /* at entry 2 */
+  st64(p, off[2]);
+  send(b, frame(b, OP_JOURNAL_TRIM, 512, p, 8));
+  responses(&r);
+  CHECK_EQ(r.status[0], 0);
+  CHECK_EQ(ld64(r.payload[0] + 4), off[2]);
+  CHECK_EQ(ld64(r.payload[0] + 12), 100);
+  send(b, frame(b, OP_INFO, 513, NULL, 0));
+  responses(&r);
+  CHECK_EQ(r.len[0], 112);
+  CHECK_EQ(ld64(r.payload[0] + 44), 100);  /* journal length */
+  CHECK_EQ(ld64(r.payload[0] + 104), 30); /* journal start */
+  /* reading below the start: ERANGE; from it: entries 2 and 3 */
+  st64(p, 0);
+  st32(p + 8, 100);
+  send(b, frame(b, OP_JOURNAL_READ, 514, p, 12));
+  responses(&r);
+  CHECK_EQ(r.status[0], PIFS_ERANGE);
+  st64(p, off[2]);
+  send(b, frame(b, OP_JOURNAL_READ, 515, p, 12));
+  responses(&r);
+  CHECK_EQ(r.status[0], 0);
+  CHECK_EQ(r.len[0], 12 + 70);
+  CHECK(r.payload[0][12] == 'c' && r.payload[0][12 + 30] == 'd');
+  /* past the end: empty at X, the next append goes there */
+  st64(p, 1000);
+  send(b, frame(b, OP_JOURNAL_TRIM, 516, p, 8));
+  responses(&r);
+  CHECK_EQ(r.status[0], 0);
+  CHECK_EQ(ld64(r.payload[0] + 4), 1000);
+  CHECK_EQ(ld64(r.payload[0] + 12), 1000);
+  st64(p, 100);
+  p[8] = 'z';
+  send(b, frame(b, OP_JOURNAL_APPEND, 517, p, 9));
+  responses(&r);
+  CHECK_EQ(r.status[0], PIFS_ECONFLICT);
+  CHECK_EQ(ld64(r.payload[0] + 4), 1000);
+  st64(p, 1000);
+  send(b, frame(b, OP_JOURNAL_APPEND, 518, p, 9));
+  responses(&r);
+  CHECK_EQ(r.status[0], 0);
+  CHECK_EQ(ld64(r.payload[0] + 4), 1001);
+  /* the node restarts: the same journal */
+  node_close(&node);
+  boot();
+  send(b, frame(b, OP_INFO, 519, NULL, 0));
+  responses(&r);
+  CHECK_EQ(ld64(r.payload[0] + 44), 1001);
+  CHECK_EQ(ld64(r.payload[0] + 104), 1000);
+  CHECK(alive());
+}
+
 int main(void) {
   if (make_card()) {
     printf("0 passed, 1 failed\n");
@@ -319,5 +405,6 @@ int main(void) {
   RUN(test_unformatted_card_answers);
   RUN(test_garbage_truncation_crc_length);
   RUN(test_put_get_over_frames);
+  RUN(test_journal_trim_over_frames);
   return CHECK_DONE();
 }

@@ -634,6 +634,306 @@ static void test_fat_disagreeing_with_tree_is_refused(void) {
   CHECK_EQ(card.writes, 0);
 }
 
+
+/* ---- journal trimming ---- */
+
+/* Appends entry i (its bytes depend on i; sizes vary from 40 to ~1300 bytes,
+ * so some records take 3 sectors) at the journal's end; returns its offset. */
+static uint8_t jentry[2000];
+static uint32_t jentry_len(uint32_t i) { return 40u + (i * 397u) % 1300u; }
+static int jappend(struct pifs_store *s, uint32_t i, uint64_t *len) {
+  uint32_t n = jentry_len(i);
+  fill(jentry, n, i + 7);
+  return store_journal_append(s, *len, jentry, n, len);
+}
+
+/* The journal [from, len) read back equals entries idx[0..count) in order
+ * (idx NULL: entries first, first+1, ...). */
+static int journal_is_list(struct pifs_store *s, uint64_t from, uint32_t first, const uint32_t *idx,
+                           uint32_t count) {
+  static uint8_t buf[1 << 20], want[1 << 20];
+  uint32_t w = 0, got = 0;
+  for (uint32_t k = 0; k < count; k++) {
+    uint32_t i = idx ? idx[k] : first + k;
+    fill(want + w, jentry_len(i), i + 7);
+    w += jentry_len(i);
+  }
+  uint64_t len = 0, off = from;
+  for (;;) {
+    uint32_t n = 0;
+    if (store_journal_read(s, off, buf + got, 16384, &n, &len)) return 0;
+    got += n;
+    off += n;
+    if (n == 0 || off >= len) break;
+  }
+  return len == from + w && got == w && !memcmp(buf, want, w);
+}
+
+static int journal_is(struct pifs_store *s, uint64_t from, uint32_t first, uint32_t count) {
+  return journal_is_list(s, from, first, NULL, count);
+}
+
+static void test_journal_trim_and_remount(void) {
+  reset_card();
+  struct pifs_store *s = NULL;
+  struct pifs_format_opts o = fmt_opts(11);
+  CHECK_EQ(store_format(&s, &bd, &o), 0);
+  uint64_t len = 0, off[12];
+  for (uint32_t i = 0; i < 10; i++) {
+    off[i] = len;
+    CHECK_EQ(jappend(s, i, &len), 0);
+  }
+  off[10] = len;
+  uint64_t st = 0, l = 0;
+  /* not a record boundary: refused, nothing written */
+  long w0 = card.writes;
+  CHECK_EQ(store_journal_trim(s, off[4] + 1, &st, &l), PIFS_EINVAL);
+  CHECK_EQ(st, 0);
+  CHECK_EQ(l, len);
+  CHECK_EQ(card.writes, w0);
+  /* at entry 4: the entries before it are gone, offsets stay absolute */
+  CHECK_EQ(store_journal_trim(s, off[4], &st, &l), 0);
+  CHECK_EQ(st, off[4]);
+  CHECK_EQ(l, len);
+  CHECK(card.writes > w0);
+  /* again at the same place: nothing to do; below the start: refused */
+  w0 = card.writes;
+  CHECK_EQ(store_journal_trim(s, off[4], &st, &l), 0);
+  CHECK_EQ(store_journal_trim(s, off[2], &st, &l), PIFS_EINVAL);
+  CHECK_EQ(card.writes, w0);
+  static uint8_t buf[64];
+  uint32_t n;
+  CHECK_EQ(store_journal_read(s, off[4] - 1, buf, 10, &n, &l), PIFS_ERANGE);
+  CHECK_EQ(store_journal_read(s, 0, buf, 10, &n, &l), PIFS_ERANGE);
+  CHECK(journal_is(s, off[4], 4, 6));
+  struct pifs_store_info in;
+  store_info(s, &in);
+  CHECK_EQ(in.journal_start, off[4]);
+  CHECK_EQ(in.journal_len, len);
+  store_close(s);
+  /* remount: the same start, length and entries */
+  CHECK_EQ(store_open(&s, &bd), 0);
+  store_info(s, &in);
+  CHECK_EQ(in.journal_start, off[4]);
+  CHECK_EQ(in.journal_len, len);
+  CHECK(journal_is(s, off[4], 4, 6));
+  /* reading from the middle of an entry after the start still works */
+  CHECK_EQ(store_journal_read(s, off[5] + 3, buf, 5, &n, &l), 0);
+  fill(jentry, jentry_len(5), 5 + 7);
+  CHECK(n == 5 && !memcmp(buf, jentry + 3, 5));
+  /* appends go on at the absolute end */
+  CHECK_EQ(jappend(s, 10, &len), 0);
+  CHECK_EQ(len, off[10] + jentry_len(10));
+  /* trim at the very end: an empty journal that keeps its length */
+  CHECK_EQ(store_journal_trim(s, len, &st, &l), 0);
+  CHECK(st == len && l == len);
+  CHECK(journal_is(s, len, 0, 0));
+  /* past the end (a node that missed entries the host no longer holds):
+   * the journal is empty at X and expects the next append there */
+  uint64_t x = len + 5000;
+  CHECK_EQ(store_journal_trim(s, x, &st, &l), 0);
+  CHECK(st == x && l == x);
+  uint64_t old = len;
+  CHECK_EQ(jappend(s, 11, &old), PIFS_ECONFLICT);
+  CHECK_EQ(old, x);
+  len = x;
+  CHECK_EQ(jappend(s, 11, &len), 0);
+  store_close(s);
+  CHECK_EQ(store_open(&s, &bd), 0);
+  store_info(s, &in);
+  CHECK_EQ(in.journal_start, x);
+  CHECK_EQ(in.journal_len, len);
+  CHECK(journal_is(s, x, 11, 1));
+  /* and a compaction keeps exactly that */
+  CHECK_EQ(store_compact(s), 0);
+  store_close(s);
+  CHECK_EQ(store_open(&s, &bd), 0);
+  store_info(s, &in);
+  CHECK_EQ(in.journal_start, x);
+  CHECK_EQ(in.journal_len, len);
+  CHECK(journal_is(s, x, 11, 1));
+  store_close(s);
+}
+
+/* A trimmed journal's records leave the log at the next compaction; a log
+ * that the journal filled up takes appends again after a trim. */
+static void test_trim_compaction_reclaims_log(void) {
+  reset_card();
+  struct pifs_store *s = NULL;
+  struct pifs_format_opts o = fmt_opts(12);
+  CHECK_EQ(store_format(&s, &bd, &o), 0);
+  struct pifs_store_info in;
+  store_info(s, &in);
+  uint32_t half = in.log_half;
+  /* Fill the log with journal records until even a compaction cannot make
+   * room (the live set, every JOURNAL record, is larger than a half), then
+   * top it up with entries that still fit, to the last sector. */
+  uint64_t len = 0, off[600];
+  uint32_t idx[600], count = 0, fails = 0;
+  for (uint32_t i = 0; i < 600 && fails < 40; i++) {
+    uint64_t at = len;
+    int err = jappend(s, i, &len);
+    if (err) {
+      CHECK_EQ(err, PIFS_ENOSPC);
+      fails++;
+      continue;
+    }
+    off[count] = at;
+    idx[count++] = i;
+  }
+  store_info(s, &in);
+  uint32_t used_full = in.log_used;
+  CHECK(count > 100);
+  CHECK_EQ(used_full, half);
+  printf("  full log: %u entries, %u of %u log sectors used\n", count, used_full, half);
+  /* Trim all but the last 10 entries: no room for a TRIM record, so the
+   * trim compacts to its new start at once. */
+  uint64_t st, l;
+  CHECK_EQ(store_journal_trim(s, off[count - 10], &st, &l), 0);
+  CHECK_EQ(st, off[count - 10]);
+  store_info(s, &in);
+  uint32_t used_after = in.log_used, want = 1;
+  for (uint32_t k = count - 10; k < count; k++) want += (24 + jentry_len(idx[k]) + 511) / 512;
+  printf("  trim of the first %u entries: %u -> %u log sectors (%u free)\n", count - 10,
+         used_full, used_after, half - used_after);
+  CHECK_EQ(used_after, want); /* 1 TRIM record + the 10 entries kept */
+  CHECK(journal_is_list(s, off[count - 10], 0, idx + count - 10, 10));
+  /* appends work again */
+  for (uint32_t k = 0; k < 20; k++) {
+    idx[count + k] = 1000 + k;
+    CHECK_EQ(jappend(s, 1000 + k, &len), 0);
+  }
+  store_close(s);
+  CHECK_EQ(store_open(&s, &bd), 0);
+  CHECK(journal_is_list(s, off[count - 10], 0, idx + count - 10, 30));
+  /* A trim that fits as a record, then a compaction: the log shrinks to
+   * what the journal still holds. */
+  uint64_t x = off[count - 10];
+  for (uint32_t k = 0; k < 25; k++) x += jentry_len(idx[count - 10 + k]);
+  store_info(s, &in);
+  uint32_t before = in.log_used;
+  CHECK_EQ(store_journal_trim(s, x, &st, &l), 0);
+  store_info(s, &in);
+  CHECK_EQ(in.log_used, before + 1); /* the TRIM record */
+  CHECK_EQ(store_compact(s), 0);
+  store_info(s, &in);
+  printf("  trim of 25 more, then compaction: %u -> %u log sectors\n", before + 1, in.log_used);
+  want = 1;
+  for (uint32_t k = 25; k < 30; k++) want += (24 + jentry_len(idx[count - 10 + k]) + 511) / 512;
+  CHECK_EQ(in.log_used, want);
+  store_close(s);
+  CHECK_EQ(store_open(&s, &bd), 0);
+  store_info(s, &in);
+  CHECK_EQ(in.log_used, want);
+  CHECK_EQ(in.journal_start, x);
+  CHECK(journal_is_list(s, x, 0, idx + count + 15, 5));
+  store_close(s);
+}
+
+/* Power loss after every sector write of: appends, a trim, appends, a
+ * compaction, a trim past the end, an append, a compaction. After each
+ * remount the journal is the old one or the new one, never a mix, and no
+ * entry at or after a started trim's offset is lost. */
+#define TW_APPENDS 8
+static void test_power_loss_during_trim_and_compaction(void) {
+  reset_card();
+  struct pifs_store *s = NULL;
+  struct pifs_format_opts o = fmt_opts(13);
+  CHECK_EQ(store_format(&s, &bd, &o), 0);
+  static uint8_t d[2000];
+  uint8_t cid[32];
+  fill(d, 2000, 77);
+  CHECK_EQ(put(s, d, 2000, 2000, cid), 0); /* a chunk that compaction carries along */
+  uint64_t base = 0;
+  for (uint32_t i = 0; i < 6; i++) CHECK_EQ(jappend(s, i, &base), 0);
+  store_close(s);
+  uint8_t *snap = malloc(card.sectors * 512);
+  CHECK(snap != NULL);
+  memcpy(snap, card.cur, card.sectors * 512);
+  /* entry offsets: 0..5 are on the card; 6, 7 are appended by the workload */
+  uint64_t off[TW_APPENDS + 2];
+  off[0] = 0;
+  for (uint32_t i = 0; i <= TW_APPENDS; i++) off[i + 1] = off[i] + jentry_len(i);
+  uint64_t x1 = off[3], x2 = off[TW_APPENDS] + 4096; /* x2: past the end */
+  long total = -1;
+  int trials = 0;
+  for (long k = -1; total < 0 || k <= total; k++) {
+    memcpy(card.cur, snap, card.sectors * 512);
+    power_on(-1);
+    CHECK_EQ(store_open(&s, &bd), 0);
+    power_on(k < 0 ? -1 : k);
+    /* steps: 0 trim x1, 1 append 6, 2 append 7, 3 compact, 4 trim x2,
+     * 5 append 8 at x2, 6 compact */
+    int acked = -1, started = -1, err = 0;
+    uint64_t len = off[6], st, l;
+    for (int step = 0; step < 7 && !err; step++) {
+      started = step;
+      switch (step) {
+      case 0: err = store_journal_trim(s, x1, &st, &l); break;
+      case 1: err = jappend(s, 6, &len); break;
+      case 2: err = jappend(s, 7, &len); break;
+      case 3: err = store_compact(s); break;
+      case 4: err = store_journal_trim(s, x2, &st, &l); break;
+      case 5: len = x2; err = jappend(s, 8, &len); break;
+      case 6: err = store_compact(s); break;
+      }
+      if (!err) acked = step;
+    }
+    store_close(s);
+    if (k < 0) { /* the dry run: how many sector writes it takes */
+      CHECK_EQ(acked, 6);
+      total = card.writes;
+      continue;
+    }
+    power_on(-1);
+    CHECK_EQ(store_open(&s, &bd), 0);
+    struct pifs_store_info in;
+    store_info(s, &in);
+    /* Which journal is it? Decided by the start: 0 (no trim landed), x1 or x2. */
+    uint64_t lo_start = acked >= 4 ? x2 : acked >= 0 ? x1 : 0;
+    uint64_t hi_start = started >= 4 ? x2 : started >= 0 ? x1 : 0;
+    if (in.journal_start < lo_start || in.journal_start > hi_start ||
+        (in.journal_start != 0 && in.journal_start != x1 && in.journal_start != x2)) {
+      fprintf(stderr, "  k=%ld: journal start %llu (acked step %d, started %d)\n", k,
+              (unsigned long long)in.journal_start, acked, started);
+      CHECK(0);
+    }
+    int ok = 0;
+    if (in.journal_start == x2) {
+      /* entry 8 is there exactly when its append landed */
+      uint32_t has8 = in.journal_len > x2;
+      ok = journal_is(s, x2, 8, has8) && (acked < 5 || has8);
+    } else {
+      /* entries from the start up to 5, 6 or 7: the acknowledged ones and
+       * perhaps the one in progress; nothing after x1 lost */
+      uint32_t first = in.journal_start == x1 ? 3 : 0, last = 5;
+      if (in.journal_len == off[7]) last = 6;
+      else if (in.journal_len == off[8]) last = 7;
+      ok = journal_is(s, in.journal_start, first, last + 1 - first) &&
+           (acked < 1 || last >= 6) && (acked < 2 || last >= 7) && (started >= 1 || last == 5) &&
+           (started >= 2 || last <= 6);
+    }
+    if (!ok) {
+      fprintf(stderr, "  k=%ld: journal [%llu, %llu) wrong (acked step %d, started %d)\n", k,
+              (unsigned long long)in.journal_start, (unsigned long long)in.journal_len, acked,
+              started);
+      CHECK(0);
+    }
+    CHECK(get_ok(s, cid, d, 2000));
+    /* after the last compaction: the log holds the chunk, TRIM and entry 8 */
+    if (acked == 6) CHECK_EQ(in.log_used, 1 + 1 + (24 + jentry_len(8) + 511) / 512);
+    /* the store keeps working: an append at its end */
+    uint64_t e = in.journal_len;
+    CHECK_EQ(jappend(s, 9, &e), 0);
+    store_close(s);
+    trials++;
+  }
+  free(snap);
+  printf("  power loss: %d trials (every sector write of a %ld-write trim workload)\n", trials,
+         total);
+  CHECK_EQ(trials, total + 1);
+}
+
 int main(void) {
   if (make_card()) {
     fprintf(stderr, "cannot make a FAT32 image (mkfs.fat missing?)\n");
@@ -651,5 +951,8 @@ int main(void) {
   RUN(test_format_too_small_writes_nothing);
   RUN(test_grow_keeps_chunks_and_fat_clean);
   RUN(test_fat_disagreeing_with_tree_is_refused);
+  RUN(test_journal_trim_and_remount);
+  RUN(test_trim_compaction_reclaims_log);
+  RUN(test_power_loss_during_trim_and_compaction);
   return CHECK_DONE();
 }
