@@ -61,10 +61,27 @@ export function registerSim(program: Command): void {
       "seed of the lines' faults; node K gets s+K (default 1+K)",
       intOption("--link-seed", 0, Number.MAX_SAFE_INTEGER),
     )
+    .option(
+      "--qemu <board>",
+      "emulated Pis instead of hosted nodes: raspi3b, raspi0, or mixed (alternately)",
+      (v: string) => {
+        if (v !== "raspi3b" && v !== "raspi0" && v !== "mixed") {
+          throw new UsageError(`--qemu '${v}': must be raspi3b, raspi0 or mixed`);
+        }
+        return v;
+      },
+    )
+    .option(
+      "--qemu-limit <seconds>",
+      "emulated Pis stop by themselves after this long (default: no limit)",
+      intOption("--qemu-limit", 1, 31_536_000),
+    )
     .option("--json", "print cluster.json")
     .action(async (o) => {
       const c = await linkErrors(() =>
         simUp(o.dir, {
+          qemu: o.qemu,
+          qemuLimitS: o.qemuLimit,
           nodes: o.nodes,
           cardSize: o.cardSize,
           baud: o.baud,

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs every pifs test: the firmware's C tests and Deno's tests (with the
-# JSDoc examples). Installs what is missing first. The last line is
+# Runs every pifs test: the firmware's C tests, Deno's tests (with the JSDoc
+# examples) and the emulated-Pi tests (deno task test:qemu). Installs what is missing first. The last line is
 # "N passed, N failed" over all of them; the exit code is non-zero on any
 # failure. Set PIFS_TEST_FILTER to pass a --filter to deno test.
 set -uo pipefail
@@ -49,6 +49,12 @@ NO_COLOR=1 "$DENO" test "${DENO_FLAGS[@]}" --doc "${filter[@]}" 2>&1 | tee "$log
 rc=${PIPESTATUS[0]}
 count "$log/deno" "deno test"
 if [[ $rc != 0 ]] && ! grep -qE '[1-9][0-9]* failed' "$log/deno"; then failed=$((failed + 1)); fi
+
+echo "== deno task test:qemu: the firmware on emulated Pis (QEMU raspi3b and raspi0)"
+NO_COLOR=1 "$DENO" task -q test:qemu 2>&1 | tee "$log/qemu"
+rc=${PIPESTATUS[0]}
+count "$log/qemu" "deno task test:qemu"
+if [[ $rc != 0 ]] && ! grep -qE '[1-9][0-9]* failed' "$log/qemu"; then failed=$((failed + 1)); fi
 
 echo "== style: deno fmt --check, deno lint, deno doc --lint mod.ts (one test each)"
 for check in "fmt --check" "lint" "doc --lint mod.ts"; do

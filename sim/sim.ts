@@ -44,8 +44,47 @@ export interface SimUpOptions {
   drop?: number;
   /** Seed of the links' faults; node K's link gets seed + K (default 1 + K). */
   linkSeed?: number;
+  /**
+   * Emulated Pis instead of hosted nodes: every node a QEMU `raspi3b` or
+   * `raspi0` running the node firmware, or `mixed` (alternately, from raspi3b).
+   */
+  qemu?: QemuChoice;
+  /** Emulated Pis stop by themselves after this many seconds (tests set it). */
+  qemuLimitS?: number;
   /** Progress messages. */
   log?: (msg: string) => void;
+}
+
+/** What `--qemu` takes. */
+export type QemuChoice = "raspi3b" | "raspi0" | "mixed";
+
+/** The emulated boards: QEMU program and how it takes the firmware image. */
+const QEMU_BOARDS: Record<string, { bin: string; image: string; load: string }> = {
+  // raspi3b: a raw image via -kernel is loaded at 0x80000 and entered as the
+  // Pi's boot stub would (cores 1-3 in the spin table).
+  raspi3b: { bin: "qemu-system-aarch64", image: "firmware/build/pi3/node.img", load: "-kernel" },
+  // raspi0: -bios loads the raw image at 0x8000 like the Pi's firmware does
+  // (-kernel would load it at 0x10000).
+  raspi0: { bin: "qemu-system-arm", image: "firmware/build/pi0/node.img", load: "-bios" },
+};
+
+/** Whether a node entry is an emulated Pi. */
+export function isQemuBoard(board: string | undefined): boolean {
+  return board !== undefined && board in QEMU_BOARDS;
+}
+
+/** The board of node `i` for a `--qemu` choice. */
+function qemuBoard(choice: QemuChoice, i: number): string {
+  if (choice === "mixed") return i % 2 === 0 ? "raspi3b" : "raspi0";
+  return choice;
+}
+
+/** Path of a board's firmware image, built on first use. */
+export async function firmwareImage(board: string): Promise<string> {
+  const b = QEMU_BOARDS[board];
+  if (!b) throw new SimError(`board '${board}': not an emulated Pi (raspi3b or raspi0)`);
+  await run("make", ["-s", "-C", `${REPO}firmware`, b.image.replace("firmware/", "")]);
+  return `${REPO}${b.image}`;
 }
 
 /** A bad `sim` request. */
@@ -65,9 +104,12 @@ export async function nodeBinary(): Promise<string> {
   return bin;
 }
 
-/** Whether `pid` is a running hosted node (asked of `ps`: Deno allows /proc only with -A). */
-export function isNodeProcess(pid: number | null | undefined): Promise<boolean> {
-  return isProcessNamed(pid, "pifs-node");
+/**
+ * Whether `pid` is a running hosted node or emulated Pi (asked of `ps`: Deno
+ * allows /proc only with -A).
+ */
+export async function isNodeProcess(pid: number | null | undefined): Promise<boolean> {
+  return await isProcessNamed(pid, "pifs-node") || await isProcessNamed(pid, "qemu-system-");
 }
 
 async function waitFor(what: string, fn: () => Promise<boolean>, ms: number) {
@@ -96,8 +138,71 @@ async function stopProcess(
   return true;
 }
 
+/** The pty QEMU reports for its first serial port, from its log after `offset`. */
+async function qemuPty(log: string, offset: number): Promise<string | null> {
+  const text = await Deno.readFile(log).then(
+    (b) => new TextDecoder().decode(b.subarray(offset)),
+    () => "",
+  );
+  return text.match(/char device redirected to (\/dev\/pts\/\d+)/)?.[1] ?? null;
+}
+
+/**
+ * Boots node `i` as an emulated Pi: QEMU with the node firmware, the card
+ * image as its SD card and its UART on a new pty (linked from the node's tty),
+ * or on the node side of its `pifs-link`.
+ */
+async function startQemu(dir: string, c: ClusterFile, i: number): Promise<number> {
+  const n = c.nodes[i];
+  const board = QEMU_BOARDS[n.board!];
+  const image = await firmwareImage(n.board!);
+  const log = resolveIn(dir, n.log ?? `node${n.id}.log`);
+  const card = resolveIn(dir, n.card!);
+  const size = (await Deno.stat(card)).size;
+  if (size & (size - 1)) {
+    throw new SimError(`node ${n.id}: card ${card} is ${size} bytes; QEMU needs a power of two`);
+  }
+  // Behind a link, QEMU opens the link's node side as a host tty.
+  const serial = n.link ? await Deno.realPath(resolveIn(dir, n.link.line)) : "pty";
+  const args = [
+    "-M",
+    n.board!,
+    board.load,
+    image,
+    "-drive",
+    `if=sd,format=raw,file=${card}`,
+    "-serial",
+    serial,
+    "-display",
+    "none",
+    "-monitor",
+    "none",
+    "-no-reboot",
+  ];
+  const offset = await Deno.stat(log).then((s) => s.size, () => 0);
+  const limit = c.sim?.qemu_limit_s;
+  const p = limit
+    ? spawnDetached("timeout", ["-k", "5", String(limit), board.bin, ...args], log)
+    : spawnDetached(board.bin, args, log);
+  const tty = resolveIn(dir, n.tty);
+  if (!n.link) await Deno.remove(tty).catch(() => {});
+  await waitFor(`node ${n.id} (QEMU ${n.board}) to start (log: ${log})`, async () => {
+    if (p.exited()) {
+      const text = await Deno.readTextFile(log).catch(() => "");
+      throw new SimError(`node ${n.id} (QEMU) exited at start: ${text.trim().split("\n").pop()}`);
+    }
+    if (n.link) return true;
+    const pty = await qemuPty(log, offset);
+    if (!pty) return false;
+    await Deno.symlink(pty, tty);
+    return true;
+  }, 20000);
+  return p.pid;
+}
+
 async function startNode(dir: string, c: ClusterFile, i: number): Promise<number> {
   const n = c.nodes[i];
+  if (isQemuBoard(n.board)) return await startQemu(dir, c, i);
   const bin = await nodeBinary();
   const log = resolveIn(dir, n.log ?? `node${n.id}.log`);
   const card = resolveIn(dir, n.card!);
@@ -135,15 +240,17 @@ async function startNode(dir: string, c: ClusterFile, i: number): Promise<number
 
 /** The link node `i` should sit behind, or null when the cluster has no faults. */
 function wantedLink(c: ClusterFile, i: number): Omit<LinkEntry, "pid"> | null {
-  if (!c.faults) return null;
   const n = c.nodes[i];
+  // QEMU does not pace its UART: an emulated Pi gets its line rate from a link.
+  const paceQemu = isQemuBoard(n.board) && c.baud > 0;
+  if (!c.faults && !paceQemu) return null;
   return {
     line: n.link?.line ?? `node${n.id}.line`,
     baud: c.baud,
-    ber: c.faults.ber,
-    drop: c.faults.drop,
+    ber: c.faults?.ber ?? 0,
+    drop: c.faults?.drop ?? 0,
     // Each node its own fault pattern, reproducible from the cluster's seed.
-    seed: (c.faults.seed ?? 1) + n.id,
+    seed: (c.faults?.seed ?? 1) + n.id,
     log: n.link?.log ?? `node${n.id}.link.log`,
   };
 }
@@ -180,6 +287,19 @@ export async function simUp(dir: string, opts: SimUpOptions = {}): Promise<Clust
       );
     }
     if (opts.baud !== undefined) c.baud = opts.baud;
+    if (opts.qemu) {
+      c.nodes.forEach((n, i) => {
+        const want = qemuBoard(opts.qemu!, i);
+        if (n.board !== want) {
+          throw new SimError(
+            `${dir}: node ${n.id} is a ${
+              n.board ?? "hosted"
+            } node; --qemu ${opts.qemu} would make it a ${want}`,
+          );
+        }
+      });
+    }
+    if (opts.qemuLimitS !== undefined && c.sim) c.sim.qemu_limit_s = opts.qemuLimitS;
   } else {
     seedAlone();
     const nodes = opts.nodes ?? 3;
@@ -194,7 +314,7 @@ export async function simUp(dir: string, opts: SimUpOptions = {}): Promise<Clust
       cluster_id: toHex(crypto.getRandomValues(new Uint8Array(16))),
       baud,
       created: new Date().toISOString(),
-      sim: { card_size: size },
+      sim: { card_size: size, ...(opts.qemuLimitS ? { qemu_limit_s: opts.qemuLimitS } : {}) },
       nodes: [],
     };
     for (let i = 0; i < nodes; i++) {
@@ -207,7 +327,7 @@ export async function simUp(dir: string, opts: SimUpOptions = {}): Promise<Clust
         card,
         pid: null,
         log: `node${i}.log`,
-        board: "hosted",
+        board: opts.qemu ? qemuBoard(opts.qemu, i) : "hosted",
       });
     }
     fresh = true;

@@ -19,7 +19,10 @@ export interface NodeEntry {
   pid?: number | null;
   /** Log file of a simulated node. */
   log?: string;
-  /** Board name. */
+  /**
+   * Board name. A simulated node is the hosted node for `hosted` (or none),
+   * an emulated Pi (QEMU) for `raspi3b` or `raspi0`.
+   */
   board?: string;
   /**
    * The emulated line (`pifs-link`) between `tty` (host side) and the node of
@@ -59,7 +62,11 @@ export interface ClusterFile {
   /** When the cluster was made. */
   created?: string;
   /** Settings of a simulated cluster. */
-  sim?: { card_size: number };
+  sim?: {
+    card_size: number;
+    /** Emulated Pis (QEMU) stop by themselves after this many seconds. */
+    qemu_limit_s?: number;
+  };
   /** Faults of a simulated cluster's lines (each node then sits behind a `pifs-link`). */
   faults?: { ber: number; drop: number; seed?: number };
 }
@@ -88,7 +95,10 @@ const ClusterFileSchema: z.ZodType<ClusterFile> = z.object({
   baud: z.number().int().min(0),
   nodes: z.array(NodeEntrySchema),
   created: z.string().optional(),
-  sim: z.object({ card_size: z.number().int().positive() }).optional(),
+  sim: z.object({
+    card_size: z.number().int().positive(),
+    qemu_limit_s: z.number().int().positive().optional(),
+  }).optional(),
   faults: z.object({
     ber: z.number().min(0).max(1),
     drop: z.number().min(0).max(1),

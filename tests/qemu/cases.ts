@@ -1,0 +1,207 @@
+/**
+ * The node firmware on emulated Pis (`deno task test:qemu`): QEMU `raspi3b`
+ * and `raspi0` machines boot the firmware images, serve their SD card images
+ * over their PL011 UARTs, and survive `kill -9`. Every cluster here runs with
+ * `--qemu-limit` (QEMU stops by itself) and is stopped in `finally`.
+ */
+import { DatabaseSync } from "node:sqlite";
+import { pifs } from "../_cli.ts";
+import { chunkId } from "../../link/client.ts";
+import { connectNode, readClusterFile } from "../../store/cluster.ts";
+import { assert, assertEquals } from "../_assert.ts";
+import { assertBootFilesIntact, assertFsckClean } from "../_cards.ts";
+
+/** No QEMU of these tests outlives this many seconds. */
+const LIMIT_S = "600";
+
+async function up(dir: string, nodes = 3, qemu = "mixed") {
+  const r = await pifs(
+    "sim",
+    "up",
+    "--dir",
+    dir,
+    "--nodes",
+    String(nodes),
+    "--qemu",
+    qemu,
+    "--qemu-limit",
+    LIMIT_S,
+  );
+  assertEquals(r.code, 0, r.err);
+}
+
+async function down(dir: string) {
+  await pifs("sim", "down", "--dir", dir);
+}
+
+/** The QEMU process under node `id`'s `timeout` wrapper. */
+async function qemuPid(dir: string, id: number): Promise<number> {
+  const c = await readClusterFile(dir);
+  const wrapper = c.nodes[id].pid!;
+  const o = await new Deno.Command("ps", { args: ["--ppid", String(wrapper), "-o", "pid=,args="] })
+    .output();
+  const line = new TextDecoder().decode(o.stdout).split("\n").find((l) =>
+    l.includes("qemu-system")
+  );
+  assert(line, `no QEMU under pid ${wrapper}`);
+  return Number(line.trim().split(/\s+/)[0]);
+}
+
+/** CPU seconds (user + system) a process has used, from /proc (read by `cat`: Deno reads /proc only with -A). */
+async function cpuSeconds(pid: number): Promise<number> {
+  const o = await new Deno.Command("cat", { args: [`/proc/${pid}/stat`] }).output();
+  const f = new TextDecoder().decode(o.stdout).split(") ")[1].split(" ");
+  return (Number(f[11]) + Number(f[12])) / 100; // utime, stime in clock ticks (USER_HZ 100)
+}
+
+/** Chunk copies the host's index records on node `id` (none yet: 0). */
+async function locationsOn(dir: string, id: number): Promise<number> {
+  if (!(await Deno.stat(`${dir}/index.db`).then(() => true, () => false))) return 0;
+  const db = new DatabaseSync(`${dir}/index.db`, { readOnly: true });
+  try {
+    const row = db.prepare("SELECT COUNT(*) AS n FROM locations WHERE node = ?").get(id) as {
+      n: number;
+    };
+    return row.n;
+  } catch {
+    return 0; // the put has not created its tables yet
+  } finally {
+    db.close();
+  }
+}
+
+function random(n: number): Uint8Array {
+  const b = new Uint8Array(n);
+  for (let k = 0; k < n; k += 65536) crypto.getRandomValues(b.subarray(k, Math.min(n, k + 65536)));
+  return b;
+}
+
+async function cleanCards(dir: string) {
+  const c = await readClusterFile(dir);
+  for (const n of c.nodes) {
+    await assertFsckClean(`${dir}/${n.card}`);
+    await assertBootFilesIntact(`${dir}/${n.card}`);
+  }
+}
+
+Deno.test("qemu: a mixed cluster boots, reports its boards, and idles without host CPU", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "pifs-qemu-" });
+  try {
+    await up(dir);
+    const st = await pifs("status", "--cluster", dir, "--json");
+    assertEquals(st.code, 0, st.err);
+    const nodes = JSON.parse(st.out).nodes;
+    assertEquals(nodes.map((n: { board: string }) => n.board), ["raspi3b", "raspi0", "raspi3b"]);
+    for (const n of nodes) {
+      assertEquals(n.answers, true);
+      assertEquals(n.card, "ok");
+      assertEquals(n.cluster_ok, true);
+      assert(n.capacity > 50 * 1024 * 1024, `capacity ${n.capacity}`);
+    }
+    // An idle emulated Pi sleeps in WFI: over 3 s it takes well under a
+    // tenth of a core (a spinning core would take all of one).
+    for (const id of [0, 1]) {
+      const pid = await qemuPid(dir, id);
+      const a = await cpuSeconds(pid);
+      await new Promise((r) => setTimeout(r, 3000));
+      const used = (await cpuSeconds(pid)) - a;
+      assert(used < 0.3, `node ${id} (QEMU pid ${pid}) used ${used} s of CPU in 3 s idle`);
+    }
+  } finally {
+    await down(dir);
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("qemu: put and get a tree with 2 copies, bit-exact; cards fsck-clean", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "pifs-qemu-" });
+  try {
+    await up(dir);
+    const src = `${dir}/src`;
+    await Deno.mkdir(`${src}/sub/deeper`, { recursive: true });
+    const files: Record<string, Uint8Array> = {
+      "a.bin": random(600_000),
+      "sub/b.txt": new TextEncoder().encode("hello from a Pi\n"),
+      "sub/deeper/c.bin": random(70_000),
+      "empty": new Uint8Array(0),
+    };
+    for (const [p, d] of Object.entries(files)) await Deno.writeFile(`${src}/${p}`, d);
+    const put = await pifs("put", src, "/t", "--cluster", dir);
+    assertEquals(put.code, 0, put.err);
+    const get = await pifs("get", "/t", `${dir}/out`, "--cluster", dir);
+    assertEquals(get.code, 0, get.err);
+    for (const [p, d] of Object.entries(files)) {
+      assertEquals(await Deno.readFile(`${dir}/out/${p}`), d, p);
+    }
+    // Every chunk on 2 distinct Pis.
+    const db = new DatabaseSync(`${dir}/index.db`);
+    const rows = db.prepare("SELECT id, COUNT(*) AS n FROM locations GROUP BY id").all() as {
+      n: number;
+    }[];
+    db.close();
+    assert(rows.length >= 4, `${rows.length} chunks`);
+    for (const r of rows) assertEquals(r.n, 2);
+    await down(dir);
+    await cleanCards(dir);
+  } finally {
+    await down(dir);
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("qemu: kill -9 of an emulated Pi during a put, restart: acknowledged chunks intact", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "pifs-qemu-" });
+  try {
+    await up(dir);
+    const data = random(1_500_000);
+    await Deno.writeFile(`${dir}/big.bin`, data);
+    const put = new Deno.Command("./pifs", {
+      args: ["put", `${dir}/big.bin`, "/big.bin", "--cluster", dir],
+      cwd: new URL("../..", import.meta.url).pathname,
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    // Kill node 1 (a raspi0) once it has stored two chunks.
+    const victim = await qemuPid(dir, 1);
+    // Asked of the host's index, not of the Pi: a second program on the
+    // Pi's serial line would take bytes meant for the put.
+    const end = Date.now() + 120_000;
+    while (Date.now() < end && await locationsOn(dir, 1) < 2) {
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    Deno.kill(victim, "SIGKILL");
+    const out = await put.output();
+    const err = new TextDecoder().decode(out.stderr);
+    // Two of three Pis still answer: with R=2 the put completes.
+    assertEquals(out.code, 0, err);
+    const get = await pifs("get", "/big.bin", `${dir}/back.bin`, "--cluster", dir);
+    assertEquals(get.code, 0, get.err);
+    assertEquals(await Deno.readFile(`${dir}/back.bin`), data);
+
+    // Restart the killed Pi: every chunk the host saw it acknowledge is on
+    // its card, intact.
+    await up(dir);
+    const db = new DatabaseSync(`${dir}/index.db`);
+    const acked = (db.prepare("SELECT id FROM locations WHERE node = 1").all() as { id: string }[])
+      .map((r) => r.id);
+    db.close();
+    assert(acked.length > 0, "node 1 acknowledged no chunk before the kill");
+    const c2 = await readClusterFile(dir);
+    const n1 = await connectNode(dir, c2, c2.nodes[1]);
+    try {
+      const listed = new Set((await n1.listChunks()).map((e) => e.id));
+      for (const id of acked) {
+        assert(listed.has(id), `acknowledged chunk ${id} missing on node 1`);
+        assertEquals(await chunkId(await n1.getChunk(id)), id);
+      }
+    } finally {
+      await n1.close();
+    }
+    await down(dir);
+    await cleanCards(dir);
+  } finally {
+    await down(dir);
+    await Deno.remove(dir, { recursive: true });
+  }
+});
