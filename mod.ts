@@ -29,7 +29,7 @@ export {
   readClusterFile,
 } from "./store/cluster.ts";
 export { makeCard, parseSize } from "./sim/card.ts";
-export { simDown, simUp, type SimUpOptions } from "./sim/sim.ts";
+export { type QemuChoice, simDown, simUp, type SimUpOptions } from "./sim/sim.ts";
 export { LinkError, startLink } from "./sim/link.ts";
 export type { LinkDirectionStats, LinkHandle, LinkOptions, LinkStats } from "./sim/link.ts";
 export { placeChunk, PlacementError, type PlacementNode, rankNodes } from "./store/placement.ts";
@@ -82,7 +82,6 @@ export {
   sourceFor,
   type SyncEvent,
   type SyncOptions,
-  type SyncProgress,
   type SyncSummary,
 } from "./sync/engine.ts";
 export {
