@@ -28,7 +28,27 @@ export {
   type NodeEntry,
   readClusterFile,
 } from "./store/cluster.ts";
-export { makeCard, parseSize } from "./sim/card.ts";
+export {
+  CardError,
+  type CardFile,
+  CardHoldsDataError,
+  type CardOptions,
+  type CardSummary,
+  type CardSurvey,
+  type FatVolume,
+  initCard,
+  makeCard,
+  parseSize,
+  type StoreInfo,
+} from "./sim/card.ts";
+export {
+  DeployError,
+  deployImage,
+  type DeployOptions,
+  type DeployResult,
+  type ImageInfo,
+  imageInfo,
+} from "./link/deploy.ts";
 export { type QemuChoice, simDown, simUp, type SimUpOptions } from "./sim/sim.ts";
 export { LinkError, startLink } from "./sim/link.ts";
 export type { LinkDirectionStats, LinkHandle, LinkOptions, LinkStats } from "./sim/link.ts";
@@ -82,6 +102,7 @@ export {
   sourceFor,
   type SyncEvent,
   type SyncOptions,
+  type SyncProgress,
   type SyncSummary,
 } from "./sync/engine.ts";
 export {

@@ -5,7 +5,9 @@
  */
 import { Command, CommanderError } from "commander";
 import { NodeError } from "../link/client.ts";
+import { registerCard } from "./card.ts";
 import { registerChunk } from "./chunk.ts";
+import { registerDeploy } from "./deploy.ts";
 import { registerFiles } from "./files.ts";
 import { registerSim } from "./sim.ts";
 import { registerStatus } from "./status.ts";
@@ -27,6 +29,8 @@ export function buildCli(): Command {
   registerFiles(program);
   registerSync(program);
   registerChunk(program);
+  registerCard(program);
+  registerDeploy(program);
 
   return program;
 }

@@ -46,6 +46,11 @@ export const Op = {
   SCRUB: 0x53, // 'S'
   STAT: 0x54, // 'T'
   NAK: 0x4e, // 'N'
+  REBOOT: 0x5a, // 'Z'
+  // the bootloader's
+  LOAD_BEGIN: 0x6c, // 'l'
+  LOAD_DATA: 0x64, // 'd'
+  LOAD_END: 0x65, // 'e'
 } as const;
 
 /** One of the {@linkcode Op} values. */

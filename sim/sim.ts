@@ -5,7 +5,9 @@
  *
  * @module
  */
-import { fromHex, toHex } from "../link/client.ts";
+import { fromHex, NodeClient, TimeoutError, toHex } from "../link/client.ts";
+import { statusToStr } from "../link/codec.ts";
+import { SerialPort } from "../link/serial.ts";
 import {
   type ClusterFile,
   connectNode,
@@ -58,14 +60,20 @@ export interface SimUpOptions {
 /** What `--qemu` takes. */
 export type QemuChoice = "raspi3b" | "raspi0" | "mixed";
 
-/** The emulated boards: QEMU program and how it takes the firmware image. */
+/**
+ * The emulated boards: QEMU program and how it takes the image the Pi's
+ * firmware would load from the card, the pifs bootloader (kernel8.img /
+ * kernel.img; QEMU cannot read it from the card). The bootloader then loads
+ * the node firmware from the card (PIFS/NODE8.IMG / PIFS/NODE.IMG), as on a
+ * real Pi.
+ */
 const QEMU_BOARDS: Record<string, { bin: string; image: string; load: string }> = {
   // raspi3b: a raw image via -kernel is loaded at 0x80000 and entered as the
   // Pi's boot stub would (cores 1-3 in the spin table).
-  raspi3b: { bin: "qemu-system-aarch64", image: "firmware/build/pi3/node.img", load: "-kernel" },
+  raspi3b: { bin: "qemu-system-aarch64", image: "firmware/build/pi3/boot.img", load: "-kernel" },
   // raspi0: -bios loads the raw image at 0x8000 like the Pi's firmware does
   // (-kernel would load it at 0x10000).
-  raspi0: { bin: "qemu-system-arm", image: "firmware/build/pi0/node.img", load: "-bios" },
+  raspi0: { bin: "qemu-system-arm", image: "firmware/build/pi0/boot.img", load: "-bios" },
 };
 
 /** Whether a node entry is an emulated Pi. */
@@ -79,7 +87,7 @@ function qemuBoard(choice: QemuChoice, i: number): string {
   return choice;
 }
 
-/** Path of a board's firmware image, built on first use. */
+/** Path of a board's bootloader image, built on first use. */
 export async function firmwareImage(board: string): Promise<string> {
   const b = QEMU_BOARDS[board];
   if (!b) throw new SimError(`board '${board}': not an emulated Pi (raspi3b or raspi0)`);
@@ -177,7 +185,8 @@ async function startQemu(dir: string, c: ClusterFile, i: number): Promise<number
     "none",
     "-monitor",
     "none",
-    "-no-reboot",
+    // no -no-reboot: a REBOOT (watchdog reset, as for `pifs deploy`) restarts
+    // the emulated Pi, into its bootloader.
   ];
   const offset = await Deno.stat(log).then((s) => s.size, () => 0);
   const limit = c.sim?.qemu_limit_s;
@@ -197,7 +206,46 @@ async function startQemu(dir: string, c: ClusterFile, i: number): Promise<number
     await Deno.symlink(pty, tty);
     return true;
   }, 20000);
+  await untilNodeFirmware(n.id, tty, p.exited);
   return p.pid;
+}
+
+/**
+ * Waits until the Pi on `tty` runs its node firmware: its bootloader answers
+ * HELLO too (as `boot-…`) while it listens for a host, for about a second.
+ * One that keeps answering as the bootloader has no runnable firmware.
+ */
+async function untilNodeFirmware(id: number, tty: string, exited: () => boolean): Promise<void> {
+  const end = Date.now() + 30000;
+  let bootSince = 0;
+  for (;;) {
+    if (exited()) throw new SimError(`node ${id} (QEMU) exited while booting`);
+    let fw = "", card = 0;
+    try {
+      const c = await NodeClient.connect(await SerialPort.open(tty, { baud: 115200 }), {
+        timeoutMs: 300,
+        helloRetries: 1,
+      });
+      fw = c.hello.firmware;
+      card = c.hello.cardStatus;
+      await c.close();
+    } catch (e) {
+      if (!(e instanceof TimeoutError)) throw e;
+    }
+    if (fw && !fw.startsWith("boot-")) return;
+    if (fw) {
+      bootSince ||= Date.now();
+      if (Date.now() - bootSince > 4000) {
+        throw new SimError(
+          `node ${id} stays in its bootloader: no runnable node firmware on its card (${
+            statusToStr(card)
+          })`,
+        );
+      }
+    }
+    if (Date.now() > end) throw new SimError(`node ${id} (QEMU) did not answer within 30 s`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
 }
 
 async function startNode(dir: string, c: ClusterFile, i: number): Promise<number> {

@@ -207,6 +207,6 @@ export async function connectNode(
 const STANDARD_BAUDS = [9600, 19200, 38400, 57600, 115200, 230400, 460800, 921600, 1000000];
 
 /** The termios speed to ask for: a pty ignores it, a real port needs a standard one. */
-function nearestBaud(b: number): number {
+export function nearestBaud(b: number): number {
   return STANDARD_BAUDS.includes(b) ? b : 115200;
 }

@@ -929,41 +929,42 @@ int fat32_grow_store(struct fat32_vol *v, uint64_t want_sectors, uint64_t reserv
 
 /* ---- generic reads ---------------------------------------------------- */
 
-int fat32_read_file(struct fat32_vol *v, const char *path, void *buf, uint32_t max, uint32_t *len) {
-  struct dscan ds;
+/* Finds the file at an 8.3 path; its directory entry lands in ds->ent. */
+static int find_file(struct fat32_vol *v, const char *path, struct dscan *ds) {
   uint8_t name[11];
   uint32_t dir = v->root_clus;
   const char *p = path;
   int r, have = 0;
 
-  *len = 0;
   for (;;) {
     while (*p == '/') p++;
     if (!*p) break;
     const char *q = p;
     while (*q && *q != '/') q++;
     if (have) { /* the previous component must be a directory */
-      if (!(ds.ent[DIR_ATTR] & ATTR_DIRECTORY)) return PIFS_ENOTDIR;
-      dir = ent_clus(ds.ent);
+      if (!(ds->ent[DIR_ATTR] & ATTR_DIRECTORY)) return PIFS_ENOTDIR;
+      dir = ent_clus(ds->ent);
       if (dir == 0) dir = v->root_clus; /* ".." to the root */
     }
     if ((r = to_83(p, (size_t)(q - p), name)) != 0) return r;
-    if ((r = dir_scan(v, dir, name, &ds)) != 0) return r;
-    if (!ds.found) return PIFS_ENOENT;
+    if ((r = dir_scan(v, dir, name, ds)) != 0) return r;
+    if (!ds->found) return PIFS_ENOENT;
     have = 1;
     p = q;
   }
   if (!have) return PIFS_EINVAL;
-  if (ds.ent[DIR_ATTR] & ATTR_DIRECTORY) return PIFS_EINVAL;
+  if (ds->ent[DIR_ATTR] & ATTR_DIRECTORY) return PIFS_EINVAL;
+  return 0;
+}
 
-  uint32_t size = ld32(ds.ent + DIR_FILESIZE);
-  *len = size;
-  if (size > max) return PIFS_ERANGE;
-  if (size == 0) return 0;
-
-  uint8_t *out = buf, sb[PIFS_SECTOR];
+/* Reads or overwrites the first `size` bytes of a file along its cluster
+ * chain. A write of a partial last sector keeps that sector's other bytes. */
+static int file_rw(struct fat32_vol *v, const struct dscan *ds, uint8_t *out, uint32_t size,
+                   int write) {
+  uint8_t sb[PIFS_SECTOR];
   struct fcache fc;
-  uint32_t clus = ent_clus(ds.ent), done = 0, seen = 0;
+  uint32_t clus = ent_clus(ds->ent), done = 0, seen = 0;
+  int r;
   fc_init(&fc);
   while (done < size) {
     if (!clus_valid(v, clus) || ++seen > v->nclusters) return PIFS_ECORRUPT;
@@ -971,15 +972,21 @@ int fat32_read_file(struct fat32_vol *v, const char *path, void *buf, uint32_t m
       uint32_t lba = clus_sector(v, clus) + s;
       uint32_t left = size - done;
       if (left >= PIFS_SECTOR) {
-        /* Whole sectors straight into the caller's buffer, several at once. */
+        /* Whole sectors straight from or into the caller's buffer, several at once. */
         uint32_t n = left / PIFS_SECTOR;
         if (n > v->sec_per_clus - s) n = v->sec_per_clus - s;
-        if ((r = vrd(v, lba, n, out + done)) != 0) return r;
+        r = write ? vwr(v, lba, n, out + done) : vrd(v, lba, n, out + done);
+        if (r) return r;
         done += n * PIFS_SECTOR;
         s += n - 1;
       } else {
         if ((r = vrd(v, lba, 1, sb)) != 0) return r;
-        memcpy(out + done, sb, left);
+        if (write) {
+          memcpy(sb, out + done, left);
+          if ((r = vwr(v, lba, 1, sb)) != 0) return r;
+        } else {
+          memcpy(out + done, sb, left);
+        }
         done += left;
       }
     }
@@ -989,4 +996,24 @@ int fat32_read_file(struct fat32_vol *v, const char *path, void *buf, uint32_t m
     }
   }
   return 0;
+}
+
+int fat32_read_file(struct fat32_vol *v, const char *path, void *buf, uint32_t max, uint32_t *len) {
+  struct dscan ds;
+  int r;
+  *len = 0;
+  if ((r = find_file(v, path, &ds)) != 0) return r;
+  uint32_t size = ld32(ds.ent + DIR_FILESIZE);
+  *len = size;
+  if (size > max) return PIFS_ERANGE;
+  return file_rw(v, &ds, buf, size, 0);
+}
+
+int fat32_overwrite_file(struct fat32_vol *v, const char *path, const void *data, uint32_t len) {
+  struct dscan ds;
+  int r;
+  if ((r = find_file(v, path, &ds)) != 0) return r;
+  if (len > ld32(ds.ent + DIR_FILESIZE)) return PIFS_ENOSPC;
+  if ((r = file_rw(v, &ds, (uint8_t *)(uintptr_t)data, len, 1)) != 0) return r;
+  return v->bd->flush ? v->bd->flush(v->bd->ctx) : 0;
 }

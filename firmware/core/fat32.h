@@ -1,7 +1,8 @@
 /* FAT32 volume access for the node core: find and validate the volume, and
  * create/find/grow the one contiguous file PIFS/STORE.DAT that holds the
  * store. FAT metadata is written only by fat32_create_store and
- * fat32_grow_store, never on the hot path. No other file is ever changed. */
+ * fat32_grow_store, never on the hot path. The only other file ever written
+ * is the node firmware, in place, by fat32_overwrite_file (bootloader). */
 #ifndef PIFS_FAT32_H
 #define PIFS_FAT32_H
 
@@ -61,6 +62,12 @@ int fat32_grow_store(struct fat32_vol *v, uint64_t want_sectors, uint64_t reserv
  * "CONFIG.TXT" (case-insensitive) into buf (at most max bytes); *len gets its
  * size. PIFS_ERANGE if it does not fit. */
 int fat32_read_file(struct fat32_vol *v, const char *path, void *buf, uint32_t max, uint32_t *len);
+
+/* Overwrites the first len bytes of an existing file in place, along its
+ * cluster chain, then flushes: no FAT, directory entry or file size changes.
+ * PIFS_ENOSPC if the file is shorter than len. (The bootloader installs node
+ * firmware into a file made large enough in advance.) */
+int fat32_overwrite_file(struct fat32_vol *v, const char *path, const void *data, uint32_t len);
 
 /* Number of free clusters (counted from the FAT, not trusted from FSInfo). */
 int fat32_count_free(struct fat32_vol *v, uint32_t *free_clusters);

@@ -96,6 +96,14 @@ static void handle(struct pifs_node *n, const struct proto_frame *f) {
   case OP_INFO:
     send(n, f->op, f->reqid, info_payload(n, p));
     return;
+  case OP_REBOOT:
+    if (!n->pl.reboot) {
+      send_status(n, f->op, f->reqid, PIFS_EPROTO);
+      return;
+    }
+    send_status(n, f->op, f->reqid, 0);
+    n->pl.reboot();
+    return;
   case OP_FORMAT: {
     if (len != 48) {
       send_status(n, f->op, f->reqid, PIFS_EPROTO);

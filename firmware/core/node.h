@@ -21,6 +21,9 @@ struct pifs_platform {
   void (*fat_now)(uint16_t *date, uint16_t *time);
   uint32_t revision;  /* board revision code (0 if unknown) */
   uint32_t mem_bytes; /* RAM the CPU has (0 if unknown) */
+  /* Optional: restarts the board (into its bootloader); does not return.
+   * Without it REBOOT is refused. */
+  void (*reboot)(void);
 };
 
 struct pifs_node {

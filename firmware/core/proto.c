@@ -22,6 +22,10 @@ const char *proto_op_to_str(int op) {
   case OP_SCRUB: return "SCRUB";
   case OP_STAT: return "STAT";
   case OP_NAK: return "NAK";
+  case OP_REBOOT: return "REBOOT";
+  case OP_LOAD_BEGIN: return "LOAD_BEGIN";
+  case OP_LOAD_DATA: return "LOAD_DATA";
+  case OP_LOAD_END: return "LOAD_END";
   default: return "UNKNOWN";
   }
 }

@@ -38,6 +38,11 @@ enum proto_op {
   OP_SCRUB = 'S',
   OP_STAT = 'T',
   OP_NAK = 'N',
+  OP_REBOOT = 'Z',
+  /* the bootloader's (pi/boot_main.c) */
+  OP_LOAD_BEGIN = 'l',
+  OP_LOAD_DATA = 'd',
+  OP_LOAD_END = 'e',
 };
 
 const char *proto_op_to_str(int op);

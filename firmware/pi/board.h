@@ -97,7 +97,8 @@ void irq_handler(void);
 /* pi/uart.c */
 void uart_init(uint32_t baud, uint32_t clock_hz);
 void uart_irq(void);
-void uart_poll(void); /* takes what the FIFO holds, as the interrupt would */
+int uart_getc_poll(void); /* a byte from the FIFO, or -1 (the bootloader: no interrupts) */
+void uart_drain(void);    /* waits until every byte written has left */
 uint32_t uart_read(uint8_t *buf, uint32_t max); /* from the receive ring */
 uint32_t uart_pending(void);
 int uart_write(void *io, const void *buf, uint32_t n);

@@ -1,10 +1,30 @@
 /* Entry of the ARMv6 images (Pi Zero/1, loaded at 0x8000, entered in SVC
- * mode). Copies the vector table to address 0, sets the IRQ and SVC stacks,
+ * mode). The first instruction branches over the image header (image.h);
+ * the bootloader then moves itself to where it is linked. Copies the vector table to address 0, sets the IRQ and SVC stacks,
  * turns on unaligned access support and the instruction cache, clears .bss
  * and calls pi_main. */
+#include "image.h"
+
 .section ".text.boot"
 .global _start
 _start:
+    b       entry
+    .word   0
+    IMAGE_HEADER IMAGE_KIND, "0.1.0"
+entry:
+#ifdef RELOCATE
+    adr     r0, _start              // where the image was loaded
+    ldr     r1, =_start             // where it is linked
+    cmp     r0, r1
+    beq     1f
+    ldr     r2, =__image_end
+    sub     r2, r2, r1
+0:  ldr     r3, [r0], #4
+    str     r3, [r1], #4
+    subs    r2, r2, #4
+    bgt     0b
+1:
+#endif
     ldr     pc, =reset
 vector_table:
     ldr     pc, v_reset

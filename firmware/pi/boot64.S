@@ -1,23 +1,56 @@
-/* Entry of the AArch64 images (Pi 3, loaded at 0x80000). Cores other than 0
- * sleep in `park`. Core 0 drops from EL3 or EL2 to EL1 with the MMU and caches off,
- * sets its stack and vectors, clears .bss and calls pi_main. */
+/* Entry of the AArch64 images (Pi 3, loaded at 0x80000). The first
+ * instruction branches over the image header (image.h). Cores other than 0
+ * sleep. Core 0 (the bootloader first moves itself to where it is linked,
+ * so that a node image can be loaded at 0x80000) drops from EL3 or EL2 to
+ * EL1 with the MMU and caches off, sets its stack and vectors, clears .bss
+ * and calls pi_main. */
+#include "image.h"
+
 .section ".text.boot"
 .global _start
 _start:
+    b       entry
+    .word   0
+    IMAGE_HEADER IMAGE_KIND, "0.1.0"
+entry:
     mrs     x0, mpidr_el1
     and     x0, x0, #3
     cbz     x0, 2f
-park:
-1:  wfi
+1:  wfi                             // a core started here (not from a spin table)
     b       1b
-2:  // Cores 1-3 wait in the boot stub's spin table (0xd8 + 8 * core) for
-    // an address to jump to: send them to `park`, where WFI lets them
-    // sleep for good (a WFE loop would keep an emulated CPU busy).
-    ldr     x1, =park
-    mov     x2, #0xd8
-    str     x1, [x2, #8]
-    str     x1, [x2, #16]
-    str     x1, [x2, #24]
+2:
+#ifdef RELOCATE
+    adr     x1, _start              // where the image was loaded
+    ldr     x2, =_start             // where it is linked
+    cmp     x1, x2
+    b.eq    3f
+    ldr     x3, =__image_end
+    sub     x3, x3, x2
+0:  ldr     x4, [x1], #8
+    str     x4, [x2], #8
+    subs    x3, x3, #8
+    b.gt    0b
+    dsb     sy
+    ic      iallu
+    dsb     sy
+    isb
+    ldr     x1, =3f
+    br      x1
+3:
+#endif
+    // Cores 1-3 wait in the boot stub's spin table (0xd8 + 8 * core) for an
+    // address to jump to. They go to a two-instruction loop at 0x100 (below
+    // anything an image uses) where WFI lets them sleep for good: a WFE
+    // loop would keep an emulated CPU busy.
+    mov     x2, #0x100
+    ldr     w1, =0xd503207f         // wfi
+    str     w1, [x2]
+    ldr     w1, =0x17ffffff         // b .-4
+    str     w1, [x2, #4]
+    dsb     sy
+    str     x2, [x2, #-0x20]        // 0xe0: core 1
+    str     x2, [x2, #-0x18]        // 0xe8: core 2
+    str     x2, [x2, #-0x10]        // 0xf0: core 3
     dsb     sy
     sev
     mrs     x0, CurrentEL

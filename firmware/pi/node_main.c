@@ -18,6 +18,20 @@ static struct pifs_node node;
 static struct emmc card;
 static uint8_t buf[4096];
 
+#define PM_RSTC (PERIPH + 0x10001C)
+#define PM_WDOG (PERIPH + 0x100024)
+#define PM_PASSWORD 0x5A000000u
+
+/* A watchdog reset of the whole board: the Pi boots again from its card,
+ * into the bootloader. */
+static void reboot(void) {
+  uart_drain();
+  irq_off();
+  w32(PM_WDOG, PM_PASSWORD | 16);                                     /* 16 ticks of ~16 us */
+  w32(PM_RSTC, PM_PASSWORD | (r32(PM_RSTC) & ~0x30u) | 0x20u); /* full reset */
+  for (;;) wait_for_irq();
+}
+
 void pi_main(void) {
   uint32_t clock = UART_CLOCK, got, rev = 0, mem_base = 0, mem_size = 0;
   if (mbox_set_clock(CLOCK_UART, UART_CLOCK, &got) == 0 && got) clock = got;
@@ -32,7 +46,7 @@ void pi_main(void) {
   struct pifs_bdev bd = {0};
   int card_err = emmc_init(&card);
   if (card_err == 0) emmc_bdev(&card, &bd);
-  struct pifs_platform pl = {BOARD_NAME, serial, WINDOW, 0, uart_write, 0, rev, mem_size};
+  struct pifs_platform pl = {BOARD_NAME, serial, WINDOW, 0, uart_write, 0, rev, mem_size, reboot};
   node_init(&node, &bd, &pl);
   irq_on();
 

@@ -41,20 +41,19 @@ void uart_init(uint32_t baud, uint32_t clock_hz) {
   w32(GPPUDCLK0, 0);
   /* divisor = clock / (16 · baud) in 16.6 fixed point, rounded */
   uint32_t div64 = (uint32_t)(((uint64_t)clock_hz * 4 + baud / 2) / baud);
-  w32(ICR, 0x7FF);
+  w32(ICR, 0x7FF & ~(INT_RX | INT_RT)); /* reading the FIFO clears those (uart_irq) */
   w32(IBRD, div64 >> 6);
   w32(FBRD, div64 & 63);
   w32(LCRH, (3u << 5) | (1u << 4)); /* 8 bits, FIFO on */
   w32(IFLS, 2u << 3);               /* receive interrupt at 1/2 full */
   w32(IMSC, INT_RX | INT_RT | INT_OE);
   w32(CR, (1u << 0) | (1u << 8) | (1u << 9)); /* enable, TX, RX */
+  /* Bytes left in the FIFO from before (a bootloader that handed over while
+   * the host was talking) are dropped: the receive interrupt is raised when
+   * a byte reaches an empty FIFO, and a FIFO that never empties would never
+   * raise it. */
+  while (!(r32(FR) & FR_RXFE)) (void)r32(DR);
   w32(IRQ_EN2, IRQ2_UART0);
-}
-
-void uart_poll(void) {
-  irq_off();
-  uart_irq();
-  irq_on();
 }
 
 void uart_irq(void) {
@@ -78,6 +77,16 @@ void uart_irq(void) {
 }
 
 uint32_t uart_pending(void) { return head - tail; }
+
+int uart_getc_poll(void) {
+  if (r32(FR) & FR_RXFE) return -1;
+  return (int)(r32(DR) & 0xFF);
+}
+
+void uart_drain(void) {
+  while (r32(FR) & FR_BUSY) {
+  }
+}
 
 uint32_t uart_read(uint8_t *buf, uint32_t max) {
   uint32_t t = tail, n = head - t;

@@ -806,6 +806,43 @@ static void test_read_file(void) {
   dev_close(&d);
 }
 
+/* The bootloader's install: a file overwritten in place along its (here
+ * fragmented) cluster chain; the rest of a partial last sector and the file
+ * size stay; mtools reads the new bytes; fsck.fat finds nothing to fix; a
+ * file too short for the data is refused without a write. */
+static void test_overwrite_file(void) {
+  char img[400], out[480];
+  struct fdev d;
+  struct fat32_vol v;
+  static uint8_t data[RANDOM_LEN], back[RANDOM_LEN + 16];
+  const uint32_t n = RANDOM_LEN - 100;
+  CHECK(from_base(img, sizeof img, "over.img") == 0);
+  CHECK(sh("cd '%s' && mcopy -i '%s' CONFIG.TXT ::A.TXT && mcopy -i '%s' CONFIG.TXT ::B.TXT && "
+           "mdel -i '%s' ::A.TXT",
+           srcdir, img, img, img) == 0);
+  CHECK(reset_hint(img) == 0);
+  CHECK(sh("cd '%s' && mcopy -i '%s' RANDOM.BIN ::FRAG.BIN", srcdir, img) == 0);
+  for (uint32_t i = 0; i < RANDOM_LEN; i++) data[i] = (uint8_t)(random_src[i] ^ 0x5A ^ i);
+  CHECK(dev_open(&d, img) == 0);
+  memset(&v, 0, sizeof v);
+  CHECK_EQ(fat32_mount(&v, &d.bd), 0);
+  CHECK_EQ(fat32_overwrite_file(&v, "FRAG.BIN", data, RANDOM_LEN + 1), PIFS_ENOSPC);
+  CHECK_EQ(fat32_overwrite_file(&v, "NOPE.BIN", data, 10), PIFS_ENOENT);
+  CHECK_EQ(d.writes, 0);
+  CHECK_EQ(fat32_overwrite_file(&v, "FRAG.BIN", data, n), 0);
+  dev_close(&d);
+  snprintf(out, sizeof out, "%s/over.out", tmp);
+  CHECK(sh("mcopy -n -i '%s' ::FRAG.BIN '%s'", img, out) == 0);
+  FILE *f = fopen(out, "rb");
+  CHECK(f != NULL);
+  size_t got = f ? fread(back, 1, sizeof back, f) : 0;
+  if (f) fclose(f);
+  CHECK_EQ(got, RANDOM_LEN);
+  CHECK(memcmp(back, data, n) == 0);
+  CHECK(memcmp(back + n, random_src + n, RANDOM_LEN - n) == 0);
+  CHECK(fsck_clean(img, NULL));
+}
+
 /* ---- 6. full directories ---------------------------------------------- */
 
 /* Root directory exactly full (16 entries in its one 512-byte cluster). */
@@ -996,6 +1033,7 @@ int main(void) {
   RUN(test_grow);
   RUN(test_grow_blocked);
   RUN(test_read_file);
+  RUN(test_overwrite_file);
   RUN(test_root_full);
   RUN(test_pifs_dir_full);
   RUN(test_reuse_deleted);

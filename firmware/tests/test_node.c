@@ -24,7 +24,7 @@ static struct proto_parser host;
 static uint16_t next_reqid = 1;
 
 static void boot(void) {
-  struct pifs_platform pl = {"test", 42, 65536, NULL, capture, NULL, 0, 0};
+  struct pifs_platform pl = {"test", 42, 65536, NULL, capture, NULL, 0, 0, NULL};
   node_init(&node, &bd, &pl);
   outlen = 0;
   proto_parser_init(&host);

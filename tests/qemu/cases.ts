@@ -6,7 +6,10 @@
  */
 import { DatabaseSync } from "node:sqlite";
 import { pifs } from "../_cli.ts";
-import { chunkId } from "../../link/client.ts";
+import { chunkId, NodeClient } from "../../link/client.ts";
+import { crc32c } from "../../link/crc32c.ts";
+import { DeployError, deployImage } from "../../link/deploy.ts";
+import { SerialPort } from "../../link/serial.ts";
 import { connectNode, readClusterFile } from "../../store/cluster.ts";
 import { assert, assertEquals } from "../_assert.ts";
 import { assertBootFilesIntact, assertFsckClean } from "../_cards.ts";
@@ -200,6 +203,108 @@ Deno.test("qemu: kill -9 of an emulated Pi during a put, restart: acknowledged c
     }
     await down(dir);
     await cleanCards(dir);
+  } finally {
+    await down(dir);
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+/** A node image whose firmware reports `version` (same length as 0.1.0), resealed. */
+async function variant(path: string, version: string): Promise<Uint8Array> {
+  const img = await Deno.readFile(path);
+  const old = new TextEncoder().encode("0.1.0\0");
+  let at = -1;
+  for (let i = 48; i + old.length <= img.length && at < 0; i++) {
+    if (old.every((b, k) => img[i + k] === b)) at = i;
+  }
+  assert(at > 0, `no version string in ${path}`);
+  img.set(new TextEncoder().encode(version), at);
+  const v = new DataView(img.buffer);
+  v.setUint32(28, 0, true);
+  v.setUint32(28, crc32c(img), true);
+  return img;
+}
+
+async function firmwareOf(dir: string): Promise<string[]> {
+  const st = await pifs("status", "--cluster", dir, "--json");
+  assertEquals(st.code, 0, st.err);
+  return JSON.parse(st.out).nodes.map((n: { firmware: string }) => n.firmware);
+}
+
+Deno.test("qemu: deploy to 3 Pis at once; --install survives a restart", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "pifs-qemu-" });
+  try {
+    await up(dir);
+    const root = new URL("../../firmware/build/", import.meta.url).pathname;
+    await Deno.writeFile(`${dir}/n3.img`, await variant(`${root}pi3/node.img`, "0.1.9"));
+    await Deno.writeFile(`${dir}/n0.img`, await variant(`${root}pi0/node.img`, "0.1.9"));
+    const dep = await pifs("deploy", `${dir}/n3.img`, `${dir}/n0.img`, "--cluster", dir, "--json");
+    assertEquals(dep.code, 0, dep.err);
+    const pis = JSON.parse(dep.out).pis;
+    assertEquals(pis.map((p: { after: string }) => p.after), ["0.1.9", "0.1.9", "0.1.9"]);
+    assertEquals(await firmwareOf(dir), ["0.1.9", "0.1.9", "0.1.9"]);
+    // Not installed: a restart boots the card's firmware again.
+    await down(dir);
+    await up(dir);
+    assertEquals(await firmwareOf(dir), ["0.1.0", "0.1.0", "0.1.0"]);
+    const inst = await pifs(
+      "deploy",
+      `${dir}/n3.img`,
+      `${dir}/n0.img`,
+      "--cluster",
+      dir,
+      "--install",
+    );
+    assertEquals(inst.code, 0, inst.err);
+    await down(dir);
+    await up(dir);
+    assertEquals(await firmwareOf(dir), ["0.1.9", "0.1.9", "0.1.9"]);
+    // The store survived all of it.
+    const st = await pifs("status", "--cluster", dir, "--json");
+    for (const n of JSON.parse(st.out).nodes) assertEquals(n.cluster_ok, true);
+    await down(dir);
+    await cleanCards(dir);
+  } finally {
+    await down(dir);
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("qemu: a damaged or wrong image is refused by the Pi, which stays in its bootloader", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "pifs-qemu-" });
+  try {
+    await up(dir, 1, "raspi3b");
+    const root = new URL("../../firmware/build/", import.meta.url).pathname;
+    const good = await Deno.readFile(`${root}pi3/node.img`);
+    const damaged = good.slice();
+    damaged[Math.floor(damaged.length / 2)] ^= 0x40;
+    const c = await readClusterFile(dir);
+    const tty = `${dir}/${c.nodes[0].tty}`;
+    const open = () => SerialPort.open(tty, { baud: 115200 });
+    for (
+      const [bad, why] of [
+        [damaged, /CRC-32C/],
+        [await Deno.readFile(`${root}pi0/node.img`), /not a node image for this board/],
+        [new Uint8Array(5000), /not a node image/],
+      ] as const
+    ) {
+      const err = await deployImage(open, bad, { unchecked: true }).then(() => null, (e) => e);
+      assert(err instanceof DeployError, `accepted: ${err}`);
+      assert(why.test(err.message), err.message);
+      // Still the bootloader, still answering.
+      const n = await NodeClient.connect(await open(), { helloRetries: 3 });
+      assertEquals(n.hello.firmware, "boot-0.1.0");
+      await n.close();
+    }
+    // The host refuses the damaged image itself, before sending anything.
+    await Deno.writeFile(`${dir}/bad.img`, damaged);
+    const r = await pifs("deploy", `${dir}/bad.img`, "--cluster", dir);
+    assertEquals(r.code, 2, r.err);
+    assert(/CRC-32C does not match/.test(r.err), r.err);
+    // A good image still goes in from the bootloader.
+    const ok = await deployImage(open, good);
+    assertEquals(ok.before, "boot-0.1.0");
+    assertEquals(ok.after, "0.1.0");
   } finally {
     await down(dir);
     await Deno.remove(dir, { recursive: true });
