@@ -82,6 +82,8 @@ export interface DeployOptions {
   onProgress?: (sent: number, total: number) => void;
   /** How long to wait for the bootloader after the reboot (ms, default 15000). */
   bootWaitMs?: number;
+  /** How long to wait for the new firmware to answer (ms, default 10000). */
+  runWaitMs?: number;
 }
 
 /** How one Pi's deploy went. */
@@ -179,7 +181,12 @@ export async function deployImage(
     const transferS = (performance.now() - t0) / 1000;
     const wireBytes = c.bytesWritten - w0;
     // 3. The new firmware must answer.
-    const after = await untilFirmware(c, (fw) => !isBoot(fw), 10000, "the new firmware");
+    const after = await untilFirmware(
+      c,
+      (fw) => !isBoot(fw),
+      opts.runWaitMs ?? 10000,
+      "the new firmware",
+    );
     return { board, bytes: image.length, before, after, transferS, wireBytes };
   } finally {
     await c.close();

@@ -186,5 +186,10 @@ void pi_main(void) {
   while (listening && timer_us() < until) poll_host();
   if (listening && installed == 0) run_image(); /* loaded above; no host wrote over it */
   listening = 0;
-  for (;;) poll_host(); /* a host is loading a program, or nothing can run */
+  for (;;) { /* a host is loading a program, or nothing can run */
+    poll_host();
+    /* Sleep until the UART has a byte: its receive interrupt is enabled at
+     * the controller, and a pending interrupt ends WFI even while masked. */
+    wait_for_irq();
+  }
 }

@@ -30,6 +30,10 @@ _Noreturn void pi_panic(const char *file, int line, const char *msg) {
   uart_puts(msg);
   uart_puts("\r\n");
   uart_write(0, "\0", 1);
+  /* Every interrupt source off at the controller: a pending one, even
+   * masked, would end each WFI at once and the CPU would spin. */
+  w32(IRQ_DIS1, 0xFFFFFFFFu);
+  w32(IRQ_DIS2, 0xFFFFFFFFu);
   for (;;) wait_for_irq();
 }
 

@@ -24,6 +24,8 @@ NODE_SRC := $(CORE_SRC) $(PI_SRC) pi/node_main.c
 # loads kernels.
 BOOT_SRC := core/proto.c core/crc32c.c core/fat32.c core/errstr.c $(PI_SRC) pi/boot_main.c
 BOOT_BASE := 0x02000000
+# A test image that panics on purpose (tests/qemu/cases.ts).
+PANIC_SRC := core/crc32c.c $(PI_SRC) pi/panic_main.c
 PI_DEPS := $(wildcard core/*.h pi/*.h pi/include/*.h) pi/pi.mk
 
 $(B)/pi3/%.o: %.c $(PI_DEPS)
@@ -57,6 +59,12 @@ $(B)/pi0/node.elf: $(NODE_SRC:%.c=$(B)/pi0/%.o) $(B)/pi0/pi/boot32.node.o pi/lin
 $(B)/pi0/boot.elf: $(BOOT_SRC:%.c=$(B)/pi0/%.o) $(B)/pi0/pi/boot32.boot.o pi/link32.ld
 	$(CC32) $(PI0_CFLAGS) $(PI_LDFLAGS) -T pi/link32.ld -Wl,--defsym=IMAGE_BASE=$(BOOT_BASE) \
 	  $(B)/pi0/pi/boot32.boot.o $(BOOT_SRC:%.c=$(B)/pi0/%.o) -lgcc -o $@
+$(B)/pi3/panic-test.elf: $(PANIC_SRC:%.c=$(B)/pi3/%.o) $(B)/pi3/pi/boot64.node.o pi/link64.ld
+	$(CC64) $(PI3_CFLAGS) $(PI_LDFLAGS) -T pi/link64.ld -Wl,--defsym=IMAGE_BASE=0x80000 \
+	  $(B)/pi3/pi/boot64.node.o $(PANIC_SRC:%.c=$(B)/pi3/%.o) -lgcc -o $@
+$(B)/pi0/panic-test.elf: $(PANIC_SRC:%.c=$(B)/pi0/%.o) $(B)/pi0/pi/boot32.node.o pi/link32.ld
+	$(CC32) $(PI0_CFLAGS) $(PI_LDFLAGS) -T pi/link32.ld -Wl,--defsym=IMAGE_BASE=0x8000 \
+	  $(B)/pi0/pi/boot32.node.o $(PANIC_SRC:%.c=$(B)/pi0/%.o) -lgcc -o $@
 $(B)/pi3/%.img: $(B)/pi3/%.elf $(B)/pifs-imgseal
 	$(OBJCOPY64) -O binary $< $@
 	$(B)/pifs-imgseal $@
@@ -69,5 +77,5 @@ $(B)/pifs-imgseal: tools/pifs-imgseal.c $(B)/libcore.a
 
 PI_IMAGES := $(B)/pi3/node.img $(B)/pi0/node.img $(B)/pi3/boot.img $(B)/pi0/boot.img
 .PHONY: pi
-pi: $(PI_IMAGES)
+pi: $(PI_IMAGES) $(B)/pi3/panic-test.img $(B)/pi0/panic-test.img
 	@for f in $(PI_IMAGES); do printf 'firmware image %-22s %7d bytes\n' $$f $$(stat -c %s $$f); done

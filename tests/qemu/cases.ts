@@ -296,6 +296,12 @@ Deno.test("qemu: a damaged or wrong image is refused by the Pi, which stays in i
       assertEquals(n.hello.firmware, "boot-0.1.0");
       await n.close();
     }
+    // Waiting in its bootloader, the Pi sleeps between bytes.
+    const pid = await qemuPid(dir, 0);
+    const a = await cpuSeconds(pid);
+    await new Promise((r) => setTimeout(r, 2000));
+    const used = (await cpuSeconds(pid)) - a;
+    assert(used < 0.2, `used ${used} s of CPU in 2 s waiting in its bootloader`);
     // The host refuses the damaged image itself, before sending anything.
     await Deno.writeFile(`${dir}/bad.img`, damaged);
     const r = await pifs("deploy", `${dir}/bad.img`, "--cluster", dir);
@@ -305,6 +311,52 @@ Deno.test("qemu: a damaged or wrong image is refused by the Pi, which stays in i
     const ok = await deployImage(open, good);
     assertEquals(ok.before, "boot-0.1.0");
     assertEquals(ok.after, "0.1.0");
+  } finally {
+    await down(dir);
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("qemu: a panic reports file:line over the UART and the Pi stops cleanly", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "pifs-qemu-" });
+  try {
+    await up(dir, 2, "mixed");
+    const c = await readClusterFile(dir);
+    const root = new URL("../../firmware/build/", import.meta.url).pathname;
+    await Promise.all(c.nodes.map(async (n) => {
+      const heard: number[] = [];
+      // The line as the client sees it, with every byte also kept here.
+      const open = async () => {
+        const port = await SerialPort.open(`${dir}/${n.tty}`, { baud: 115200 });
+        const tap = new TransformStream<Uint8Array, Uint8Array>({
+          transform(chunk, ctl) {
+            heard.push(...chunk);
+            ctl.enqueue(chunk);
+          },
+        });
+        return {
+          readable: port.readable.pipeThrough(tap),
+          write: (d: Uint8Array) => port.write(d),
+          close: () => port.close(),
+        };
+      };
+      const img = await Deno.readFile(
+        `${root}${n.board === "raspi3b" ? "pi3" : "pi0"}/panic-test.img`,
+      );
+      const err = await deployImage(open, img, { runWaitMs: 3000 }).then(() => null, (e) => e);
+      assert(err instanceof DeployError, `node ${n.id}: ${err}`);
+      const text = new TextDecoder().decode(new Uint8Array(heard));
+      assert(
+        /PANIC pi\/panic_main\.c:\d+: panic test image: stopping on purpose/.test(text),
+        `node ${n.id} said: ${JSON.stringify(text.slice(-200))}`,
+      );
+      // Stopped cleanly: asleep, not spinning.
+      const pid = await qemuPid(dir, n.id);
+      const a = await cpuSeconds(pid);
+      await new Promise((r) => setTimeout(r, 2000));
+      const used = (await cpuSeconds(pid)) - a;
+      assert(used < 0.2, `node ${n.id} used ${used} s of CPU in 2 s after its panic`);
+    }));
   } finally {
     await down(dir);
     await Deno.remove(dir, { recursive: true });
