@@ -102,7 +102,6 @@ export {
   sourceFor,
   type SyncEvent,
   type SyncOptions,
-  type SyncProgress,
   type SyncSummary,
 } from "./sync/engine.ts";
 export {

@@ -43,6 +43,8 @@ export function registerStatus(program: Command): void {
               chunks: i.chunks,
               journal_bytes: i.journalLength,
               journal_start: i.journalStart,
+              board_revision: i.boardRevision,
+              memory: i.memoryBytes,
               log_used: i.logUsed,
               log_half: i.logHalf,
               frames_ok: i.framesOk,

@@ -108,6 +108,10 @@ export interface NodeInfo {
   journalLength: number;
   /** First journal byte the node still holds (0 until a JOURNAL_TRIM; 0 from a node that does not report it). */
   journalStart: number;
+  /** The board's revision code from the Pi's mailbox (0: unknown, e.g. a hosted node). */
+  boardRevision: number;
+  /** RAM the node's CPU has, from the Pi's mailbox (0: unknown). */
+  memoryBytes: number;
   /** First sector of PIFS/STORE.DAT on the card. */
   storeLba: number;
   /** Size of PIFS/STORE.DAT in sectors. */
@@ -530,6 +534,8 @@ export class NodeClient {
       bytesIn: r.u64(),
       // Appended to the layout later: an older node's answer ends before it.
       journalStart: r.left >= 8 ? r.u64() : 0,
+      boardRevision: r.left >= 4 ? r.u32() : 0,
+      memoryBytes: r.left >= 4 ? r.u32() : 0,
     };
   }
 

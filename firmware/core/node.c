@@ -48,7 +48,9 @@ static uint32_t info_payload(struct pifs_node *n, uint8_t *p) {
   st32(p + 92, n->naks);
   st64(p + 96, n->bytes_in);
   st64(p + 104, in.journal_start);
-  return 112;
+  st32(p + 112, n->pl.revision);
+  st32(p + 116, n->pl.mem_bytes);
+  return 120;
 }
 
 struct list_ctx {

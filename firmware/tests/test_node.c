@@ -24,7 +24,7 @@ static struct proto_parser host;
 static uint16_t next_reqid = 1;
 
 static void boot(void) {
-  struct pifs_platform pl = {"test", 42, 65536, NULL, capture, NULL, 0, 0, NULL};
+  struct pifs_platform pl = {"test", 42, 65536, NULL, capture, NULL, 0xa02082, 1u << 30, NULL};
   node_init(&node, &bd, &pl);
   outlen = 0;
   proto_parser_init(&host);
@@ -354,8 +354,10 @@ static void test_journal_trim_over_frames(void) {
   CHECK_EQ(ld64(r.payload[0] + 12), 100);
   send(b, frame(b, OP_INFO, 513, NULL, 0));
   responses(&r);
-  CHECK_EQ(r.len[0], 112);
+  CHECK_EQ(r.len[0], 120);
   CHECK_EQ(ld64(r.payload[0] + 44), 100);  /* journal length */
+  CHECK_EQ(ld32(r.payload[0] + 112), 0xa02082); /* board revision, from the platform */
+  CHECK_EQ(ld32(r.payload[0] + 116), 1u << 30);  /* memory */
   CHECK_EQ(ld64(r.payload[0] + 104), 30); /* journal start */
   /* reading below the start: ERANGE; from it: entries 2 and 3 */
   st64(p, 0);

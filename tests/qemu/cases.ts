@@ -100,6 +100,10 @@ Deno.test("qemu: a mixed cluster boots, reports its boards, and idles without ho
       assertEquals(n.card, "ok");
       assertEquals(n.cluster_ok, true);
       assert(n.capacity > 50 * 1024 * 1024, `capacity ${n.capacity}`);
+      // From the Pi's mailbox: QEMU's Pi 3B is revision 1.2 (a02082), its
+      // Pi Zero revision 1.2 (920092); the ARM's share of RAM.
+      assertEquals(n.board_revision, n.board === "raspi3b" ? 0xa02082 : 0x920092);
+      assert(n.memory >= 256 * 1024 * 1024, `memory ${n.memory}`);
     }
     // An idle emulated Pi sleeps in WFI: over 3 s it takes well under a
     // tenth of a core (a spinning core would take all of one).
