@@ -97,11 +97,13 @@ export {
 } from "./sync/api.ts";
 export {
   diffSnapshots,
+  newSyncProgress,
   runJob,
   type SnapshotChange,
   sourceFor,
   type SyncEvent,
   type SyncOptions,
+  type SyncProgress,
   type SyncSummary,
 } from "./sync/engine.ts";
 export {

@@ -1,7 +1,9 @@
 /**
  * Content-defined chunker benchmark (`sync/cdc.ts`):
  *
- *   deno run -A bench/cdc_bench.ts [--size 256] [--edit-size 100]
+ *   deno run -A bench/cdc_bench.ts [--quick] [--size 256] [--edit-size 100]
+ *
+ * (`--quick`: `--size 64 --edit-size 32`.)
  *
  * For avg 64 KiB, 256 KiB, 1 MiB and 4 MiB (min avg/4, max avg*4 but at most
  * 8 MiB) it prints two markdown tables:
@@ -28,8 +30,9 @@ const opt = (name: string, def: number) => {
   const i = args.indexOf(name);
   return i >= 0 ? Number(args[i + 1]) : def;
 };
-const SIZE = opt("--size", 256) * MiB;
-const EDIT_SIZE = opt("--edit-size", 100) * MiB;
+const quick = args.includes("--quick");
+const SIZE = opt("--size", quick ? 64 : 256) * MiB;
+const EDIT_SIZE = opt("--edit-size", quick ? 32 : 100) * MiB;
 const RUNS = 3;
 const SEED = 0xbe9c4;
 const AVGS = [64 * KiB, 256 * KiB, MiB, 4 * MiB];

@@ -6,7 +6,10 @@
  * 2. `pifs ls -l` of a directory of 10,000 files (from the index) against
  *    `ls -l` of the same tree on the local disk.
  *
- *   deno run -A bench/cluster_bench.ts [--seconds 8] [--nodes 1,2,4,8] [--skip-ls]
+ *   deno run -A bench/cluster_bench.ts [--quick] [--seconds 8] [--nodes 1,2,4,8]
+ *     [--ls-files 10000] [--skip-ls]
+ *
+ * `--quick`: 2 seconds per configuration, N = 1, 2, 4, and 2,000 files for ls.
  *
  * @module
  */
@@ -18,8 +21,10 @@ const opt = (name: string, def: string) => {
   const i = args.indexOf(name);
   return i >= 0 ? args[i + 1] : def;
 };
-const SECONDS = Number(opt("--seconds", "8"));
-const NODES = opt("--nodes", "1,2,4,8").split(",").map(Number);
+const quick = args.includes("--quick");
+const SECONDS = Number(opt("--seconds", quick ? "2" : "8"));
+const NODES = opt("--nodes", quick ? "1,2,4" : "1,2,4,8").split(",").map(Number);
+const LS_FILES = Number(opt("--ls-files", quick ? "2000" : "10000"));
 const BAUD = Number(opt("--baud", "115200"));
 /** File size: small enough that each node gets many, so placement evens out. */
 const FILE = Number(opt("--file-kib", "32")) * 1024;
@@ -101,7 +106,7 @@ const w = head.map((_, i) => Math.max(...all.map((x) => x[i].length)));
 for (const x of all) console.log(x.map((c, i) => c.padEnd(w[i])).join("  "));
 
 if (!args.includes("--skip-ls")) {
-  // ls -l of 10,000 files: from the index, against the local disk.
+  // ls -l of LS_FILES files: from the index, against the local disk.
   const dir = await Deno.makeTempDir({ prefix: "pifs-lsbench-" });
   try {
     // 256 MiB cards: 10,000 journal entries need more log than a 64 MiB
@@ -113,7 +118,7 @@ if (!args.includes("--skip-ls")) {
     const empty = new Uint8Array(0);
     let next = 0;
     const worker = async () => {
-      while (next < 10_000) {
+      while (next < LS_FILES) {
         const name = `file${String(next++).padStart(5, "0")}`;
         await Deno.writeFile(`${local}/${name}`, empty);
         await s.putStream(`/many/${name}`, ReadableStream.from([empty]), {
@@ -134,7 +139,7 @@ if (!args.includes("--skip-ls")) {
     const tp = await time(PIFS, ["ls", "-l", "/many", "--cluster", dir]);
     const tl = await time("ls", ["-l", local]);
     console.log(
-      `\nls -l of 10,000 files: pifs (index, including start-up and connecting to 3 nodes) ` +
+      `\nls -l of ${LS_FILES} files: pifs (index, including start-up and connecting to 3 nodes) ` +
         `${tp.toFixed(2)} s; local ls -l ${tl.toFixed(3)} s; ratio ${(tp / tl).toFixed(1)}`,
     );
   } finally {

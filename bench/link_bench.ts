@@ -1,10 +1,10 @@
 /**
- * `deno task bench`: payload throughput of one link for chunk put and get,
- * as a fraction of the line rate (baud/10 bytes/s for 8N1), against ZMODEM
+ * `deno task bench:link` (the first section of `deno task bench`): payload
+ * throughput of one link for chunk put and get, as a fraction of the line rate (baud/10 bytes/s for 8N1), against ZMODEM
  * (lrzsz `sz`/`rz`) moving the same bytes over an equally paced link
  * (`pifs-link`, the same pacing code as the hosted node), in the same run.
  *
- *   deno task bench [--quick] [--baud 115200,921600] [--chunk 262144]
+ *   deno task bench:link [--quick] [--baud 115200,921600] [--chunk 262144]
  *
  * @module
  */

@@ -2,9 +2,12 @@
  * End-to-end sync benchmark on paced hosted nodes, and the host's chunking
  * and hashing against just reading.
  *
- *   deno run -A bench/sync_e2e_bench.ts [--nodes 4] [--copies 1] [--baud 921600] [--mib 16]
+ *   deno run -A bench/sync_e2e_bench.ts [--quick] [--nodes 4] [--copies 1] [--baud 921600]
+ *     [--mib 16] [--host-mib 512]
  *
- * 1. Host: a 512 MiB file on the local disk read three ways, in one run:
+ * (`--quick`: `--mib 4 --host-mib 128`.)
+ *
+ * 1. Host: a `--host-mib` MiB file on the local disk read three ways, in one run:
  *    read only; read + content-defined chunking; read + chunking + SHA-256
  *    of every chunk (what `pifs sync` does before anything crosses a wire).
  * 2. A folder of one file of `--mib` MiB synced to `--nodes` hosted nodes
@@ -24,7 +27,9 @@ const opt = (name: string, def: string) => {
 const nodes = Number(opt("--nodes", "4"));
 const copies = Number(opt("--copies", "1"));
 const baud = Number(opt("--baud", "921600"));
-const mib = Number(opt("--mib", "16"));
+const quick = args.includes("--quick");
+const mib = Number(opt("--mib", quick ? "4" : "16"));
+const hostMib = Math.max(8, Math.round(Number(opt("--host-mib", quick ? "128" : "512")) / 8) * 8);
 const MiB = 1024 * 1024;
 
 function fill(b: Uint8Array, seed: number) {
@@ -45,7 +50,7 @@ try {
   {
     const f = await Deno.open(big, { write: true, create: true });
     const b = new Uint8Array(8 * MiB);
-    for (let i = 0; i < 64; i++) {
+    for (let i = 0; i < hostMib / 8; i++) {
       fill(b, 1000 + i);
       await f.write(b);
     }
@@ -71,7 +76,7 @@ try {
   const hashed = await pass(true, true);
   await Deno.remove(big);
   console.log(`# sync end-to-end bench, deno ${Deno.version.deno}\n`);
-  console.log("Host, 512 MiB from the page cache, one run:\n");
+  console.log(`Host, ${hostMib} MiB from the page cache, one run:\n`);
   console.log("| read | read + chunk | read + chunk + SHA-256 |");
   console.log("| --- | --- | --- |");
   console.log(

@@ -8,9 +8,16 @@ import { Cron } from "croner";
 import { Store } from "../store/store.ts";
 import { clusterDir } from "../store/cluster.ts";
 import { type JobSpec, loadSpec, SpecError, specJsonSchema } from "../sync/spec.ts";
-import { diffSnapshots, runJob, type SyncOptions, type SyncSummary } from "../sync/engine.ts";
+import {
+  diffSnapshots,
+  newSyncProgress,
+  runJob,
+  type SyncOptions,
+  type SyncProgress,
+  type SyncSummary,
+} from "../sync/engine.ts";
 import { logRun, readRuns, type RunRecord, withSyncLock } from "../sync/runs.ts";
-import { MultiProgress } from "./_progress.ts";
+import { estimateNodeTotals, MultiProgress, type ProgressRow } from "./_progress.ts";
 import { humanBytes, info, UsageError } from "./_util.ts";
 
 async function openStore(cluster?: string, copies?: number): Promise<Store> {
@@ -20,7 +27,9 @@ async function openStore(cluster?: string, copies?: number): Promise<Store> {
 function summaryText(s: SyncSummary): string {
   const lines = [
     `${s.job}: ${s.files_new} new, ${s.files_changed} changed, ${s.files_unchanged} unchanged` +
-    (s.files_failed ? `, ${s.files_failed} FAILED` : "") + ` in ${s.seconds.toFixed(1)} s`,
+    (s.files_failed ? `, ${s.files_failed} FAILED` : "") +
+    (s.duplicates ? `, ${s.duplicates} duplicate${s.duplicates === 1 ? "" : "s"} left out` : "") +
+    ` in ${s.seconds.toFixed(1)} s`,
     `  read ${humanBytes(s.bytes_read)}, sent ${humanBytes(s.wire_bytes)} on the wires; ` +
     `chunks ${s.chunks_new} new, ${s.chunks_deduplicated} deduplicated (ratio ${s.dedup_ratio})`,
   ];
@@ -30,6 +39,36 @@ function summaryText(s: SyncSummary): string {
   }
   for (const p of s.problems) lines.push(`  problem: ${p.path}: ${p.message}`);
   return lines.join("\n");
+}
+
+/**
+ * The progress lines of a sync run: the job (files done of listed, bytes read
+ * of the bytes it will read, ETA), then each Pi (bytes this run wrote to its
+ * link, of an estimate of its total: see {@linkcode estimateNodeTotals}).
+ */
+export function syncRows(
+  job: string,
+  p: SyncProgress,
+  nodes: { id: number; wire: number; up: boolean }[],
+): ProgressRow[] {
+  const totals = estimateNodeTotals(p, nodes.map((n) => n.wire), nodes.map((n) => n.up));
+  const rows: ProgressRow[] = [{
+    label: job,
+    done: p.bytes_read,
+    total: Math.max(0, p.bytes_listed - p.bytes_skipped),
+    approx: !p.listing_done || p.sizes_unknown > 0,
+    files: { done: p.files_done, total: p.files_listed, more: !p.listing_done },
+  }];
+  for (const [i, n] of nodes.entries()) {
+    rows.push({
+      label: `node ${n.id}`,
+      done: n.wire,
+      total: totals[i],
+      approx: true,
+      note: n.up ? undefined : "DOWN",
+    });
+  }
+  return rows;
 }
 
 /** Loads every job of the spec files; a bad spec is a UsageError with all its issues. */
@@ -82,16 +121,31 @@ async function runLogged(
     await logRun(dir, r);
     return r;
   }
-  let read = 0;
-  const bar = json ? undefined : new MultiProgress(() => [
-    [job.name, read],
-    ...[...store.nodes.values()].map((st): [string, number] => [
-      `node ${st.entry.id}${st.client ? "" : " DOWN"}`,
-      st.client?.bytesWritten ?? 0,
-    ]),
-  ]);
+  const progress = newSyncProgress();
+  // Bytes this run wrote to each Pi's link (a reconnected Pi's client counts from 0).
+  const links = [...store.nodes.values()].map((st) => ({
+    st,
+    client: st.client,
+    base: st.client?.bytesWritten ?? 0,
+    wire: 0,
+  }));
+  const bar = json ? undefined : new MultiProgress(() =>
+    syncRows(
+      job.name,
+      progress,
+      links.map((l) => {
+        const c = l.st.client;
+        if (c && c !== l.client) {
+          l.base = c.bytesWritten - l.wire; // a new connection: go on from here
+          l.client = c;
+        }
+        if (c) l.wire = c.bytesWritten - l.base;
+        return { id: l.st.entry.id, wire: l.wire, up: !!c };
+      }),
+    )
+  );
   const opts: SyncOptions = {
-    onBytes: (n) => read += n,
+    progress,
     onEvent: json ? (e) => console.log(JSON.stringify(e)) : undefined,
   };
   let r: RunRecord;
@@ -113,6 +167,186 @@ async function runLogged(
   }
   await logRun(dir, r);
   return r;
+}
+
+/** A job file as the daemon last read it. */
+interface WatchedSpec {
+  /** Its mtime (ms) and size when read: a change of either reads it again. */
+  stamp: string;
+  /** Its jobs (the last valid version's, while it is invalid). */
+  jobs: JobSpec[];
+  /** Why the last read failed, while the file is invalid. */
+  error?: string;
+  /** One cron per job with a schedule. */
+  crons: Cron[];
+}
+
+/**
+ * The daemon's job files: read at start, read again when their mtime or size
+ * changes (checked every `pollMs`, and before each run), each job on its cron
+ * schedule. A file that becomes invalid is reported once in the log; its jobs
+ * are then not run (each scheduled run is logged as failed, naming the error)
+ * until it is valid again, and the other files' jobs go on.
+ */
+export class SpecWatcher {
+  #files: string[];
+  #log: (msg: string) => void;
+  #pollMs: number;
+  #specs = new Map<string, WatchedSpec>();
+  #queue: string[] = [];
+  #wake?: () => void;
+  #timer?: ReturnType<typeof setInterval>;
+  #stopped = false;
+  #refreshing?: Promise<void>;
+
+  /** Watches `files`; messages go to `log`. */
+  constructor(files: string[], log: (msg: string) => void, pollMs = 1000) {
+    this.#files = files;
+    this.#log = log;
+    this.#pollMs = pollMs;
+  }
+
+  static async #stamp(file: string): Promise<string> {
+    try {
+      const st = await Deno.stat(file);
+      return `${st.mtime?.getTime() ?? 0}:${st.size}`;
+    } catch (e) {
+      return `error:${(e as Error).name}`;
+    }
+  }
+
+  /** Reads every file (a bad one is a UsageError) and starts the schedules. */
+  async start(): Promise<void> {
+    const stamps = await Promise.all(this.#files.map((f) => SpecWatcher.#stamp(f)));
+    const jobs = await loadJobs(this.#files);
+    for (const [i, f] of this.#files.entries()) {
+      const mine = jobs.filter((j) => j.specFile === f);
+      this.#specs.set(f, { stamp: stamps[i], jobs: mine, crons: [] });
+      this.#schedule(f);
+    }
+    this.#timer = setInterval(() => void this.refresh(), this.#pollMs);
+  }
+
+  /** Whether any job has a schedule. */
+  scheduled(): boolean {
+    return [...this.#specs.values()].some((s) => s.crons.length > 0);
+  }
+
+  /** The current version of a job, by name. */
+  job(name: string): JobSpec | undefined {
+    for (const s of this.#specs.values()) {
+      const j = s.jobs.find((x) => x.name === name);
+      if (j) return j;
+    }
+    return undefined;
+  }
+
+  /** Why a job file is invalid now, or undefined. */
+  invalid(file: string): string | undefined {
+    return this.#specs.get(file)?.error;
+  }
+
+  /** The next job due (by name); undefined once stopped. */
+  async next(): Promise<string | undefined> {
+    while (!this.#stopped) {
+      const name = this.#queue.shift();
+      if (name !== undefined) return name;
+      await new Promise<void>((r) => this.#wake = r);
+      this.#wake = undefined;
+    }
+    return undefined;
+  }
+
+  /** Reads again the files whose mtime or size changed. */
+  refresh(): Promise<void> {
+    // One refresh at a time; a caller during one waits for it and checks again.
+    const run = async () => {
+      for (const f of this.#files) {
+        if (this.#stopped) return;
+        const stamp = await SpecWatcher.#stamp(f);
+        const cur = this.#specs.get(f)!;
+        if (stamp === cur.stamp) continue;
+        cur.stamp = stamp;
+        await this.#reload(f, cur);
+      }
+    };
+    const p = (this.#refreshing ?? Promise.resolve()).then(run);
+    this.#refreshing = p.finally(() => {
+      if (this.#refreshing === p) this.#refreshing = undefined;
+    });
+    return p;
+  }
+
+  async #reload(file: string, cur: WatchedSpec): Promise<void> {
+    let jobs: JobSpec[];
+    try {
+      jobs = await loadSpec(file);
+      for (const j of jobs) {
+        for (const [other, s] of this.#specs) {
+          if (other !== file && !s.error && s.jobs.some((x) => x.name === j.name)) {
+            throw new Error(`job ${j.name}: defined in ${other} and in ${file}`);
+          }
+        }
+      }
+    } catch (e) {
+      const msg = (e as Error).message;
+      if (cur.error !== msg) {
+        this.#log(
+          `${file}: changed and now invalid; its jobs are not run until it is fixed:\n${msg}`,
+        );
+      }
+      cur.error = msg;
+      return;
+    }
+    const was = cur.error !== undefined;
+    cur.error = undefined;
+    cur.jobs = jobs;
+    this.#log(
+      `${file}: ${was ? "fixed" : "changed"}, read again: ${
+        jobs.map((j) => j.name).join(", ") || "no jobs"
+      }`,
+    );
+    this.#schedule(file);
+  }
+
+  /** (Re)starts the crons of one file's jobs. */
+  #schedule(file: string): void {
+    const cur = this.#specs.get(file)!;
+    for (const c of cur.crons) c.stop();
+    cur.crons = [];
+    // Queued runs of jobs that are gone, or lost their schedule, are dropped.
+    const names = new Set(cur.jobs.filter((j) => j.schedule).map((j) => j.name));
+    this.#queue = this.#queue.filter((n) => names.has(n) || this.#scheduledElsewhere(file, n));
+    for (const job of cur.jobs) {
+      if (!job.schedule) {
+        this.#log(`job ${job.name}: no schedule: not run by the daemon`);
+        continue;
+      }
+      const name = job.name;
+      const c = new Cron(job.schedule, { protect: true }, () => {
+        if (!this.#queue.includes(name)) this.#queue.push(name); // not queued twice
+        this.#wake?.();
+      });
+      cur.crons.push(c);
+      this.#log(`job ${name}: next run ${c.nextRun()?.toISOString() ?? "never"}`);
+    }
+  }
+
+  /** Whether a file other than `file` has a scheduled job `name`. */
+  #scheduledElsewhere(file: string, name: string): boolean {
+    for (const [f, s] of this.#specs) {
+      if (f !== file && s.jobs.some((j) => j.name === name && j.schedule)) return true;
+    }
+    return false;
+  }
+
+  /** Stops the schedules, the polling and {@linkcode SpecWatcher.next}. */
+  stop(): void {
+    this.#stopped = true;
+    clearInterval(this.#timer);
+    for (const s of this.#specs.values()) for (const c of s.crons) c.stop();
+    this.#wake?.();
+  }
 }
 
 /** Registers the sync commands. */
@@ -159,51 +393,58 @@ export function registerSync(program: Command): void {
   program.command("daemon")
     .description(
       "run every job of SPEC files on its cron schedule (one job at a time per cluster), " +
-        "logging each run to DIR/jobs.log; stops cleanly on SIGINT/SIGTERM",
+        "logging each run to DIR/jobs.log; an edited SPEC is read again (one that became " +
+        "invalid is logged and its jobs wait until it is fixed); stops cleanly on SIGINT/SIGTERM",
     )
     .argument("<specs...>", "job files (YAML)")
     .option("--cluster <dir>", "cluster directory (default: $PIFS_CLUSTER)")
     .option("--json", "print events as JSON lines")
     .action(async (specs: string[], o) => {
       const dir = clusterDir(o.cluster);
-      const jobs = (await loadJobs(specs)).filter((j) => {
-        if (!j.schedule) info(`job ${j.name}: no schedule: not run by the daemon`);
-        return !!j.schedule;
-      });
-      if (!jobs.length) throw new UsageError("no job has a schedule: nothing for the daemon to do");
-      const queue: JobSpec[] = [];
-      let wake: (() => void) | undefined;
-      let stopping = false;
-      const crons = jobs.map((job) =>
-        new Cron(job.schedule!, { protect: true }, () => {
-          if (!queue.includes(job)) queue.push(job); // a run still waiting is not queued twice
-          wake?.();
-        })
-      );
-      for (const [i, c] of crons.entries()) {
-        info(`job ${jobs[i].name}: next run ${c.nextRun()?.toISOString() ?? "never"}`);
+      const daemon = new SpecWatcher(specs, info);
+      await daemon.start(); // bad specs at start are a usage error, as for sync
+      if (!daemon.scheduled()) {
+        daemon.stop();
+        throw new UsageError("no job has a schedule: nothing for the daemon to do");
       }
+      let stopping = false;
       const stop = () => {
         stopping = true;
-        for (const c of crons) c.stop();
-        wake?.();
+        daemon.stop();
       };
       Deno.addSignalListener("SIGINT", stop);
       Deno.addSignalListener("SIGTERM", stop);
       try {
         while (!stopping) {
-          const job = queue.shift();
-          if (!job) {
-            await new Promise<void>((r) => wake = r);
-            wake = undefined;
-            continue;
+          const name = await daemon.next();
+          if (name === undefined) break;
+          // An edited spec is read again before its job runs.
+          await daemon.refresh();
+          const job = daemon.job(name);
+          if (!job) continue; // removed from its spec meanwhile
+          let r: RunRecord;
+          const invalid = daemon.invalid(job.specFile);
+          if (invalid) {
+            const now = new Date().toISOString();
+            r = {
+              job: name,
+              spec: job.specFile,
+              start: now,
+              end: now,
+              outcome: "failed",
+              trigger: "schedule",
+              error: `not run: the job file is invalid: ${invalid}`,
+            };
+            await logRun(dir, r);
+          } else {
+            r = await withSyncLock(dir, () => runLogged(dir, job, "schedule", !!o.json), {
+              wait: true,
+            });
           }
-          const r = await withSyncLock(dir, () => runLogged(dir, job, "schedule", !!o.json), {
-            wait: true,
-          });
-          if (r.outcome === "failed") info(`job ${job.name}: failed: ${r.error}`);
+          if (r.outcome === "failed") info(`job ${name}: failed: ${r.error}`);
         }
       } finally {
+        daemon.stop();
         Deno.removeSignalListener("SIGINT", stop);
         Deno.removeSignalListener("SIGTERM", stop);
       }

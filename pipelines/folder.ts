@@ -341,6 +341,7 @@ export function localFileEntry(file: LocalFile, path: string, sha256?: string): 
     key: file.key,
     open: (offset = 0, signal?: AbortSignal) =>
       openLocalFile(file.absPath, file, path, offset, signal),
+    freshPieces: true, // each piece is a new buffer (openLocalFile)
   };
   if (file.mode !== undefined) entry.mode = file.mode;
   if (sha256 !== undefined) entry.sha256 = sha256;

@@ -148,7 +148,10 @@ export class HttpSource implements Source {
   }
 
   /** Lists the manifest's files (no requests besides the manifest's), then the
-   * URLs (one HEAD each, at most `concurrency` at once), in their order.
+   * URLs (one HEAD each, at most `concurrency` at once), in their order. A
+   * manifest's file is listed with mtime 0; once opened, its mtime becomes the
+   * server's `Last-Modified`, when the server sends one (the engine commits the
+   * file with it and keys its unchanged-file cache on the listed 0).
    * Throws a {@linkcode SourceError} naming the manifest when it cannot be read. */
   async *list(
     report: (problem: SourceProblem) => void,
@@ -237,7 +240,9 @@ export class HttpSource implements Source {
       mtimeMs,
       key,
       open: (offset = 0, signal?: AbortSignal) =>
-        openStream(s, url, path, offset, expectedSize, sha, signal),
+        openStream(s, url, path, offset, expectedSize, sha, signal, (t) => {
+          if (entry.mtimeMs === 0) entry.mtimeMs = t;
+        }),
     };
     if (sha !== undefined) entry.sha256 = sha;
     return entry;
@@ -581,6 +586,7 @@ async function openStream(
   expectedSize: number | undefined,
   sha: string | undefined,
   signal: AbortSignal | undefined,
+  onLastModified?: (ms: number) => void,
 ): Promise<HttpStream> {
   if (!Number.isSafeInteger(offset) || offset < 0) {
     throw new SourceError(`${url}: invalid offset ${offset}`, path);
@@ -588,7 +594,7 @@ async function openStream(
   if (expectedSize !== undefined && offset > expectedSize) {
     throw new SourceError(`${url}: offset ${offset} is past the end (${expectedSize} bytes)`, path);
   }
-  const dl = new Download(s, url, path, offset, expectedSize, sha, signal);
+  const dl = new Download(s, url, path, offset, expectedSize, sha, signal, onLastModified);
   try {
     await dl.start();
   } catch (e) {
@@ -638,6 +644,7 @@ class Download {
     readonly expectedSize: number | undefined,
     readonly sha: string | undefined,
     readonly signal: AbortSignal | undefined,
+    readonly onLastModified?: (ms: number) => void,
   ) {
     this.#pos = offset;
     this.verifiesSha256 = sha !== undefined && offset === 0;
@@ -785,6 +792,11 @@ class Download {
         );
       }
       this.#total = total;
+    }
+    if (st === 200 || st === 206) {
+      const lm = res.headers.get("last-modified");
+      const t = lm === null ? NaN : Date.parse(lm);
+      if (Number.isFinite(t) && t > 0) this.onLastModified?.(t);
     }
     const etag = res.headers.get("etag");
     if (etag !== null && st !== 416) {

@@ -399,8 +399,8 @@ export class PhotosSource implements Source {
    * Lists the media files and their sidecars: each kept media file followed
    * by its sidecars, in root order then path order. Reports orphan sidecars
    * ("sidecar without a photo, skipped") and collapsed duplicates
-   * ("duplicate of SOURCE, skipped"), each with `path` = the skipped file's
-   * absolute source path. Throws a {@linkcode SourceError} when a root is
+   * ("duplicate of SOURCE, skipped", with `duplicateOf` = SOURCE: not
+   * problems), each with `path` = the skipped file's absolute source path. Throws a {@linkcode SourceError} when a root is
    * missing or not a directory.
    */
   async *list(
@@ -501,9 +501,20 @@ export class PhotosSource implements Source {
         kept.push(m);
         continue;
       }
-      report({ path: m.source, message: `duplicate of ${first.source}, skipped` });
+      report({
+        path: m.source,
+        message: `duplicate of ${first.source}, skipped`,
+        duplicateOf: first.source,
+      });
       for (const sidecar of m.sidecars) {
-        if (first.sidecars.some((s) => s.kind === sidecar.kind)) {
+        const own = first.sidecars.find((s) => s.kind === sidecar.kind);
+        if (own && await sameContent(own.file, sidecar.file)) {
+          report({
+            path: sidecar.source,
+            message: `sidecar of duplicate ${m.source}: same as ${own.source}, skipped`,
+            duplicateOf: own.source,
+          });
+        } else if (own) {
           report({
             path: sidecar.source,
             message:
@@ -575,6 +586,17 @@ function attachSidecar(file: LocalFile, name: string, medias: Media[]): Sidecar 
     return sidecar;
   }
   return undefined;
+}
+
+/** Whether two (small: sidecar) files have the same bytes; false when either cannot be read. */
+async function sameContent(a: LocalFile, b: LocalFile): Promise<boolean> {
+  if (a.size !== b.size || a.size > 16 * 1024 * 1024) return false;
+  try {
+    const [x, y] = await Promise.all([Deno.readFile(a.absPath), Deno.readFile(b.absPath)]);
+    return x.length === y.length && x.every((v, i) => v === y[i]);
+  } catch {
+    return false;
+  }
 }
 
 /** Creates a {@linkcode PhotosSource}. */

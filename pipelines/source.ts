@@ -15,7 +15,10 @@ export interface SourceEntry {
   path: string;
   /** Size in bytes, or -1 when unknown until read. */
   size: number;
-  /** Modification time in ms since the epoch. */
+  /** Modification time in ms since the epoch; 0 when unknown. A source may
+   * fill in an unknown (0) mtime while the entry is read (the http source: the
+   * server's `Last-Modified`): the engine commits the file with the value it
+   * has after reading, and keys the unchanged-file cache on the listed one. */
   mtimeMs: number;
   /** POSIX permission bits (e.g. 0o644), when the source has them. */
   mode?: number;
@@ -32,6 +35,12 @@ export interface SourceEntry {
    * gives up. A piece, once enqueued, belongs to the reader: the source never
    * writes to it again (the engine keeps views of it as chunks). */
   open(offset?: number, signal?: AbortSignal): Promise<ReadableStream<Uint8Array>>;
+  /** Set when every piece the stream enqueues is a buffer of its own that the
+   * source never uses again, not even to read: the engine then frees each
+   * piece (detaches its buffer) as soon as it is chunked and its chunks are
+   * stored, instead of leaving it to the garbage collector, which keeps the
+   * resident memory of a fast sync down. */
+  freshPieces?: boolean;
 }
 
 /** A sync source. */
@@ -52,6 +61,10 @@ export interface SourceProblem {
   path: string;
   /** What went wrong, in words that name the cause. */
   message: string;
+  /** Set when the entry was left out as an exact duplicate of another file
+   * (this is that file's source path): not a problem, the content is stored
+   * once; the engine counts it in `duplicates`, not in `problems`. */
+  duplicateOf?: string;
 }
 
 /** A source failed in a way that names its cause (and the entry, when one). */

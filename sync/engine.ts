@@ -60,17 +60,72 @@ export interface SyncSummary {
   dedup_ratio: number;
   /** Snapshots removed by retention. */
   snapshots_removed: string[];
+  /** Entries left out as exact duplicates of others (photos: `dedupe`): not problems. */
+  duplicates: number;
   /** Entries skipped or failed, with why. */
   problems: SourceProblem[];
   /** Wall time of the run in seconds. */
   seconds: number;
 }
 
+/**
+ * Counters of a run in progress, which {@linkcode runJob} keeps up to date in
+ * the object given as {@linkcode SyncOptions.progress} (for progress bars:
+ * the files and bytes still to come, and what is planned for the Pis).
+ */
+export interface SyncProgress {
+  /** Entries listed so far (after include/exclude). */
+  files_listed: number;
+  /** True once every source has been listed: `files_listed` is the total. */
+  listing_done: boolean;
+  /** Entries finished: new, changed, unchanged or failed. */
+  files_done: number;
+  /** Sum of the sizes of the listed entries whose size is known. */
+  bytes_listed: number;
+  /** Listed entries of unknown size (an http URL without Content-Length). */
+  sizes_unknown: number;
+  /** Sizes of the entries skipped as unchanged before they were read. */
+  bytes_skipped: number;
+  /** Bytes read from the sources. */
+  bytes_read: number;
+  /** Bytes of chunks handed to the Pis to store, times their copies. */
+  bytes_planned: number;
+  /** Of `bytes_planned`, the bytes whose copies are committed. */
+  bytes_stored: number;
+}
+
+/** A {@linkcode SyncProgress} with every counter at zero. */
+export function newSyncProgress(): SyncProgress {
+  return {
+    files_listed: 0,
+    listing_done: false,
+    files_done: 0,
+    bytes_listed: 0,
+    sizes_unknown: 0,
+    bytes_skipped: 0,
+    bytes_read: 0,
+    bytes_planned: 0,
+    bytes_stored: 0,
+  };
+}
+
 /** Progress events of a run (`--json` prints one per line). */
 export type SyncEvent =
   | { event: "start"; job: string; sources: string[] }
-  | { event: "file"; job: string; path: string; status: "new" | "changed" | "unchanged" }
+  | {
+    event: "file";
+    job: string;
+    path: string;
+    status: "new" | "changed" | "unchanged";
+    /** Entries finished so far, this one included. */
+    files_done?: number;
+    /** Entries listed so far (the total once listing is done). */
+    files_listed?: number;
+    /** Bytes read from the sources so far. */
+    bytes_read?: number;
+  }
   | { event: "problem"; job: string; path: string; message: string }
+  | { event: "duplicate"; job: string; path: string; of: string }
   | { event: "snapshot"; job: string; name: string; files: number; bytes: number }
   | { event: "done"; summary: SyncSummary };
 
@@ -80,6 +135,8 @@ export interface SyncOptions {
   onEvent?: (e: SyncEvent) => void;
   /** Bytes read so far (for a progress bar). */
   onBytes?: (n: number) => void;
+  /** Counters the run keeps up to date (see {@linkcode SyncProgress}). */
+  progress?: SyncProgress;
   /** Stops the run between chunks; what is committed stays. */
   signal?: AbortSignal;
   /** The clock (tests). */
@@ -104,6 +161,25 @@ export function sourceFor(spec: SourceSpec): Source {
         timeoutMs: spec.timeout * 1000,
       });
   }
+}
+
+/**
+ * Frees the memory of bytes that nothing needs any more (a piece of the
+ * source, once chunked; a chunk, once found stored) now rather than at V8's
+ * next garbage collection, when they span their whole buffer. V8 collects
+ * when some 64 MiB of buffers were allocated since the last collection, so
+ * without this a fast run (a re-sync that finds every chunk stored) carries
+ * that much dead data.
+ */
+function release(bytes: Uint8Array): void {
+  if (owns(bytes)) (bytes.buffer as ArrayBuffer).transfer(0);
+}
+
+/** Whether `bytes` spans the whole of a plain (not shared, not resizable) buffer. */
+function owns(bytes: Uint8Array): boolean {
+  const buf = bytes.buffer;
+  return buf instanceof ArrayBuffer && bytes.byteOffset === 0 &&
+    bytes.byteLength === buf.byteLength && !buf.detached && !buf.resizable;
 }
 
 /** A file of a run that could not be stored: reported, the run goes on. */
@@ -141,12 +217,31 @@ export async function runJob(
     chunks_deduplicated: 0,
     dedup_ratio: 1,
     snapshots_removed: [],
+    duplicates: 0,
     problems: [],
     seconds: 0,
   };
   let newBytes = 0;
+  const prog = opts.progress ?? newSyncProgress();
   const emit = (e: SyncEvent) => opts.onEvent?.(e);
+  const fileDone = (path: string, status: "new" | "changed" | "unchanged") => {
+    prog.files_done++;
+    emit({
+      event: "file",
+      job: job.name,
+      path,
+      status,
+      files_done: prog.files_done,
+      files_listed: prog.files_listed,
+      bytes_read: sum.bytes_read,
+    });
+  };
   const report = (p: SourceProblem) => {
+    if (p.duplicateOf !== undefined) {
+      sum.duplicates++;
+      emit({ event: "duplicate", job: job.name, path: p.path, of: p.duplicateOf });
+      return;
+    }
     sum.problems.push(p);
     emit({ event: "problem", job: job.name, path: p.path, message: p.message });
   };
@@ -162,15 +257,19 @@ export async function runJob(
   /** Stores one entry; throws FileFailed for a problem of this file only. */
   const storeEntry = async (entry: SourceEntry, path: string) => {
     const copies = copiesAt(path);
+    // The cache keeps the listed mtime; a source may learn a better one while
+    // the file is read (http: Last-Modified), which the file is committed with.
+    const listedMtime = entry.mtimeMs;
     const cached = store.index.syncCacheGet(job.name, path);
     const live = store.index.get(path);
     if (
       cached && live?.type === "f" && live.manifest === cached.manifest &&
       cached.key === entry.key && cached.size === entry.size &&
-      cached.mtime === entry.mtimeMs && (entry.size >= 0 || entry.mtimeMs > 0)
+      cached.mtime === listedMtime && (entry.size >= 0 || listedMtime > 0)
     ) {
       sum.files_unchanged++;
-      emit({ event: "file", job: job.name, path, status: "unchanged" });
+      prog.bytes_skipped += Math.max(0, entry.size);
+      fileDone(path, "unchanged");
       return;
     }
     if (live?.type === "d") throw new FileFailed(`${path}: a directory in the store`);
@@ -188,6 +287,25 @@ export async function runJob(
     const limit = Math.max(2, 2 * store.up().length);
     let size = 0;
     let failure: unknown;
+    // Buffers are freed as soon as they are dead (see release()): a piece of
+    // the source once no chunk in flight views it, a chunk the chunker copied
+    // once it is found stored. What went to a Pi is left to the collector.
+    const viewers = new Map<ArrayBufferLike, number>(); // piece -> its chunks in flight
+    const pinned = new WeakSet<ArrayBufferLike>(); // pieces with a chunk sent
+    const done = (c: Uint8Array, free: boolean) => {
+      const buf = c.buffer;
+      const n = viewers.get(buf);
+      if (n === undefined) {
+        if (free && !pinned.has(buf)) release(c);
+      } else if (!free) {
+        viewers.delete(buf);
+        pinned.add(buf);
+      } else if (n > 1) viewers.set(buf, n - 1);
+      else {
+        viewers.delete(buf);
+        release(new Uint8Array(buf as ArrayBuffer));
+      }
+    };
     // A chunk may be a view of a piece the source enqueued; sources never
     // reuse an enqueued piece (Source.open), so no copy is needed.
     const send = async (data: Uint8Array) => {
@@ -199,9 +317,13 @@ export async function runJob(
         chunks[idx][0] = id;
         if (store.index.locations(id).length >= copies) {
           sum.chunks_deduplicated++;
+          done(data, true);
           return;
         }
+        done(data, false);
+        prog.bytes_planned += data.length * copies;
         const r = await store.storeChunk(data, { id, copies });
+        prog.bytes_stored += data.length * copies;
         if (r.sent) {
           sum.chunks_new++;
           newBytes += data.length;
@@ -218,8 +340,15 @@ export async function runJob(
         opts.signal?.throwIfAborted();
         hash?.update(piece);
         sum.bytes_read += piece.length;
+        prog.bytes_read += piece.length;
         opts.onBytes?.(piece.length);
-        for (const c of chunker.push(piece)) await send(c);
+        const cs = chunker.push(piece);
+        if (entry.freshPieces === true && owns(piece)) {
+          const n = cs.reduce((k, c) => k + (c.buffer === piece.buffer ? 1 : 0), 0);
+          if (n === 0) release(piece); // all copied: the chunker keeps no view of it
+          else viewers.set(piece.buffer, n);
+        }
+        for (const c of cs) await send(c);
       }
       const last = chunker.finish();
       if (last) await send(last);
@@ -247,7 +376,7 @@ export async function runJob(
       live?.type === "f" && live.manifest === mid && live.mode === mode && live.mtime === mtime
     ) {
       sum.files_unchanged++; // read, and found identical
-      emit({ event: "file", job: job.name, path, status: "unchanged" });
+      fileDone(path, "unchanged");
     } else {
       if (store.index.locations(mid).length < copies) {
         await store.storeChunk(encodeManifest(manifest), { id: mid, copies });
@@ -260,12 +389,12 @@ export async function runJob(
       const status = live?.type === "f" ? "changed" : "new";
       if (status === "new") sum.files_new++;
       else sum.files_changed++;
-      emit({ event: "file", job: job.name, path, status });
+      fileDone(path, status);
     }
     store.index.syncCacheSet(job.name, path, {
       key: entry.key,
       size: entry.size,
-      mtime: entry.mtimeMs,
+      mtime: listedMtime,
       manifest: mid,
     });
   };
@@ -286,8 +415,12 @@ export async function runJob(
         continue;
       }
       seen.add(path);
+      prog.files_listed++;
+      if (entry.size >= 0) prog.bytes_listed += entry.size;
+      else prog.sizes_unknown++;
       const p: Promise<void> = storeEntry(entry, path).catch((e) => {
         if (e instanceof FileFailed) {
+          prog.files_done++;
           sum.files_failed++;
           report({ path: entry.path, message: e.message });
         } else fatal ??= e;
@@ -297,6 +430,7 @@ export async function runJob(
     }
     if (fatal) break;
   }
+  prog.listing_done = true;
   await Promise.all(running);
   if (fatal) throw fatal;
 

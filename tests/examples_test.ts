@@ -141,7 +141,12 @@ Deno.test("examples: photos.yaml, dataset.yaml and custom_pipeline.ts on three h
 
     // Photos: filed by EXIF date, the duplicate stored once, the sidecar next to its photo.
     const first = lastJson(await ok("sync", "--cluster", c, "--json", `${dir}/photos.yaml`));
-    assertEquals([first.files_new, first.files_failed, first.problems], [7, 0, 1]);
+    assertEquals([first.files_new, first.files_failed, first.problems, first.duplicates], [
+      7,
+      0,
+      0,
+      1,
+    ]);
     await ok("get", "--cluster", c, "/photos", `${dir}/photos-back`);
     const back = await tree(`${dir}/photos-back`);
     const expected = new Map<string, string>(); // target path -> sample path
