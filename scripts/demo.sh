@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# The pifs demo: three emulated Pis (hosted nodes on ptys, each paced like a
-# real 921600-baud UART), a folder stored with 2 copies of every chunk,
+# The pifs demo: three emulated Pis (QEMU: two Raspberry Pi 3B and a Pi
+# Zero, each booting the pifs bootloader and node firmware from its card
+# image), new node firmware deployed to all three at once, a folder stored
+# with 2 copies of every chunk,
 # listed, read back and compared; the examples of examples/ synced (a photo
 # library filed by EXIF date, an HTTP dataset, a TypeScript pipeline) and
 # snapshotted; the host's index thrown away and rebuilt
@@ -23,9 +25,12 @@ trap 'stop_server; ./pifs sim down --dir "$DIR" >/dev/null 2>&1 || true' EXIT
 
 step() { printf '\n== %s\n' "$*"; }
 
-step "pifs sim up --nodes 3 --baud 921600"
-./pifs sim up --dir "$DIR" --nodes 3 --baud 921600
+step "pifs sim up --nodes 3 --qemu mixed   (QEMU raspi3b, raspi0, raspi3b)"
+./pifs sim up --dir "$DIR" --nodes 3 --qemu mixed
 ./pifs status
+
+step "pifs deploy: node firmware to all three Pis at once, through their bootloaders"
+./pifs deploy firmware/build/pi3/node.img firmware/build/pi0/node.img
 
 step "a sample folder: photos and a dataset (one file twice: deduplicated)"
 mkdir -p "$DIR/sample/photos/2024" "$DIR/sample/dataset"

@@ -10,10 +10,23 @@ import { connectNode } from "../store/cluster.ts";
 import { assert, assertEquals } from "./_assert.ts";
 import { assertBootFilesIntact, assertFsckClean } from "./_cards.ts";
 
-Deno.test("sim e2e: 3 nodes, 200 chunks, status, down, fsck", async () => {
+/**
+ * `PIFS_TEST_QEMU=raspi3b|raspi0|mixed` runs it on emulated Pis instead of
+ * hosted nodes (`deno task test:qemu` does, with `mixed`), each QEMU under a
+ * run-time limit.
+ */
+const QEMU = Deno.env.get("PIFS_TEST_QEMU");
+const SIM_ARGS = QEMU ? ["--qemu", QEMU, "--qemu-limit", "900"] : [];
+const BOARDS = QEMU === "mixed"
+  ? ["raspi3b", "raspi0", "raspi3b"]
+  : QEMU
+  ? [QEMU, QEMU, QEMU]
+  : ["hosted", "hosted", "hosted"];
+
+Deno.test(`sim e2e${QEMU ? ` (QEMU ${QEMU})` : ""}: 3 nodes, 200 chunks, status, down, fsck`, async () => {
   const dir = await Deno.makeTempDir({ prefix: "pifs-e2e-" });
   try {
-    const up = await pifs("sim", "up", "--dir", dir, "--nodes", "3");
+    const up = await pifs("sim", "up", "--dir", dir, "--nodes", "3", ...SIM_ARGS);
     assertEquals(up.code, 0, up.err);
     const c = await readClusterFile(dir);
     assertEquals(c.nodes.map((n) => n.id), [0, 1, 2]);
@@ -78,7 +91,7 @@ Deno.test("sim e2e: 3 nodes, 200 chunks, status, down, fsck", async () => {
     for (const [k, n] of status.nodes.entries()) {
       assertEquals(n.id, k);
       assertEquals(n.answers, true);
-      assertEquals(n.board, "hosted");
+      assertEquals(n.board, BOARDS[k]);
       assertEquals(n.card, "ok");
       assertEquals(n.cluster_ok, true);
       const mine = chunks.filter((x) => x.node === k);
