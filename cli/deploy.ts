@@ -55,15 +55,18 @@ export function registerDeploy(program: Command): void {
         images.set(board, img);
       }
       let targets: Target[];
-      let baud = o.baud ?? 115200;
+      // The line rate, when known (--baud, or a cluster paced at one): only
+      // then is a fraction of it reported.
+      let known: number | undefined = o.baud;
       if (o.port) {
         targets = (o.port as string[]).map((p) => ({ label: p, port: p }));
       } else {
         const dir = clusterDir(o.cluster);
         const c = await readClusterFile(dir);
-        baud = o.baud ?? (c.baud || 115200);
+        known = o.baud ?? (c.baud || undefined);
         targets = c.nodes.map((n) => ({ label: `node ${n.id}`, port: resolveIn(dir, n.tty) }));
       }
+      const baud = known ?? 115200;
       const sent = targets.map(() => 0), totals = targets.map(() => 0);
       const bar = o.json
         ? undefined
@@ -105,18 +108,23 @@ export function registerDeploy(program: Command): void {
           after: r.after,
           bytes: r.bytes,
           seconds: Number(r.transferS.toFixed(3)),
-          line_fraction: Number((r.bytes / lineRate / r.transferS).toFixed(3)),
+          bytes_per_s: Math.round(r.bytes / r.transferS),
+          line_fraction: known ? Number((r.bytes / lineRate / r.transferS).toFixed(3)) : null,
           installed: !!o.install,
         };
       });
-      if (o.json) console.log(JSON.stringify({ baud, pis: out }));
+      if (o.json) console.log(JSON.stringify({ baud: known ?? null, pis: out }));
       else {
         for (const r of out) {
           if (!r.ok) info(`${r.pi}: FAILED: ${r.error}`);
           else {
             info(
               `${r.pi} (${r.board}): ${r.before} -> ${r.after}, ${r.bytes} bytes in ${r.seconds} s ` +
-                `(${r.line_fraction} of ${baud} baud)${r.installed ? ", installed" : ""}`,
+                `(${
+                  r.line_fraction !== null
+                    ? `${r.line_fraction} of ${baud} baud`
+                    : `${(r.bytes_per_s! / 1000).toFixed(1)} kB/s, unpaced line`
+                })${r.installed ? ", installed" : ""}`,
             );
           }
         }
