@@ -17,7 +17,13 @@
 export * from "./link/codec.ts";
 export * from "./link/crc32c.ts";
 export * from "./link/client.ts";
-export { listPorts, SerialError, SerialPort, UnsupportedBaudError } from "./link/serial.ts";
+export {
+  listPorts,
+  PortBusyError,
+  SerialError,
+  SerialPort,
+  UnsupportedBaudError,
+} from "./link/serial.ts";
 export type { SerialOptions, WaitMethod } from "./link/serial.ts";
 export {
   clusterDir,
@@ -57,6 +63,7 @@ export {
   CHECKPOINT_BYTES,
   CHECKPOINT_ENTRIES,
   type CheckpointResult,
+  ClusterBusyError,
   type DistributiveOmit,
   type NodeState,
   type PutStats,

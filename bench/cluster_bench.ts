@@ -60,7 +60,7 @@ for (const n of args.includes("--skip-put") ? [] : NODES) {
         }
       };
       try {
-        await Promise.all(Array.from({ length: 4 * n }, worker)); // as `pifs put` does
+        await Promise.all(Array.from({ length: 16 * n }, worker)); // as `pifs put` does
       } catch (e) {
         rows.push([String(n), String(r), "-", "-", `failed: ${(e as Error).message}`, "-"]);
         console.error(`N=${n} R=${r}: failed: ${(e as Error).message}`);

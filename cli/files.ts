@@ -129,9 +129,13 @@ export function registerFiles(program: Command): void {
             st.client?.bytesWritten ?? 0,
           ]),
         ]);
-        // Several files per node in flight: while one waits for its journal
-        // entry, the others keep the links busy.
-        const fileSlots = Math.max(4, 4 * s.up().length);
+        // Many files per node in flight, started as soon as any one ends:
+        // files go to Pis by hash, so with few in flight some Pis' queues
+        // run dry while another's is long (16 per node keeps every link
+        // busy ~95 % of the time). Their bytes are bounded too, so big
+        // files do not pile up in memory.
+        const fileSlots = Math.max(4, 16 * s.up().length);
+        const bytesAhead = 64 * 1024 * 1024;
         try {
           for (const x of infos) {
             // The local name, even for "." or "..": the real directory's name.
@@ -142,7 +146,8 @@ export function registerFiles(program: Command): void {
             }
             // Directories in tree order; files several at a time, so every
             // link stays busy (each file becomes visible once it is whole).
-            const files: Promise<void>[] = [];
+            const running = new Set<Promise<void>>();
+            let runningBytes = 0;
             let failure: unknown;
             for await (const f of walkLocal(x.path)) {
               if (failure) break;
@@ -155,7 +160,8 @@ export function registerFiles(program: Command): void {
                 if (!cur) await s.commit({ op: "mkdir", p: rp, mode, mtime });
               } else if (f.info.isFile) {
                 if (cur?.type === "d") throw new UsageError(`${rp}: is a directory`);
-                const p = (async () => {
+                const size = f.info.size;
+                const p: Promise<void> = (async () => {
                   const file = await Deno.open(f.abs, { read: true });
                   await s.putStream(rp, file.readable, {
                     mode,
@@ -165,12 +171,18 @@ export function registerFiles(program: Command): void {
                   }, stats);
                 })().catch((e) => {
                   failure ??= e;
+                }).finally(() => {
+                  running.delete(p);
+                  runningBytes -= size;
                 });
-                files.push(p);
-                if (files.length >= fileSlots) await files[files.length - fileSlots];
+                running.add(p);
+                runningBytes += size;
+                while (
+                  running.size >= fileSlots || (running.size > 1 && runningBytes > bytesAhead)
+                ) await Promise.race(running);
               }
             }
-            await Promise.all(files);
+            await Promise.all(running);
             if (failure) throw failure;
           }
         } finally {

@@ -63,6 +63,10 @@ export async function main(args: string[]): Promise<number> {
         "LinkError",
         "SourceError",
         "LockedError",
+        "PortBusyError",
+        "ClusterBusyError",
+        "DeployError",
+        "CardHoldsDataError",
       ].includes(err.name);
     console.error(`pifs: ${known ? err.message : err.stack ?? err}`);
     return err instanceof UsageError ? 2 : 1;

@@ -115,7 +115,12 @@ async function runLogged(
   });
   let store: Store;
   try {
-    store = await Store.open(dir, { log: info });
+    // A scheduled run waits for a command that holds the lines (up to 10
+    // minutes); a run by hand says at once that the cluster is busy.
+    store = await Store.open(dir, {
+      log: info,
+      busyWaitMs: trigger === "schedule" ? 600_000 : 0,
+    });
   } catch (e) {
     const r = record({ error: (e as Error).message });
     await logRun(dir, r);

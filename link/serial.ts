@@ -165,6 +165,8 @@ const DARWIN: Constants = {
 };
 
 const C: Constants = IS_DARWIN ? DARWIN : LINUX;
+/** flock(2) operations: the same values on Linux and macOS. */
+const LOCK_EX = 2, LOCK_NB = 4;
 
 const POLLIN = 0x1;
 const POLLOUT = 0x4;
@@ -221,6 +223,7 @@ function symbols() {
       parameters: ["i32", "buffer", "buffer", "buffer", "buffer"],
       result: "i32",
     },
+    flock: { parameters: ["i32", "i32"], result: "i32" },
     tcgetattr: { parameters: ["i32", "buffer"], result: "i32" },
     tcsetattr: { parameters: ["i32", "i32", "buffer"], result: "i32" },
     cfmakeraw: { parameters: ["buffer"], result: "void" },
@@ -307,6 +310,23 @@ export class SerialError extends Error {
       `${call}(${JSON.stringify(path)}) failed: ${strerror(code)} (errno ${code})`,
       { path, call, errno: code },
     );
+  }
+}
+
+/**
+ * The port is in use by another program that opened it with
+ * {@link SerialPort.open} (an exclusive `flock`): two programs on one
+ * serial line would take each other's bytes.
+ */
+export class PortBusyError extends SerialError {
+  /** Makes the error for the port at `path`. */
+  constructor(path: string) {
+    super(
+      `${JSON.stringify(path)} is in use by another program (another pifs command?): ` +
+        "two programs on one serial line would take each other's bytes",
+      { path, call: "flock" },
+    );
+    this.name = "PortBusyError";
   }
 }
 
@@ -538,6 +558,14 @@ export class SerialPort {
     );
     if (fd < 0) throw SerialError.fromErrno("open", path);
     try {
+      // One program per line: an exclusive lock on the open file, taken
+      // before the line's settings are touched, dropped when the fd closes
+      // (also when the process dies).
+      if (lib.flock(fd, LOCK_EX | LOCK_NB) !== 0) {
+        const code = errno();
+        if (code === C.EAGAIN) throw new PortBusyError(path); // EWOULDBLOCK is EAGAIN
+        throw SerialError.fromErrno("flock", path, { errno: code });
+      }
       const termios = new Uint8Array(TERMIOS_SIZE);
       if (lib.tcgetattr(fd, termios) !== 0) {
         throw SerialError.fromErrno("tcgetattr", path);

@@ -192,6 +192,19 @@ export function resolveIn(dir: string, p: string): string {
   return p.startsWith("/") ? p : `${dir}/${p}`;
 }
 
+/**
+ * Opens node `node`'s serial line (exclusively: a line another program holds
+ * throws a `PortBusyError`).
+ */
+export async function openNodePort(
+  dir: string,
+  cluster: ClusterFile,
+  node: NodeEntry,
+): Promise<SerialPort> {
+  const baud = cluster.baud || 115200;
+  return await SerialPort.open(resolveIn(dir, node.tty), { baud: nearestBaud(baud) });
+}
+
 /** Connects to one node of a cluster over its tty. */
 export async function connectNode(
   dir: string,
@@ -199,9 +212,8 @@ export async function connectNode(
   node: NodeEntry,
   opts: ClientOptions = {},
 ): Promise<NodeClient> {
-  const baud = cluster.baud || 115200;
-  const port = await SerialPort.open(resolveIn(dir, node.tty), { baud: nearestBaud(baud) });
-  return await NodeClient.connect(port, { baud, ...opts });
+  const port = await openNodePort(dir, cluster, node);
+  return await NodeClient.connect(port, { baud: cluster.baud || 115200, ...opts });
 }
 
 const STANDARD_BAUDS = [9600, 19200, 38400, 57600, 115200, 230400, 460800, 921600, 1000000];

@@ -6,9 +6,10 @@
  */
 import { sha256 } from "@noble/hashes/sha2.js";
 import { bytesToHex } from "@noble/hashes/utils.js";
-import { chunkId, type NodeClient, type NodeInfo } from "../link/client.ts";
+import { chunkId, NodeClient, type NodeInfo } from "../link/client.ts";
 import { MAX_DATA } from "../link/codec.ts";
-import { type ClusterFile, connectNode, type NodeEntry, readClusterFile } from "./cluster.ts";
+import { PortBusyError, type SerialPort } from "../link/serial.ts";
+import { type ClusterFile, type NodeEntry, openNodePort, readClusterFile } from "./cluster.ts";
 import { type CheckpointRow, type Entry, Index } from "./index_db.ts";
 import {
   type CheckpointObject,
@@ -52,8 +53,16 @@ export class QuorumError extends Error {
   override name = "QuorumError";
 }
 
+/** Another program (another pifs command) holds some of the cluster's serial lines. */
+export class ClusterBusyError extends Error {
+  /** The error's name. */
+  override name = "ClusterBusyError";
+}
+
 /** Options of {@linkcode Store.open}. */
 export interface StoreOptions {
+  /** How long to wait for another program to let go of the serial lines (ms, default 0). */
+  busyWaitMs?: number;
   /** Copies of each chunk (default 2, at most the number of nodes). */
   copies?: number;
   /** Accept fewer copies than asked when nodes are down (recorded for repair). */
@@ -249,7 +258,17 @@ export class Store {
       );
     }
     try {
-      await s.#connectAll();
+      // Another pifs command holding the lines: wait up to busyWaitMs for it.
+      const end = Date.now() + (opts.busyWaitMs ?? 0);
+      for (;;) {
+        try {
+          await s.#connectAll();
+          break;
+        } catch (e) {
+          if (!(e instanceof ClusterBusyError) || Date.now() >= end) throw e;
+          await new Promise((r) => setTimeout(r, 250));
+        }
+      }
       if (fresh) opts.log?.("no index on this host: rebuilding it from the cards");
       await s.#syncJournal(fresh);
     } catch (e) {
@@ -260,9 +279,28 @@ export class Store {
   }
 
   async #connectAll() {
-    await Promise.all([...this.nodes.values()].map(async (st) => {
+    // The lines are taken one by one in node order, before any is used: of
+    // two commands started together, the one that gets node 0's line gets
+    // them all, and the other gives up holding none.
+    const ports = new Map<NodeState, SerialPort>();
+    for (const st of [...this.nodes.values()].sort((a, b) => a.entry.id - b.entry.id)) {
       try {
-        st.client = await connectNode(this.dir, this.cluster, st.entry, {
+        ports.set(st, await openNodePort(this.dir, this.cluster, st.entry));
+      } catch (e) {
+        if (e instanceof PortBusyError) {
+          await Promise.all([...ports.values()].map((p) => p.close().catch(() => {})));
+          throw new ClusterBusyError(
+            `node ${st.entry.id} (${st.entry.tty}): in use by another program ` +
+              "(another pifs command?); wait for it to finish",
+          );
+        }
+        st.error = (e as Error).message;
+      }
+    }
+    await Promise.all([...ports].map(async ([st, port]) => {
+      try {
+        st.client = await NodeClient.connect(port, {
+          baud: this.cluster.baud || 115200,
           // A node that is down costs a few short HELLOs, not a long wait;
           // one that answered gets the usual patience with a slow line.
           timeoutMs: this.#opts.timeoutMs ?? 800,
@@ -281,7 +319,8 @@ export class Store {
         st.journalStart = st.info.journalStart;
       } catch (e) {
         st.error = (e as Error).message;
-        await st.client?.close().catch(() => {});
+        if (st.client) await st.client.close().catch(() => {});
+        else await port.close().catch(() => {});
         st.client = undefined;
       }
     }));

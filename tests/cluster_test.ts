@@ -379,3 +379,44 @@ Deno.test("cluster: per-path copies: a rule on a directory gives its new files R
     );
   });
 });
+
+Deno.test("cluster: a second command while one runs says the lines are busy and writes nothing", async () => {
+  await withSim(["--nodes", "3", "--baud", "115200"], async (dir) => {
+    await Deno.writeFile(`${dir}/a.bin`, rand(150_000, 5));
+    const first = new Deno.Command(PIFS, {
+      args: ["put", `${dir}/a.bin`, "/a.bin", "--cluster", dir],
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    try {
+      // Once the first holds the lines (its index exists), a second writer
+      // and a reader are both refused at once, naming the line.
+      const end = Date.now() + 20_000;
+      while (
+        Date.now() < end && !(await Deno.stat(`${dir}/index.db`).then(() => true, () => false))
+      ) {
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      const second = await pifs("mkdir", "/b", "--cluster", dir);
+      assertEquals(second.code, 1, second.err);
+      assert(/node 0 \(node0\.tty\): in use by another program/.test(second.err), second.err);
+      const third = await pifs("cat", "/a.bin", "--cluster", dir);
+      assertEquals(third.code, 1, third.err);
+      assert(/in use by another program/.test(third.err), third.err);
+    } finally {
+      const out = await first.output();
+      assertEquals(out.code, 0, new TextDecoder().decode(out.stderr));
+    }
+    // Nothing of the second reached any Pi: /b is absent, the journals equal.
+    assertEquals((await ok("ls", "/", "--cluster", dir)).trim(), "a.bin");
+    const st = JSON.parse(await ok("status", "--cluster", dir, "--json"));
+    const lengths = st.nodes.map((n: { journal_bytes: number }) => n.journal_bytes);
+    assertEquals(new Set(lengths).size, 1, `journals ${lengths}`);
+    assertEquals(
+      (await ok("get", "/a.bin", `${dir}/back.bin`, "--cluster", dir)).length >= 0,
+      true,
+    );
+    assertEquals(await Deno.readFile(`${dir}/back.bin`), rand(150_000, 5));
+  });
+});
