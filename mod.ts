@@ -58,6 +58,15 @@ export {
 export { type QemuChoice, simDown, simUp, type SimUpOptions } from "./sim/sim.ts";
 export { LinkError, startLink } from "./sim/link.ts";
 export type { LinkDirectionStats, LinkHandle, LinkOptions, LinkStats } from "./sim/link.ts";
+export {
+  type ChunkProblem,
+  type NodeScrub,
+  repair,
+  type RepairResult,
+  scrub,
+  type ScrubOptions,
+  type ScrubReport,
+} from "./store/repair.ts";
 export { placeChunk, PlacementError, type PlacementNode, rankNodes } from "./store/placement.ts";
 export {
   CHECKPOINT_BYTES,

@@ -9,6 +9,7 @@ import { registerCard } from "./card.ts";
 import { registerChunk } from "./chunk.ts";
 import { registerDeploy } from "./deploy.ts";
 import { registerFiles } from "./files.ts";
+import { registerRepair } from "./repair.ts";
 import { registerSim } from "./sim.ts";
 import { registerStatus } from "./status.ts";
 import { registerSync } from "./sync.ts";
@@ -31,6 +32,7 @@ export function buildCli(): Command {
   registerChunk(program);
   registerCard(program);
   registerDeploy(program);
+  registerRepair(program);
 
   return program;
 }

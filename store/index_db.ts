@@ -523,6 +523,26 @@ export class Index {
     return rows.map((r) => ({ id: r.id, nodes: this.locations(r.id) }));
   }
 
+  /**
+   * Every chunk something still needs, with the copies it should have: a
+   * live file's manifest and data (the file's copies), a live snapshot's
+   * object, manifests and data, and the current checkpoint's objects (0:
+   * the cluster's default).
+   */
+  referenced(): { id: string; copies: number }[] {
+    return this.#db.prepare(
+      "WITH files(m, r) AS (SELECT manifest, copies FROM entries WHERE type = 'f'), " +
+        "snaps(m) AS (SELECT sm.manifest FROM snap_manifests sm JOIN snapshots s ON s.root = sm.root), " +
+        "refs(id, r) AS (SELECT m, r FROM files " +
+        "UNION ALL SELECT mm.id, f.r FROM manifests mm JOIN files f ON f.m = mm.manifest " +
+        "UNION ALL SELECT root, 0 FROM snapshots " +
+        "UNION ALL SELECT m, 0 FROM snaps " +
+        "UNION ALL SELECT mm.id, 0 FROM manifests mm JOIN snaps ON snaps.m = mm.manifest " +
+        "UNION ALL SELECT id, 0 FROM ckpt_objects) " +
+        "SELECT id, MAX(r) AS copies FROM refs WHERE id IS NOT NULL GROUP BY id ORDER BY id",
+    ).all() as { id: string; copies: number }[];
+  }
+
   /** Bytes and chunks referenced by live files under `dir`: logical and unique. */
   usage(dir: string): { files: number; bytes: number } {
     const files = this.walk(dir).filter((e) => e.type === "f");
