@@ -157,12 +157,16 @@ export async function repair(
   const result: RepairResult = { scrub: report, deleted: 0, copied: 0, failed: [] };
   const todo = report.missing;
   let done = 0;
+  // Fault injection for the tests: the process kills itself right after
+  // deleting the first damaged copy, as a host losing power would stop.
+  const crashAfterDelete = Deno.env.get("PIFS_CRASH_AT") === "repair-deleted";
   for (const p of todo) {
     try {
       for (const n of p.damaged) {
         await store.nodes.get(n)!.client!.deleteChunk(p.id);
         store.index.removeLocation(p.id, n);
         result.deleted++;
+        if (crashAfterDelete) Deno.kill(Deno.pid, "SIGKILL");
       }
       const source = p.healthy.map((n) => store.nodes.get(n)!).find((st) => st.client);
       if (!source) throw new Error("its healthy copies are all on Pis that are down");

@@ -3,7 +3,7 @@
  * one card are all found by scrub, reads stay correct meanwhile (from the
  * other copy), and repair makes the copies whole again.
  */
-import { pifs } from "./_cli.ts";
+import { PIFS, pifs } from "./_cli.ts";
 import { chunkId } from "../link/client.ts";
 import { DatabaseSync } from "node:sqlite";
 import { assert, assertEquals } from "./_assert.ts";
@@ -43,59 +43,76 @@ function find(hay: Uint8Array, needle: Uint8Array): number {
   return -1;
 }
 
+/** A 4-Pi cluster with a tree put at R=2, and a byte flipped in every data chunk on node 1's card. */
+async function damagedCluster(dir: string) {
+  await ok("sim", "up", "--dir", dir, "--nodes", "4");
+  const files: Record<string, Uint8Array> = {};
+  await Deno.mkdir(`${dir}/src/sub`, { recursive: true });
+  for (let i = 0; i < 6; i++) {
+    const name = i % 2 ? `sub/f${i}.bin` : `f${i}.bin`;
+    files[name] = rand(200_000 + i * 150_000, 100 + i);
+    await Deno.writeFile(`${dir}/src/${name}`, files[name]);
+  }
+  await ok("put", `${dir}/src`, "/t", "--cluster", dir, "--copies", "2");
+  const clean = await pifs("scrub", "--cluster", dir, "--json");
+  assertEquals(clean.code, 0, clean.err + clean.out);
+  const r0 = JSON.parse(clean.out);
+  assertEquals([r0.missing.length, r0.lost.length, r0.over.length], [0, 0, 0]);
+  assert(r0.referenced > 12, `${r0.referenced} chunks referenced`);
+
+  // The data chunks on node 1, from the host's index.
+  const db = new DatabaseSync(`${dir}/index.db`, { readOnly: true });
+  const onNode1 = new Set(
+    (db.prepare("SELECT id FROM locations WHERE node = 1").all() as { id: string }[]).map((r) =>
+      r.id
+    ),
+  );
+  db.close();
+  const pieces: { id: string; data: Uint8Array }[] = [];
+  for (const data of Object.values(files)) {
+    for (let off = 0; off < data.length; off += CHUNK) {
+      const piece = data.subarray(off, Math.min(data.length, off + CHUNK));
+      const id = await chunkId(piece);
+      if (onNode1.has(id)) pieces.push({ id, data: piece });
+    }
+  }
+  assert(pieces.length >= 3, `only ${pieces.length} data chunks on node 1`);
+
+  // Node 1 off; one byte flipped in the middle of each of its data chunks.
+  await ok("sim", "down", "--dir", dir);
+  const card = `${dir}/node1.img`;
+  const img = await Deno.readFile(card);
+  for (const p of pieces) {
+    const at = find(img, p.data.subarray(0, 64));
+    assert(at >= 0, `chunk ${p.id} not found on ${card}`);
+    img[at + Math.floor(p.data.length / 2)] ^= 0x5a;
+  }
+  await Deno.writeFile(card, img);
+  await ok("sim", "up", "--dir", dir);
+  return { files, pieces };
+}
+
+async function assertTree(dir: string, files: Record<string, Uint8Array>, out: string) {
+  await ok("get", "/t", `${dir}/${out}`, "--cluster", dir);
+  for (const [name, data] of Object.entries(files)) {
+    assertEquals(await Deno.readFile(`${dir}/${out}/${name}`), data, name);
+  }
+}
+
+async function assertScrubClean(dir: string) {
+  const after = await pifs("scrub", "--cluster", dir, "--json");
+  assertEquals(after.code, 0, after.err + after.out);
+  const r = JSON.parse(after.out);
+  assertEquals([r.missing.length, r.lost.length], [0, 0]);
+  for (const n of r.nodes) assertEquals(n.damaged, []);
+}
+
 Deno.test("repair: bytes flipped in chunk data on one card: scrub finds each, reads stay right, repair restores", async () => {
   const dir = await Deno.makeTempDir({ prefix: "pifs-repair-" });
   try {
-    await ok("sim", "up", "--dir", dir, "--nodes", "4");
-    const files: Record<string, Uint8Array> = {};
-    await Deno.mkdir(`${dir}/src/sub`, { recursive: true });
-    for (let i = 0; i < 6; i++) {
-      const name = i % 2 ? `sub/f${i}.bin` : `f${i}.bin`;
-      files[name] = rand(200_000 + i * 150_000, 100 + i);
-      await Deno.writeFile(`${dir}/src/${name}`, files[name]);
-    }
-    await ok("put", `${dir}/src`, "/t", "--cluster", dir, "--copies", "2");
-    const clean = await pifs("scrub", "--cluster", dir, "--json");
-    assertEquals(clean.code, 0, clean.err + clean.out);
-    const r0 = JSON.parse(clean.out);
-    assertEquals([r0.missing.length, r0.lost.length, r0.over.length], [0, 0, 0]);
-    assert(r0.referenced > 12, `${r0.referenced} chunks referenced`);
-
-    // The data chunks on node 1, from the host's index.
-    const db = new DatabaseSync(`${dir}/index.db`, { readOnly: true });
-    const onNode1 = new Set(
-      (db.prepare("SELECT id FROM locations WHERE node = 1").all() as { id: string }[]).map((r) =>
-        r.id
-      ),
-    );
-    db.close();
-    const pieces: { id: string; data: Uint8Array }[] = [];
-    for (const data of Object.values(files)) {
-      for (let off = 0; off < data.length; off += CHUNK) {
-        const piece = data.subarray(off, Math.min(data.length, off + CHUNK));
-        const id = await chunkId(piece);
-        if (onNode1.has(id)) pieces.push({ id, data: piece });
-      }
-    }
-    assert(pieces.length >= 3, `only ${pieces.length} data chunks on node 1`);
-
-    // Node 1 off; one byte flipped in the middle of each of its data chunks.
-    await ok("sim", "down", "--dir", dir);
-    const card = `${dir}/node1.img`;
-    const img = await Deno.readFile(card);
-    for (const p of pieces) {
-      const at = find(img, p.data.subarray(0, 64));
-      assert(at >= 0, `chunk ${p.id} not found on ${card}`);
-      img[at + Math.floor(p.data.length / 2)] ^= 0x5a;
-    }
-    await Deno.writeFile(card, img);
-    await ok("sim", "up", "--dir", dir);
-
+    const { files, pieces } = await damagedCluster(dir);
     // Reads are right: each damaged copy fails its hash and the other is used.
-    await ok("get", "/t", `${dir}/back1`, "--cluster", dir);
-    for (const [name, data] of Object.entries(files)) {
-      assertEquals(await Deno.readFile(`${dir}/back1/${name}`), data, name);
-    }
+    await assertTree(dir, files, "back1");
 
     const found = await pifs("scrub", "--cluster", dir, "--json");
     assertEquals(found.code, 1, found.err);
@@ -114,19 +131,61 @@ Deno.test("repair: bytes flipped in chunk data on one card: scrub finds each, re
     const rr = JSON.parse(fixed.out);
     assertEquals(rr.deleted, pieces.length);
     assert(rr.copied >= pieces.length, `${rr.copied} copies made`);
-
-    const after = await pifs("scrub", "--cluster", dir, "--json");
-    assertEquals(after.code, 0, after.err + after.out);
-    const r2 = JSON.parse(after.out);
-    assertEquals([r2.missing.length, r2.lost.length], [0, 0]);
-    for (const n of r2.nodes) assertEquals(n.damaged, []);
+    await assertScrubClean(dir);
     // A second repair finds nothing to do.
     const again = JSON.parse(await ok("repair", "--cluster", dir, "--json"));
     assertEquals([again.deleted, again.copied, again.failed.length], [0, 0, 0]);
-    await ok("get", "/t", `${dir}/back2`, "--cluster", dir);
-    for (const [name, data] of Object.entries(files)) {
-      assertEquals(await Deno.readFile(`${dir}/back2/${name}`), data, name);
-    }
+    await assertTree(dir, files, "back2");
+  } finally {
+    await pifs("sim", "down", "--dir", dir);
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("repair: the host and then a Pi killed during a repair; reruns converge, nothing lost", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "pifs-repair-" });
+  try {
+    const { files } = await damagedCluster(dir);
+    const cluster = JSON.parse(await Deno.readTextFile(`${dir}/cluster.json`));
+    const onNode1 = () => {
+      const db = new DatabaseSync(`${dir}/index.db`, { readOnly: true });
+      try {
+        return (db.prepare("SELECT COUNT(*) AS n FROM locations WHERE node = 1").get() as {
+          n: number;
+        }).n;
+      } finally {
+        db.close();
+      }
+    };
+    // The host dies right after deleting the first damaged copy: that chunk
+    // now has one copy fewer than before the repair.
+    const crash = await new Deno.Command(PIFS, {
+      args: ["repair", "--cluster", dir],
+      env: { PIFS_CRASH_AT: "repair-deleted" },
+      stdin: "null",
+      stdout: "null",
+      stderr: "null",
+    }).output();
+    assertEquals(crash.signal, "SIGKILL");
+    // Then node 1 loses power while the repair writes copies back to it.
+    const before = onNode1();
+    const run = new Deno.Command(PIFS, {
+      args: ["repair", "--cluster", dir],
+      stdin: "null",
+      stdout: "null",
+      stderr: "null",
+    }).spawn();
+    const end = Date.now() + 60_000;
+    while (Date.now() < end && onNode1() <= before) await new Promise((r) => setTimeout(r, 20));
+    assert(onNode1() > before, "the repair wrote nothing to node 1");
+    Deno.kill(cluster.nodes[1].pid, "SIGKILL");
+    await run.status;
+    await ok("sim", "up", "--dir", dir); // power back on
+    // Whatever was left half done, a rerun finishes it.
+    const fixed = await pifs("repair", "--cluster", dir, "--json");
+    assertEquals(fixed.code, 0, fixed.err + fixed.out);
+    await assertScrubClean(dir);
+    await assertTree(dir, files, "back");
   } finally {
     await pifs("sim", "down", "--dir", dir);
     await Deno.remove(dir, { recursive: true });
