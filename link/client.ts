@@ -673,7 +673,7 @@ export class NodeClient {
               // Bytes lost on the line, not congestion: smaller frames get
               // through more often; as many stay in flight, so the frames
               // after a lost one keep coming and their answers resend it.
-              this.#frame = Math.max(MIN_FRAME, this.#frame / 2);
+              this.#frame = Math.max(MIN_FRAME, Math.floor(this.#frame / 2));
               clean = 0;
             } else if (++clean >= Math.max(16, this.#cwnd)) {
               // Sixteen clean answers in a row: the line may take more.
@@ -683,7 +683,7 @@ export class NodeClient {
           }, (e) => {
             if (round.signal.aborted && e === round.signal.reason) return;
             if (!small && (e instanceof TimeoutError || e instanceof ProtocolError)) {
-              this.#frame = Math.max(MIN_FRAME, this.#frame / 2);
+              this.#frame = Math.max(MIN_FRAME, Math.floor(this.#frame / 2));
               clean = 0;
               rewind = true;
               round.abort(new DOMException("rewind", "AbortError"));
@@ -730,7 +730,7 @@ export class NodeClient {
   // the node's window allows.
   #loss() {
     this.#cwnd = Math.max(1, Math.floor(this.#cwnd / 2));
-    this.#frame = Math.max(MIN_FRAME, this.#frame / 2);
+    this.#frame = Math.max(MIN_FRAME, Math.floor(this.#frame / 2));
   }
 
   #gain(maxFrame: number, maxWnd: number) {
@@ -760,8 +760,9 @@ export class NodeClient {
     }
     await Promise.all(parts);
     // Damaged replies shrink the next chunk's frames; clean ones grow them.
-    if (this.retransmissions > retrans) this.#frame = Math.max(MIN_FRAME, this.#frame / 2);
-    else if (this.#frame < maxFrame) this.#frame = Math.min(maxFrame, this.#frame * 2);
+    if (this.retransmissions > retrans) {
+      this.#frame = Math.max(MIN_FRAME, Math.floor(this.#frame / 2));
+    } else if (this.#frame < maxFrame) this.#frame = Math.min(maxFrame, this.#frame * 2);
     const got = await chunkId(out);
     if (got !== id) throw new NodeError("GET", Status.EBADHASH, `chunk ${id} read back as ${got}`);
     return out;
@@ -790,7 +791,7 @@ export class NodeClient {
         return await this.#getRange(id, off, n, out, mismatches + 1);
       }
       if (small || !(e instanceof TimeoutError || e instanceof ProtocolError)) throw e;
-      this.#frame = Math.max(MIN_FRAME, Math.min(this.#frame, n) / 2);
+      this.#frame = Math.max(MIN_FRAME, Math.floor(Math.min(this.#frame, n) / 2));
       const half = Math.max(MIN_FRAME, Math.ceil(n / 2));
       for (let o = off; o < off + n; o += half) {
         await this.#getRange(id, o, Math.min(half, off + n - o), out);
