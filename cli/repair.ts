@@ -7,7 +7,7 @@ import { type Command, Option } from "commander";
 import { repair, scrub, type ScrubReport } from "../store/repair.ts";
 import { Store } from "../store/store.ts";
 import { clusterDir } from "../store/cluster.ts";
-import { info, intOption } from "./_util.ts";
+import { info, intOption, UsageError } from "./_util.ts";
 
 function summary(r: ScrubReport): string[] {
   const out: string[] = [];
@@ -32,7 +32,7 @@ function summary(r: ScrubReport): string[] {
   return out;
 }
 
-/** Adds `scrub` and `repair` to `program`. */
+/** Adds `scrub`, `repair` and `node forget` to `program`. */
 export function registerRepair(program: Command): void {
   const clusterOpt = () =>
     new Option("--cluster <dir>", "cluster directory (default: $PIFS_CLUSTER)");
@@ -81,6 +81,57 @@ export function registerRepair(program: Command): void {
           console.log(
             `repair: ${r.deleted} damaged copies deleted, ${r.copied} copies made, ` +
               `${r.failed.length} chunks not repaired`,
+          );
+          for (const f of r.failed.slice(0, 20)) console.log(`  ${f.id.slice(0, 16)}: ${f.error}`);
+        }
+        if (r.failed.length) Deno.exitCode = 1;
+      } finally {
+        await s.close();
+      }
+    });
+  const node = program.command("node").description("the cluster's Pis");
+  node.command("forget")
+    .description(
+      "record Pi K as lost for good (a dead Pi or card): its copies no longer count, placement " +
+        "and the journal quorum leave it out, and every chunk it held gets its copies back " +
+        "from the others (repair)",
+    )
+    .argument("<k>", "node id", (v: string) => {
+      const n = Number(v);
+      if (!/^\d+$/.test(v) || !Number.isSafeInteger(n)) {
+        throw new UsageError(`node '${v}': not a node id`);
+      }
+      return n;
+    })
+    .addOption(clusterOpt())
+    .option("--json", "what was done, as JSON")
+    .action(async (k: number, o) => {
+      const s = await Store.open(clusterDir(o.cluster), { log: o.json ? undefined : info });
+      try {
+        const st = s.nodes.get(k);
+        if (!st) throw new UsageError(`node ${k}: no such node in this cluster`);
+        if (s.index.forgotten().includes(k)) {
+          throw new UsageError(`node ${k} is already forgotten`);
+        }
+        if (st.client) {
+          throw new UsageError(
+            `node ${k} answers: it is not lost. Forgetting a working Pi would drop its copies ` +
+              "while they are still good; stop it first if it is to be retired",
+          );
+        }
+        const left = s.nodes.size - s.index.forgotten().length - 1;
+        if (left < 1) throw new UsageError(`node ${k} is the last node of the cluster`);
+        await s.commit({ op: "forget", node: k });
+        if (!o.json) info(`node ${k} forgotten; repairing the copies it held`);
+        const r = await repair(s, {
+          onChunk: o.json ? undefined : (d, t) => {
+            if (d === t || d % 50 === 0) info(`repaired ${d} of ${t} chunks`);
+          },
+        });
+        if (o.json) console.log(JSON.stringify({ forgotten: k, repair: r }));
+        else {
+          console.log(
+            `node ${k} forgotten: ${r.copied} copies made, ${r.failed.length} chunks not repaired`,
           );
           for (const f of r.failed.slice(0, 20)) console.log(`  ${f.id.slice(0, 16)}: ${f.error}`);
         }

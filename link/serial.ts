@@ -330,6 +330,30 @@ export class PortBusyError extends SerialError {
   }
 }
 
+/**
+ * Takes an exclusive `flock` on the existing file at `path` without waiting:
+ * a handle to release it, or null when another process holds it. The lock
+ * goes with the process, so one that dies leaves nothing behind.
+ */
+export function tryLockFile(path: string): { release(): void } | null {
+  const lib = libc();
+  const fd = lib.open(cString(path), C.O_RDWR | C.O_CLOEXEC);
+  if (fd < 0) throw SerialError.fromErrno("open", path);
+  if (lib.flock(fd, LOCK_EX | LOCK_NB) !== 0) {
+    const code = errno();
+    lib.close(fd);
+    if (code === C.EAGAIN) return null;
+    throw SerialError.fromErrno("flock", path, { errno: code });
+  }
+  let open = true;
+  return {
+    release() {
+      if (open) lib.close(fd);
+      open = false;
+    },
+  };
+}
+
 /** The baud rate given to {@link SerialPort.open} is not supported here. */
 export class UnsupportedBaudError extends SerialError {
   /** The rejected baud rate. */

@@ -53,6 +53,7 @@ CREATE TABLE IF NOT EXISTS policies (path TEXT PRIMARY KEY, copies INTEGER NOT N
 CREATE TABLE IF NOT EXISTS manifest_known (manifest TEXT PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS snap_known (root TEXT PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS ckpt_objects (id TEXT PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS forgotten (node INTEGER PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS sync_cache (job TEXT NOT NULL, path TEXT NOT NULL, key TEXT NOT NULL,
   size INTEGER NOT NULL, mtime INTEGER NOT NULL, manifest TEXT NOT NULL, PRIMARY KEY (job, path));
 `;
@@ -203,6 +204,7 @@ export class Index {
         "snap_known",
         "policies",
         "ckpt_objects",
+        "forgotten",
       ]
     ) this.#db.exec(`DELETE FROM ${t}`);
     this.#db.prepare("DELETE FROM entries WHERE path != '/'").run();
@@ -330,12 +332,28 @@ export class Index {
       case "snaprm":
         this.#db.prepare("DELETE FROM snapshots WHERE name = ?").run(e.name);
         break;
+      case "forget":
+        this.setForgotten(e.node);
+        break;
       case "copies":
         if (e.copies > 0) {
           this.#db.prepare("INSERT OR REPLACE INTO policies VALUES (?, ?)").run(e.p, e.copies);
         } else this.#db.prepare("DELETE FROM policies WHERE path = ?").run(e.p);
         break;
     }
+  }
+
+  /** Records node `node` as lost for good: its copies are forgotten with it. */
+  setForgotten(node: number): void {
+    this.#db.prepare("INSERT OR IGNORE INTO forgotten VALUES (?)").run(node);
+    this.#db.prepare("DELETE FROM locations WHERE node = ?").run(node);
+  }
+
+  /** Nodes recorded as lost for good, ascending. */
+  forgotten(): number[] {
+    return (this.#db.prepare("SELECT node FROM forgotten ORDER BY node").all() as {
+      node: number;
+    }[]).map((r) => r.node);
   }
 
   /** The per-path copies rules, by path. */

@@ -117,6 +117,12 @@ export type JournalEntry =
   }
   | {
     s: number;
+    op: "forget";
+    /** A node lost for good: its copies no longer count, placement and quorum leave it out. */
+    node: number;
+  }
+  | {
+    s: number;
     op: "ckpt";
     /** Checkpoint generation: 1, 2, 3, … */
     gen: number;
@@ -163,6 +169,8 @@ export interface CheckpointObject {
   policies: [string, number][];
   /** Snapshots, by name. */
   snapshots: CheckpointSnapshot[];
+  /** Nodes forgotten (lost for good), ascending; absent in older checkpoints. */
+  forgotten?: number[];
 }
 
 /** Largest encoded tree object before a directory is split into parts. */

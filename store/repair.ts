@@ -70,8 +70,10 @@ export async function scrub(store: Store, opts: ScrubOptions = {}): Promise<Scru
   const nodes: NodeScrub[] = [];
   const listed = new Map<number, Set<string>>();
   const damagedOn = new Map<string, Set<number>>();
+  const forgotten = new Set(store.index.forgotten());
   await Promise.all([...store.nodes.values()].map(async (st) => {
     const id = st.entry.id;
+    if (forgotten.has(id)) return; // lost for good: nothing to verify there
     if (!st.client) {
       if (opts.node === undefined || opts.node === id) {
         nodes.push({

@@ -8,7 +8,7 @@ import { sha256 } from "@noble/hashes/sha2.js";
 import { bytesToHex } from "@noble/hashes/utils.js";
 import { chunkId, NodeClient, type NodeInfo } from "../link/client.ts";
 import { MAX_DATA } from "../link/codec.ts";
-import { PortBusyError, type SerialPort } from "../link/serial.ts";
+import { type SerialPort, tryLockFile } from "../link/serial.ts";
 import { type ClusterFile, type NodeEntry, openNodePort, readClusterFile } from "./cluster.ts";
 import { type CheckpointRow, type Entry, Index } from "./index_db.ts";
 import {
@@ -212,6 +212,8 @@ export class Store {
   #ckptBytes: number;
   #autoCkptFailed = false;
   #crashAt: string | undefined;
+  /** The cluster lock (DIR/lines.lock) while open. */
+  #lock: { release(): void } | null = null;
   /** Bytes this host wrote to all links. */
   get wireBytes(): number {
     let n = 0;
@@ -258,19 +260,33 @@ export class Store {
       );
     }
     try {
-      // Another pifs command holding the lines: wait up to busyWaitMs for it.
+      // One pifs command at a time on a cluster: two on the same lines
+      // would take each other's bytes, and two writers could commit
+      // different entries on different nodes. Wait up to busyWaitMs.
+      const lockPath = `${dir}/lines.lock`;
+      await Deno.writeFile(lockPath, new Uint8Array(), { append: true });
       const end = Date.now() + (opts.busyWaitMs ?? 0);
       for (;;) {
-        try {
-          await s.#connectAll();
-          break;
-        } catch (e) {
-          if (!(e instanceof ClusterBusyError) || Date.now() >= end) throw e;
-          await new Promise((r) => setTimeout(r, 250));
+        s.#lock = tryLockFile(lockPath);
+        if (s.#lock) break;
+        if (Date.now() >= end) {
+          throw new ClusterBusyError(
+            `another pifs command is using this cluster (${lockPath}); wait for it to finish`,
+          );
         }
+        await new Promise((r) => setTimeout(r, 250));
       }
+      await s.#connectAll();
       if (fresh) opts.log?.("no index on this host: rebuilding it from the cards");
       await s.#syncJournal(fresh);
+      // A node recorded as lost for good is not used even if it answers.
+      for (const id of s.index.forgotten()) {
+        const st = s.nodes.get(id);
+        if (!st) continue;
+        await st.client?.close().catch(() => {});
+        st.client = undefined;
+        st.error = "forgotten (recorded as lost for good)";
+      }
     } catch (e) {
       await s.close();
       throw e;
@@ -279,21 +295,14 @@ export class Store {
   }
 
   async #connectAll() {
-    // The lines are taken one by one in node order, before any is used: of
-    // two commands started together, the one that gets node 0's line gets
-    // them all, and the other gives up holding none.
     const ports = new Map<NodeState, SerialPort>();
     for (const st of [...this.nodes.values()].sort((a, b) => a.entry.id - b.entry.id)) {
       try {
         ports.set(st, await openNodePort(this.dir, this.cluster, st.entry));
       } catch (e) {
-        if (e instanceof PortBusyError) {
-          await Promise.all([...ports.values()].map((p) => p.close().catch(() => {})));
-          throw new ClusterBusyError(
-            `node ${st.entry.id} (${st.entry.tty}): in use by another program ` +
-              "(another pifs command?); wait for it to finish",
-          );
-        }
+        // Another program holds this line (not another pifs command on this
+        // cluster: the cluster lock keeps those out): e.g. the path of a
+        // dead node's pty, reused. The node is down for us.
         st.error = (e as Error).message;
       }
     }
@@ -348,7 +357,9 @@ export class Store {
 
   /** Journal quorum: a majority of the cluster's nodes, and at least R. */
   quorum(): number {
-    return Math.max(Math.floor(this.nodes.size / 2) + 1, this.copies);
+    // Forgotten nodes (lost for good) no longer count.
+    const n = this.nodes.size - this.index.forgotten().length;
+    return Math.max(Math.floor(n / 2) + 1, Math.min(this.copies, n));
   }
 
   // ---- journal ----
@@ -489,6 +500,7 @@ export class Store {
       this.index.resetNamespace(ck.s - 1, offset);
       for (const e of entries) this.index.insertEntry(e);
       for (const [p, c] of obj.policies) this.index.setPolicy(p, c);
+      for (const n of obj.forgotten ?? []) this.index.setForgotten(n);
       for (const [name, job, target, root, time, files, bytes] of obj.snapshots) {
         this.index.insertSnapshot({ name, job, target, root, time, files, bytes });
       }
@@ -701,6 +713,8 @@ export class Store {
       s,
       tree: treeId.get("/")!,
       policies: this.index.policies().map((r) => [r.path, r.copies]),
+      // Only when there are any: older checkpoints keep their ids.
+      ...(this.index.forgotten().length ? { forgotten: this.index.forgotten() } : {}),
       snapshots: this.index.snapshots().sort((a, b) => (a.name < b.name ? -1 : 1)).map((r) => [
         r.name,
         r.job,
@@ -918,7 +932,8 @@ export class Store {
   // ---- chunks ----
 
   #weights(): PlacementNode[] {
-    return [...this.nodes.values()].map((s) => ({
+    const gone = new Set(this.index.forgotten());
+    return [...this.nodes.values()].filter((s) => !gone.has(s.entry.id)).map((s) => ({
       id: s.entry.id,
       weight: Math.max(1, s.info?.capacity ?? 1),
     }));
@@ -1123,6 +1138,8 @@ export class Store {
     await this.#drained.catch(() => {});
     await Promise.all(this.up().map((s) => s.client!.close().catch(() => {})));
     this.index.close();
+    this.#lock?.release();
+    this.#lock = null;
   }
 }
 

@@ -191,3 +191,53 @@ Deno.test("repair: the host and then a Pi killed during a repair; reruns converg
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("repair: a Pi lost for good (its card deleted): node forget brings every chunk back to 2 copies; attach keeps it", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "pifs-repair-" });
+  try {
+    await ok("sim", "up", "--dir", dir, "--nodes", "4");
+    const files: Record<string, Uint8Array> = {};
+    await Deno.mkdir(`${dir}/src`, { recursive: true });
+    for (let i = 0; i < 8; i++) {
+      files[`f${i}.bin`] = rand(100_000 + i * 90_000, 300 + i);
+      await Deno.writeFile(`${dir}/src/f${i}.bin`, files[`f${i}.bin`]);
+    }
+    await ok("put", `${dir}/src`, "/t", "--cluster", dir, "--copies", "2");
+    // Node 2 dies and its card is lost.
+    const cluster = JSON.parse(await Deno.readTextFile(`${dir}/cluster.json`));
+    Deno.kill(cluster.nodes[2].pid, "SIGKILL");
+    await new Promise((r) => setTimeout(r, 200));
+    await Deno.remove(`${dir}/node2.img`);
+    // Refused while it answers; forgotten once it does not.
+    const forgot = await pifs("node", "forget", "2", "--cluster", dir, "--json");
+    assertEquals(forgot.code, 0, forgot.err + forgot.out);
+    const fr = JSON.parse(forgot.out);
+    assert(fr.repair.copied > 0, "nothing was copied");
+    assertEquals(fr.repair.failed, []);
+    await assertScrubClean(dir);
+    const r = JSON.parse((await pifs("scrub", "--cluster", dir, "--json")).out);
+    assertEquals(r.nodes.map((n: { node: number }) => n.node), [0, 1, 3]); // 2 is not scrubbed
+    // Every needed chunk: 2 copies, none on node 2.
+    const db = new DatabaseSync(`${dir}/index.db`, { readOnly: true });
+    const rows = db.prepare(
+      "SELECT id, COUNT(*) AS n, SUM(node = 2) AS on2 FROM locations GROUP BY id",
+    )
+      .all() as { n: number; on2: number }[];
+    db.close();
+    for (const row of rows) assertEquals([row.n >= 2, row.on2], [true, 0]);
+    await assertTree(dir, files, "back");
+    // A host that rebuilds its index from the cards keeps node 2 forgotten.
+    await ok("attach", "--cluster", dir);
+    await assertScrubClean(dir);
+    await assertTree(dir, files, "back2");
+    const again = await pifs("node", "forget", "2", "--cluster", dir);
+    assertEquals(again.code, 2, again.err);
+    assert(/already forgotten/.test(again.err), again.err);
+    const alive = await pifs("node", "forget", "1", "--cluster", dir);
+    assertEquals(alive.code, 2, alive.err);
+    assert(/node 1 answers: it is not lost/.test(alive.err), alive.err);
+  } finally {
+    await pifs("sim", "down", "--dir", dir);
+    await Deno.remove(dir, { recursive: true });
+  }
+});
