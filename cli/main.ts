@@ -10,6 +10,7 @@ import { registerChunk } from "./chunk.ts";
 import { registerDeploy } from "./deploy.ts";
 import { registerFiles } from "./files.ts";
 import { registerRepair } from "./repair.ts";
+import { registerMount } from "./mount.ts";
 import { registerSim } from "./sim.ts";
 import { registerStatus } from "./status.ts";
 import { registerSync } from "./sync.ts";
@@ -28,6 +29,7 @@ export function buildCli(): Command {
   registerSim(program);
   registerStatus(program);
   registerFiles(program);
+  registerMount(program);
   registerSync(program);
   registerChunk(program);
   registerCard(program);
