@@ -5,7 +5,8 @@
 # with 2 copies of every chunk,
 # listed, read back and compared; the examples of examples/ synced (a photo
 # library filed by EXIF date, an HTTP dataset, a TypeScript pipeline) and
-# snapshotted; the host's index thrown away and rebuilt
+# snapshotted; the store mounted with FUSE and read through the mount;
+# the host's index thrown away and rebuilt
 # from the cards, one Pi stopped and the files still read back, and every
 # card checked by fsck.fat. Installs what is missing first.
 set -euo pipefail
@@ -21,7 +22,7 @@ stop_server() {
   if [[ -n $SERVER_PID ]]; then kill "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; fi
   SERVER_PID=
 }
-trap 'stop_server; ./pifs sim down --dir "$DIR" >/dev/null 2>&1 || true' EXIT
+trap 'stop_server; ./pifs umount "$DIR/mnt" >/dev/null 2>&1 || true; ./pifs sim down --dir "$DIR" >/dev/null 2>&1 || true' EXIT
 
 step() { printf '\n== %s\n' "$*"; }
 
@@ -88,6 +89,14 @@ step "pifs sync examples/photos.yaml again: every photo unchanged, not even read
 
 step "pifs snapshots"
 ./pifs snapshots
+
+step "pifs mount: the whole store as one (read-only, for now) file system"
+mkdir -p "$DIR/mnt"
+./pifs mount "$DIR/mnt"
+ls -l "$DIR/mnt" "$DIR/mnt/sample/photos/2024"
+diff -r "$DIR/sample" "$DIR/mnt/sample" && echo "identical, read through the mount"
+df -h "$DIR/mnt" | tail -1
+./pifs umount "$DIR/mnt"
 
 step "the host loses its index: pifs attach rebuilds it from the cards alone"
 rm -f "$DIR"/index.db*
