@@ -165,10 +165,16 @@ async function pool<T>(items: T[], n: number, fn: (x: T) => Promise<void>): Prom
 }
 
 class Semaphore {
+  #n: number;
   #free: number;
   #waiters: (() => void)[] = [];
   constructor(n: number) {
+    this.#n = n;
     this.#free = n;
+  }
+  /** Tasks running or waiting. */
+  get load(): number {
+    return this.#n - this.#free + this.#waiters.length;
   }
   async run<T>(fn: () => Promise<T>): Promise<T> {
     while (this.#free === 0) await new Promise<void>((r) => this.#waiters.push(r));
@@ -1013,6 +1019,15 @@ export class Store {
   async getChunk(id: string): Promise<Uint8Array> {
     let nodes = this.index.locations(id);
     if (nodes.length === 0) nodes = rankNodes(id, this.#weights()); // not indexed yet: ask
+    else {
+      // Reads spread over the copies: the least busy holder first, ties
+      // broken by the chunk id, so a file's chunks come from every Pi that
+      // holds them, not all from the lowest-numbered one.
+      const load = (n: number) => this.#slots.get(n)?.load ?? 0;
+      const salt = parseInt(id.slice(0, 8), 16);
+      const tie = (n: number) => Math.imul(salt ^ (n + 1), 0x9e3779b1) >>> 0;
+      nodes = [...nodes].sort((a, b) => load(a) - load(b) || tie(a) - tie(b));
+    }
     const errors: string[] = [];
     for (const nid of nodes) {
       const st = this.nodes.get(nid);
