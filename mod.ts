@@ -17,13 +17,7 @@
 export * from "./link/codec.ts";
 export * from "./link/crc32c.ts";
 export * from "./link/client.ts";
-export {
-  listPorts,
-  PortBusyError,
-  SerialError,
-  SerialPort,
-  UnsupportedBaudError,
-} from "./link/serial.ts";
+export { listPorts, SerialError, SerialPort, UnsupportedBaudError } from "./link/serial.ts";
 export type { SerialOptions, WaitMethod } from "./link/serial.ts";
 export {
   clusterDir,

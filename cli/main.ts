@@ -67,7 +67,6 @@ export async function main(args: string[]): Promise<number> {
         "LinkError",
         "SourceError",
         "LockedError",
-        "PortBusyError",
         "ClusterBusyError",
         "DeployError",
         "CardHoldsDataError",

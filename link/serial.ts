@@ -314,23 +314,6 @@ export class SerialError extends Error {
 }
 
 /**
- * The port is in use by another program that opened it with
- * {@link SerialPort.open} (an exclusive `flock`): two programs on one
- * serial line would take each other's bytes.
- */
-export class PortBusyError extends SerialError {
-  /** Makes the error for the port at `path`. */
-  constructor(path: string) {
-    super(
-      `${JSON.stringify(path)} is in use by another program (another pifs command?): ` +
-        "two programs on one serial line would take each other's bytes",
-      { path, call: "flock" },
-    );
-    this.name = "PortBusyError";
-  }
-}
-
-/**
  * Takes an exclusive `flock` on the existing file at `path` without waiting:
  * a handle to release it, or null when another process holds it. The lock
  * goes with the process, so one that dies leaves nothing behind.
@@ -582,14 +565,6 @@ export class SerialPort {
     );
     if (fd < 0) throw SerialError.fromErrno("open", path);
     try {
-      // One program per line: an exclusive lock on the open file, taken
-      // before the line's settings are touched, dropped when the fd closes
-      // (also when the process dies).
-      if (lib.flock(fd, LOCK_EX | LOCK_NB) !== 0) {
-        const code = errno();
-        if (code === C.EAGAIN) throw new PortBusyError(path); // EWOULDBLOCK is EAGAIN
-        throw SerialError.fromErrno("flock", path, { errno: code });
-      }
       const termios = new Uint8Array(TERMIOS_SIZE);
       if (lib.tcgetattr(fd, termios) !== 0) {
         throw SerialError.fromErrno("tcgetattr", path);

@@ -1,10 +1,4 @@
-import {
-  PortBusyError,
-  SerialError,
-  SerialPort,
-  UnsupportedBaudError,
-  type WaitMethod,
-} from "./serial.ts";
+import { SerialError, SerialPort, UnsupportedBaudError, type WaitMethod } from "./serial.ts";
 
 /** A linked pty pair made by socat; `close()` kills socat. */
 interface PtyPair {
@@ -234,31 +228,6 @@ Deno.test("the stream ends when the pty's other side goes away", async () => {
     assertEquals((await pending).done, true);
   } finally {
     await a.close();
-  }
-});
-
-Deno.test("a second open of a port in use is refused, and works once the first closes", async () => {
-  const pair = await ptyPair();
-  const a = await SerialPort.open(pair.a);
-  try {
-    const e = await assertRejects(() => SerialPort.open(pair.a), PortBusyError);
-    assertStringIncludes(e.message, "in use by another program");
-    assertEquals(e.path, pair.a);
-    // The refusal took nothing from the first: bytes still flow to it.
-    const b = await SerialPort.open(pair.b);
-    try {
-      await b.write(new TextEncoder().encode("still mine"));
-      const got = await readExactly(a, 10);
-      assertEquals(new TextDecoder().decode(got), "still mine");
-    } finally {
-      await b.close();
-    }
-    await a.close();
-    const again = await SerialPort.open(pair.a);
-    await again.close();
-  } finally {
-    await a.close();
-    await pair.close();
   }
 });
 

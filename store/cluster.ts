@@ -192,10 +192,7 @@ export function resolveIn(dir: string, p: string): string {
   return p.startsWith("/") ? p : `${dir}/${p}`;
 }
 
-/**
- * Opens node `node`'s serial line (exclusively: a line another program holds
- * throws a `PortBusyError`).
- */
+/** Opens node `node`'s serial line at the cluster's line rate. */
 export async function openNodePort(
   dir: string,
   cluster: ClusterFile,

@@ -306,9 +306,6 @@ export class Store {
       try {
         ports.set(st, await openNodePort(this.dir, this.cluster, st.entry));
       } catch (e) {
-        // Another program holds this line (not another pifs command on this
-        // cluster: the cluster lock keeps those out): e.g. the path of a
-        // dead node's pty, reused. The node is down for us.
         st.error = (e as Error).message;
       }
     }
