@@ -26,3 +26,43 @@ export async function pifs(...args: string[]): Promise<PifsRun> {
     err: new TextDecoder().decode(o.stderr),
   };
 }
+
+/** Runs `pifs ARGS...` and returns its standard output; fails the test on a non-zero exit. */
+export async function ok(...args: string[]): Promise<string> {
+  const r = await pifs(...args);
+  if (r.code !== 0) throw new Error(`pifs ${args.join(" ")}: exit ${r.code}: ${r.err}`);
+  return r.out;
+}
+
+/**
+ * Runs `fn` on a new simulated cluster (`pifs sim up --dir DIR SIMARGS`) in
+ * a temporary directory; the cluster is stopped and the directory removed
+ * afterwards, whatever happens.
+ */
+export async function withSim(
+  simArgs: string[],
+  fn: (dir: string) => Promise<void>,
+  prefix = "pifs-test-",
+): Promise<void> {
+  const dir = await Deno.makeTempDir({ prefix });
+  try {
+    await ok("sim", "up", "--dir", dir, ...simArgs);
+    await fn(dir);
+  } finally {
+    await pifs("sim", "down", "--dir", dir);
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+/** `n` pseudo-random bytes from `seed` (xorshift): the same bytes for the same seed. */
+export function rand(n: number, seed: number): Uint8Array {
+  const b = new Uint8Array(n);
+  let x = seed >>> 0 || 1;
+  for (let i = 0; i < n; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    b[i] = x & 0xff;
+  }
+  return b;
+}

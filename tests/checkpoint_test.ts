@@ -6,17 +6,11 @@
  * The host killed at each step of a checkpoint leaves a namespace that
  * reopens the same; gc keeps the current checkpoint's objects only.
  */
-import { PIFS, pifs } from "./_cli.ts";
+import { ok, PIFS, pifs, withSim } from "./_cli.ts";
 import { assert, assertEquals } from "./_assert.ts";
 import { readClusterFile } from "../store/cluster.ts";
 import { QuorumError, Store } from "../store/store.ts";
 import { decodeJournal, encodeSnapshot, type SnapshotObject } from "../store/namespace.ts";
-
-async function ok(...args: string[]): Promise<string> {
-  const r = await pifs(...args);
-  assertEquals(r.code, 0, `pifs ${args.join(" ")}: ${r.err}`);
-  return r.out;
-}
 
 /** Runs `pifs ARGS` with extra environment variables. */
 async function pifsEnv(env: Record<string, string>, ...args: string[]) {
@@ -27,17 +21,6 @@ async function pifsEnv(env: Record<string, string>, ...args: string[]) {
     out: new TextDecoder().decode(o.stdout),
     err: new TextDecoder().decode(o.stderr),
   };
-}
-
-async function withSim(simArgs: string[], fn: (dir: string) => Promise<void>): Promise<void> {
-  const dir = await Deno.makeTempDir({ prefix: "pifs-ckpt-" });
-  try {
-    await ok("sim", "up", "--dir", dir, ...simArgs);
-    await fn(dir);
-  } finally {
-    await pifs("sim", "down", "--dir", dir);
-    await Deno.remove(dir, { recursive: true });
-  }
 }
 
 const enc = new TextEncoder();

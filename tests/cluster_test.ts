@@ -3,29 +3,11 @@
  * on the Pis (attach rebuilds the same listing and contents), a Pi killed
  * during a put, and bad input refused with nothing written.
  */
-import { PIFS, pifs } from "./_cli.ts";
+import { ok, PIFS, pifs, rand, withSim } from "./_cli.ts";
 import { readClusterFile } from "../store/cluster.ts";
 import { Store } from "../store/store.ts";
 import { assert, assertEquals } from "./_assert.ts";
 import { assertFsckClean } from "./_cards.ts";
-
-async function ok(...args: string[]): Promise<string> {
-  const r = await pifs(...args);
-  assertEquals(r.code, 0, `pifs ${args.join(" ")}: ${r.err}`);
-  return r.out;
-}
-
-function rand(n: number, seed: number): Uint8Array {
-  const b = new Uint8Array(n);
-  let x = seed >>> 0 || 1;
-  for (let i = 0; i < n; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    b[i] = x & 0xff;
-  }
-  return b;
-}
 
 /** A local tree of files of mixed sizes, some identical (dedup). */
 async function makeTree(root: string) {
@@ -56,17 +38,6 @@ async function diffTrees(a: string, b: string) {
  * Runs fn in a new simulated cluster (`sim up --dir DIR ...simArgs`), and
  * always stops its nodes and removes DIR afterwards.
  */
-async function withSim(simArgs: string[], fn: (dir: string) => Promise<void>): Promise<void> {
-  const dir = await Deno.makeTempDir({ prefix: "pifs-cluster-" });
-  try {
-    await ok("sim", "up", "--dir", dir, ...simArgs);
-    await fn(dir);
-  } finally {
-    await pifs("sim", "down", "--dir", dir);
-    await Deno.remove(dir, { recursive: true });
-  }
-}
-
 Deno.test("cluster: R=2 copies on distinct Pis, get, attach rebuilds the same tree", async () => {
   await withSim(["--nodes", "3"], async (dir) => {
     const src = `${dir}/src`;

@@ -3,30 +3,12 @@
  * one card are all found by scrub, reads stay correct meanwhile (from the
  * other copy), and repair makes the copies whole again.
  */
-import { PIFS, pifs } from "./_cli.ts";
+import { ok, PIFS, pifs, rand } from "./_cli.ts";
 import { chunkId } from "../link/client.ts";
 import { DatabaseSync } from "node:sqlite";
 import { assert, assertEquals } from "./_assert.ts";
 
 const CHUNK = 256 * 1024; // what `pifs put` cuts files into
-
-async function ok(...args: string[]): Promise<string> {
-  const r = await pifs(...args);
-  assertEquals(r.code, 0, `pifs ${args.join(" ")}: ${r.err}`);
-  return r.out;
-}
-
-function rand(n: number, seed: number): Uint8Array {
-  const b = new Uint8Array(n);
-  let x = seed >>> 0 || 1;
-  for (let i = 0; i < n; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    b[i] = x & 0xff;
-  }
-  return b;
-}
 
 /** Where `needle` starts in `hay`, or -1. */
 function find(hay: Uint8Array, needle: Uint8Array): number {
