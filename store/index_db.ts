@@ -317,15 +317,8 @@ export class Index {
         this.#move(e.p, e.to, e.mtime ?? Date.now());
         break;
       case "snap": {
-        this.#db.prepare("INSERT OR REPLACE INTO snapshots VALUES (?, ?, ?, ?, ?, ?, ?)").run(
-          e.name,
-          e.job,
-          e.target,
-          e.root,
-          e.time,
-          e.files,
-          e.bytes,
-        );
+        const { name, job, target, root, time, files, bytes } = e;
+        this.insertSnapshot({ name, job, target, root, time, files, bytes });
         if (snapshot) this.setSnapshotManifests(e.root, snapshot);
         break;
       }
