@@ -37,19 +37,22 @@ export async function ok(...args: string[]): Promise<string> {
 /**
  * Runs `fn` on a new simulated cluster (`pifs sim up --dir DIR SIMARGS`) in
  * a temporary directory; the cluster is stopped and the directory removed
- * afterwards, whatever happens.
+ * afterwards, whatever happens. With `sub`, the cluster is in `DIR/sub` and
+ * `fn` gets DIR (room beside it for sources and job files).
  */
 export async function withSim(
   simArgs: string[],
   fn: (dir: string) => Promise<void>,
   prefix = "pifs-test-",
+  sub?: string,
 ): Promise<void> {
   const dir = await Deno.makeTempDir({ prefix });
+  const cluster = sub ? `${dir}/${sub}` : dir;
   try {
-    await ok("sim", "up", "--dir", dir, ...simArgs);
+    await ok("sim", "up", "--dir", cluster, ...simArgs);
     await fn(dir);
   } finally {
-    await pifs("sim", "down", "--dir", dir);
+    await pifs("sim", "down", "--dir", cluster);
     await Deno.remove(dir, { recursive: true });
   }
 }

@@ -7,7 +7,7 @@
  * samples.
  */
 import { fileURLToPath } from "node:url";
-import { pifs } from "./_cli.ts";
+import { ok, pifs } from "./_cli.ts";
 import { assert, assertEquals } from "./_assert.ts";
 import { localCaptureDate } from "../pipelines/photos.ts";
 import {
@@ -22,12 +22,6 @@ import {
 const ROOT = fileURLToPath(new URL("..", import.meta.url)).replace(/\/$/, "");
 const EXAMPLES = `${ROOT}/examples`;
 const DENO = Deno.execPath();
-
-async function ok(...args: string[]): Promise<string> {
-  const r = await pifs(...args);
-  assertEquals(r.code, 0, `pifs ${args.join(" ")}: ${r.err}`);
-  return r.out;
-}
 
 /** Runs `deno run ARGS` from the repository's root; returns stdout, fails on a non-zero exit. */
 async function deno(...args: string[]): Promise<string> {

@@ -3,7 +3,7 @@
  * the http source's Last-Modified, photo duplicates counted as duplicates
  * (not problems), and the daemon reading edited job files again.
  */
-import { PIFS, pifs } from "./_cli.ts";
+import { ok, PIFS, pifs, withSim } from "./_cli.ts";
 import { assert, assertEquals } from "./_assert.ts";
 import {
   estimateNodeTotals,
@@ -16,21 +16,9 @@ import { syncRows } from "../cli/sync.ts";
 import { newSyncProgress } from "../sync/engine.ts";
 import { defineJob, openCluster, sync } from "../mod.ts";
 
-async function ok(...args: string[]): Promise<string> {
-  const r = await pifs(...args);
-  assertEquals(r.code, 0, `pifs ${args.join(" ")}: ${r.err}`);
-  return r.out;
-}
-
-async function withCluster(args: string[], fn: (dir: string) => Promise<void>): Promise<void> {
-  const dir = await Deno.makeTempDir({ prefix: "pifs-sync-more-" });
-  try {
-    await ok("sim", "up", "--dir", `${dir}/c`, ...args);
-    await fn(dir);
-  } finally {
-    await pifs("sim", "down", "--dir", `${dir}/c`);
-    await Deno.remove(dir, { recursive: true });
-  }
+/** A new simulated cluster in DIR/c for `fn(DIR)`, stopped and removed afterwards. */
+function withCluster(args: string[], fn: (dir: string) => Promise<void>): Promise<void> {
+  return withSim(args, fn, "pifs-sync-more-", "c");
 }
 
 function lines(out: string): Record<string, unknown>[] {

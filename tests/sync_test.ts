@@ -4,16 +4,10 @@
  * edit in a 100 MiB file costs about its chunks), snapshots and their diff,
  * and an HTTP dataset served by a flaky server.
  */
-import { PIFS, pifs } from "./_cli.ts";
+import { ok, PIFS, pifs, withSim } from "./_cli.ts";
 import { assert, assertEquals } from "./_assert.ts";
 import { retained } from "../sync/engine.ts";
 import type { SnapshotRow } from "../store/index_db.ts";
-
-async function ok(...args: string[]): Promise<string> {
-  const r = await pifs(...args);
-  assertEquals(r.code, 0, `pifs ${args.join(" ")}: ${r.err}`);
-  return r.out;
-}
 
 /** Seeded pseudo-random bytes (xorshift32), so chunk boundaries are reproducible. */
 function rand(n: number, seed: number): Uint8Array<ArrayBuffer> {
@@ -51,15 +45,9 @@ async function syncKilledAfter(ms: number, ...args: string[]): Promise<void> {
   await child.status;
 }
 
-async function withCluster(args: string[], fn: (dir: string) => Promise<void>): Promise<void> {
-  const dir = await Deno.makeTempDir({ prefix: "pifs-sync-" });
-  try {
-    await ok("sim", "up", "--dir", `${dir}/c`, ...args);
-    await fn(dir);
-  } finally {
-    await pifs("sim", "down", "--dir", `${dir}/c`);
-    await Deno.remove(dir, { recursive: true });
-  }
+/** A new simulated cluster in DIR/c for `fn(DIR)`, stopped and removed afterwards. */
+function withCluster(args: string[], fn: (dir: string) => Promise<void>): Promise<void> {
+  return withSim(args, fn, "pifs-sync-", "c");
 }
 
 const MiB = 1024 * 1024;
