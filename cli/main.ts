@@ -9,6 +9,7 @@ import { registerCard } from "./card.ts";
 import { registerChunk } from "./chunk.ts";
 import { registerDeploy } from "./deploy.ts";
 import { registerFiles } from "./files.ts";
+import { registerRecover } from "./recover.ts";
 import { registerRepair } from "./repair.ts";
 import { registerMount } from "./mount.ts";
 import { registerSim } from "./sim.ts";
@@ -35,6 +36,7 @@ export function buildCli(): Command {
   registerCard(program);
   registerDeploy(program);
   registerRepair(program);
+  registerRecover(program);
 
   return program;
 }
@@ -70,6 +72,8 @@ export async function main(args: string[]): Promise<number> {
         "ClusterBusyError",
         "DeployError",
         "CardHoldsDataError",
+        "RecoverError",
+        "ReadOnlyError",
       ].includes(err.name);
     console.error(`pifs: ${known ? err.message : err.stack ?? err}`);
     return err instanceof UsageError ? 2 : 1;

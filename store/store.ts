@@ -75,6 +75,31 @@ export interface StoreOptions {
   checkpointEntries?: number;
   /** Journal bytes since the last checkpoint that trigger one (default {@linkcode CHECKPOINT_BYTES}; 0: no limit). */
   checkpointBytes?: number;
+  /**
+   * Only read: the nodes' journals are not brought up to date, and every
+   * write (a commit, a chunk) is refused with {@linkcode ReadOnlyError}.
+   * `pifs recover` opens card images this way.
+   */
+  readOnly?: boolean;
+}
+
+/**
+ * A write asked of a store opened with `readOnly`.
+ *
+ * @example
+ * ```ts
+ * import { ReadOnlyError } from "./store.ts";
+ * const e = new ReadOnlyError("commit");
+ * if (!e.message.includes("read-only")) throw e;
+ * ```
+ */
+export class ReadOnlyError extends Error {
+  /** The error's name. */
+  override name = "ReadOnlyError";
+  /** A write (`what`) refused by a read-only store. */
+  constructor(what: string) {
+    super(`${what}: the store is open read-only`);
+  }
 }
 
 /** What {@linkcode Store.checkpoint} did. */
@@ -391,7 +416,7 @@ export class Store {
       await this.#applyRead(decodeJournal(tail, this.index.lastSeq() + 1), applied);
     }
     await this.#fillMissing();
-    await this.#catchUp();
+    if (!this.#opts.readOnly) await this.#catchUp();
   }
 
   /** Applies entries read from a journal, the first at offset `at`, each in its own transaction. */
@@ -815,6 +840,7 @@ export class Store {
     manifest?: Manifest,
     snapshot?: SnapshotObject,
   ): Promise<void> {
+    if (this.#opts.readOnly) return Promise.reject(new ReadOnlyError(`commit of ${entry.op}`));
     return new Promise<void>((resolve, reject) => {
       this.#queue.push({ entry, manifest, snapshot, resolve: () => resolve(), reject });
       if (!this.#committing) this.#drained = this.#drain();
@@ -951,6 +977,7 @@ export class Store {
     data: Uint8Array,
     opts: { id?: string; copies?: number } = {},
   ): Promise<{ id: string; nodes: number[]; sent: boolean }> {
+    if (this.#opts.readOnly) throw new ReadOnlyError("storing a chunk");
     const id = opts.id ?? await chunkId(data);
     const copies = opts.copies ?? this.copies;
     // The same chunk already on its way (two files sharing it): wait for it.

@@ -19,14 +19,17 @@
 
 static const char *usage =
     "usage: pifs-node --card IMAGE [--pty-link PATH | --stdio | --tty PATH] [--baud N]\n"
-    "                 [--board NAME] [--window BYTES] [--no-sync]\n"
+    "                 [--board NAME] [--window BYTES] [--no-sync] [--read-only]\n"
     "Serves one pifs node: the card is an image file, the UART a new pty (its path\n"
     "is printed as 'pty PATH' and linked from --pty-link), stdio, or a tty.\n"
-    "--baud N paces both directions at N/10 bytes/s (8N1); 0 means unpaced.\n";
+    "--baud N paces both directions at N/10 bytes/s (8N1); 0 means unpaced.\n"
+    "--read-only opens the image read-only: every write to the card fails (EIO),\n"
+    "so the image is never changed (used by `pifs recover`).\n";
 
 struct file_bdev {
   int fd;
   int sync;
+  int read_only;
 };
 
 static int fb_read(void *ctx, uint64_t lba, uint32_t count, void *buf) {
@@ -38,6 +41,7 @@ static int fb_read(void *ctx, uint64_t lba, uint32_t count, void *buf) {
 
 static int fb_write(void *ctx, uint64_t lba, uint32_t count, const void *buf) {
   struct file_bdev *f = ctx;
+  if (f->read_only) return PIFS_EIO;
   size_t want = (size_t)count * PIFS_SECTOR;
   ssize_t r = pwrite(f->fd, buf, want, (off_t)(lba * PIFS_SECTOR));
   return r == (ssize_t)want ? 0 : PIFS_EIO;
@@ -98,7 +102,7 @@ static void fat_now(uint16_t *date, uint16_t *tm) {
 
 int main(int argc, char **argv) {
   const char *card = NULL, *pty_link = NULL, *tty = NULL, *board = "hosted";
-  int use_stdio = 0, sync = 1;
+  int use_stdio = 0, sync = 1, read_only = 0;
   long baud = 0, window = 65536;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
@@ -111,6 +115,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(a, "--window") && v) window = strtol(argv[++i], NULL, 10);
     else if (!strcmp(a, "--stdio")) use_stdio = 1;
     else if (!strcmp(a, "--no-sync")) sync = 0;
+    else if (!strcmp(a, "--read-only")) read_only = 1;
     else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
       fputs(usage, stdout);
       return 0;
@@ -128,7 +133,7 @@ int main(int argc, char **argv) {
     return 2;
   }
 
-  struct file_bdev fb = {open(card, O_RDWR | O_CLOEXEC), sync};
+  struct file_bdev fb = {open(card, (read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC), sync, read_only};
   if (fb.fd < 0) {
     fprintf(stderr, "pifs-node: cannot open card image '%s': %s\n", card, strerror(errno));
     return 1;
@@ -179,8 +184,9 @@ int main(int argc, char **argv) {
   static struct pifs_node node;
   struct pifs_platform pl = {board, 0, (uint32_t)window, &io, io_write, fat_now, 0, 0, NULL};
   node_init(&node, &bd, &pl);
-  fprintf(stderr, "pifs-node: card %s: %s\n", card,
-          node.store ? "store mounted" : pifs_err_to_str(node.card_err));
+  fprintf(stderr, "pifs-node: card %s: %s%s\n", card,
+          node.store ? "store mounted" : pifs_err_to_str(node.card_err),
+          read_only ? " (read-only)" : "");
 
   static uint8_t buf[65536];
   while (!stop) {
