@@ -9,6 +9,7 @@ import { registerCard } from "./card.ts";
 import { registerChunk } from "./chunk.ts";
 import { registerDeploy } from "./deploy.ts";
 import { registerFiles } from "./files.ts";
+import { registerNodes } from "./nodes.ts";
 import { registerRecover } from "./recover.ts";
 import { registerRepair } from "./repair.ts";
 import { registerMount } from "./mount.ts";
@@ -37,6 +38,7 @@ export function buildCli(): Command {
   registerDeploy(program);
   registerRepair(program);
   registerRecover(program);
+  registerNodes(program);
 
   return program;
 }
@@ -73,6 +75,8 @@ export async function main(args: string[]): Promise<number> {
         "DeployError",
         "CardHoldsDataError",
         "RecoverError",
+        "RebalanceError",
+        "NodeAddError",
         "ReadOnlyError",
       ].includes(err.name);
     console.error(`pifs: ${known ? err.message : err.stack ?? err}`);

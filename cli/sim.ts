@@ -76,10 +76,17 @@ export function registerSim(program: Command): void {
       "emulated Pis stop by themselves after this long (default: no limit)",
       intOption("--qemu-limit", 1, 31_536_000),
     )
+    .option(
+      "--add <n>",
+      "add n new Pis (new cards, hosted nodes) to the running cluster, as `pifs node add` " +
+        "does; then `pifs rebalance` moves their share onto them",
+      intOption("--add", 1, 63),
+    )
     .option("--json", "print cluster.json")
     .action(async (o) => {
       const c = await linkErrors(() =>
         simUp(o.dir, {
+          add: o.add,
           qemu: o.qemu,
           qemuLimitS: o.qemuLimit,
           nodes: o.nodes,

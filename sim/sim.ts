@@ -12,11 +12,13 @@ import {
   type ClusterFile,
   connectNode,
   type LinkEntry,
+  type NodeEntry,
   readClusterFile,
   resolveIn,
   writeClusterFile,
 } from "../store/cluster.ts";
-import { makeCard, parseSize } from "./card.ts";
+import { makeCard, MIN_CARD_SIZE, parseSize } from "./card.ts";
+import { addNode } from "../store/membership.ts";
 import {
   checkLinkOptions,
   formatLinkStats,
@@ -53,6 +55,12 @@ export interface SimUpOptions {
   qemu?: QemuChoice;
   /** Emulated Pis stop by themselves after this many seconds (tests set it). */
   qemuLimitS?: number;
+  /**
+   * New Pis to add to an existing cluster: each gets a new card (of
+   * {@linkcode cardSize}, else the cluster's size) and a hosted node, and
+   * joins as `pifs node add` does. No chunk moves until `pifs rebalance`.
+   */
+  add?: number;
   /** Progress messages. */
   log?: (msg: string) => void;
 }
@@ -329,7 +337,7 @@ export async function simUp(dir: string, opts: SimUpOptions = {}): Promise<Clust
   if (exists) {
     c = await readClusterFile(dir);
     seedAlone(c.faults);
-    if (opts.nodes !== undefined && opts.nodes !== c.nodes.length) {
+    if (opts.nodes !== undefined && opts.nodes !== c.nodes.length + (opts.add ?? 0)) {
       throw new SimError(
         `${dir} already holds a cluster of ${c.nodes.length} nodes; --nodes ${opts.nodes} does not match (adding nodes comes with \`node add\`)`,
       );
@@ -349,6 +357,7 @@ export async function simUp(dir: string, opts: SimUpOptions = {}): Promise<Clust
     }
     if (opts.qemuLimitS !== undefined && c.sim) c.sim.qemu_limit_s = opts.qemuLimitS;
   } else {
+    if (opts.add) throw new SimError(`--add: ${dir} holds no cluster to add Pis to`);
     seedAlone();
     const nodes = opts.nodes ?? 3;
     if (!Number.isInteger(nodes) || nodes < 1 || nodes > 64) {
@@ -457,6 +466,55 @@ export async function simUp(dir: string, opts: SimUpOptions = {}): Promise<Clust
     } finally {
       await client.close();
     }
+  }
+  if (opts.add) return await addSimNodes(dir, c, opts.add, opts, log);
+  return c;
+}
+
+/** Makes `count` new cards and hosted nodes and adds each to the cluster as `node add` does. */
+async function addSimNodes(
+  dir: string,
+  c: ClusterFile,
+  count: number,
+  opts: SimUpOptions,
+  log: (m: string) => void,
+): Promise<ClusterFile> {
+  if (!Number.isInteger(count) || count < 1 || count + c.nodes.length > 64) {
+    throw new SimError(`--add ${count}: must be a whole number, at most 64 nodes in all`);
+  }
+  if (c.faults || c.nodes.some((n) => isQemuBoard(n.board))) {
+    throw new SimError(
+      "--add: only clusters of hosted nodes without line faults can take new Pis this way",
+    );
+  }
+  const size = opts.cardSize ? parseSize(opts.cardSize) : c.sim?.card_size ?? MIN_CARD_SIZE;
+  for (let k = 0; k < count; k++) {
+    const id = Math.max(-1, ...c.nodes.map((n) => n.id)) + 1;
+    const entry: NodeEntry = {
+      id,
+      tty: `node${id}.tty`,
+      card: `node${id}.img`,
+      pid: null,
+      log: `node${id}.log`,
+      board: "hosted",
+    };
+    log(`making card ${entry.card} (${size / 1024 ** 2} MiB, FAT32)`);
+    await makeCard(resolveIn(dir, entry.card!), size, { label: `PIFS${id}` });
+    // Started as the cluster's next node, then recorded by addNode.
+    entry.pid = await startNode(dir, { ...c, nodes: [...c.nodes, entry] }, c.nodes.length);
+    try {
+      const r = await addNode(dir, resolveIn(dir, entry.tty), {
+        log,
+        // Recorded relative to the cluster directory, as sim up's own nodes are.
+        recordTty: entry.tty,
+        entry: { card: entry.card, pid: entry.pid, log: entry.log, board: "hosted" },
+      });
+      log(`node ${r.id} added: ${(r.capacity / 1024 ** 2).toFixed(1)} MiB for chunks`);
+    } catch (e) {
+      await stopProcess(`node ${id}`, entry.pid, isNodeProcess);
+      throw e;
+    }
+    c = await readClusterFile(dir);
   }
   return c;
 }

@@ -960,6 +960,15 @@ export class Store {
 
   // ---- chunks ----
 
+  /**
+   * The nodes placement ranks, weighted by capacity: every node of the
+   * cluster but those forgotten (lost for good) and those in `exclude`.
+   */
+  placementNodes(exclude: Iterable<number> = []): PlacementNode[] {
+    const ex = new Set(exclude);
+    return this.#weights().filter((n) => !ex.has(n.id));
+  }
+
   #weights(): PlacementNode[] {
     const gone = new Set(this.index.forgotten());
     return [...this.nodes.values()].filter((s) => !gone.has(s.entry.id)).map((s) => ({
