@@ -64,6 +64,22 @@ Deno.test("recover: a 4-Pi R=2 cluster that lost a card is rebuilt bit-exact fro
     await ok("put", `${dir}/late.bin`, "/t/gone.bin", "--cluster", dir);
     await ok("rm", "/t/gone.bin", "--cluster", dir);
     await ok("mv", "/t/a/small.txt", "/t/small-moved.txt", "--cluster", dir);
+    // A sync job run twice: two snapshots, the second after an edit.
+    await Deno.mkdir(`${dir}/docs`);
+    await Deno.writeTextFile(`${dir}/docs/a.txt`, "first\n");
+    await Deno.writeFile(`${dir}/docs/b.bin`, rand(90_000, 3));
+    await Deno.writeTextFile(
+      `${dir}/docs.yaml`,
+      "name: docs\ntarget: /docs\nsources:\n  - folder: ./docs\n",
+    );
+    await ok("sync", "--cluster", dir, `${dir}/docs.yaml`);
+    await new Promise((r) => setTimeout(r, 1100)); // snapshot names are to the second
+    await Deno.writeTextFile(`${dir}/docs/a.txt`, "second\n");
+    await ok("sync", "--cluster", dir, `${dir}/docs.yaml`);
+    const snaps = JSON.parse(await ok("snapshots", "--cluster", dir, "--json")) as {
+      name: string;
+    }[];
+    assertEquals(snaps.length, 2);
     // What the store holds, as `get` gives it back.
     await ok("get", "/t", `${dir}/want`, "--cluster", dir);
 
@@ -80,11 +96,17 @@ Deno.test("recover: a 4-Pi R=2 cluster that lost a card is rebuilt bit-exact fro
     const before = await Promise.all(left.map(sha256));
     for (const img of left) await Deno.chmod(img, 0o444);
 
-    const r = await pifs("recover", "--out", `${dir}/out`, ...left, "--json");
+    const r = await pifs("recover", "--out", `${dir}/out`, "--snapshots", ...left, "--json");
     assertEquals(r.code, 0, r.err + r.out);
     const rep = JSON.parse(r.out);
     assertEquals(rep.failed, []);
-    assertEquals(rep.files, 6);
+    assertEquals(rep.files, 8); // 6 under /t, 2 under /docs
+    assertEquals(rep.snapshots, 2);
+    const [s1, s2] = snaps.map((x) => `${dir}/out/.snapshots/${x.name}`);
+    assertEquals(await Deno.readTextFile(`${s1}/a.txt`), "first\n");
+    assertEquals(await Deno.readTextFile(`${s2}/a.txt`), "second\n");
+    assertEquals(await Deno.readFile(`${s1}/b.bin`), rand(90_000, 3));
+    assertEquals(await Deno.readTextFile(`${dir}/out/docs/a.txt`), "second\n");
     assertEquals(rep.cards.map((c: { error?: string }) => c.error), [
       undefined,
       undefined,
