@@ -117,6 +117,9 @@ function plan(store: Store, exclude: number[]): Move[] {
   return moves;
 }
 
+/** Chunks moved at once. */
+const MOVES_IN_FLIGHT = 3;
+
 async function execute(
   store: Store,
   moves: Move[],
@@ -146,20 +149,18 @@ async function execute(
   const pacer = new Pacer(opts.bwlimit ?? 0);
   const deadline = opts.maxDurationS !== undefined ? t0 + opts.maxDurationS * 1000 : Infinity;
   let done = 0;
-  for (const m of moves) {
-    if (opts.dryRun) {
+  if (opts.dryRun) {
+    for (const m of moves) {
       for (const n of m.add) stat(n).gained++, stat(n).bytesGained += m.size;
       for (const n of m.drop) stat(n).lost++;
       result.copied += m.add.length;
       result.bytesCopied += m.add.length * m.size;
       result.deleted += m.drop.length;
       result.bytesDeleted += m.drop.length * m.size;
-      continue;
     }
-    if (performance.now() > deadline) {
-      result.stopped = true;
-      break;
-    }
+    moves = [];
+  }
+  const one = async (m: Move) => {
     try {
       let data: Uint8Array | undefined;
       for (const n of m.add) {
@@ -192,7 +193,26 @@ async function execute(
       opts.log?.(`chunk ${m.id.slice(0, 12)}: ${(e as Error).message}`);
     }
     await opts.onMove?.(++done, moves.length, result.bytesCopied, m.id);
-  }
+  };
+  // A few moves at once, so reading the next chunk overlaps writing this
+  // one (the receiving Pi's line is the bottleneck); a Pi holds 4 puts.
+  let next = 0;
+  let fatal: unknown;
+  const worker = async () => {
+    while (next < moves.length && fatal === undefined) {
+      if (performance.now() > deadline) {
+        result.stopped = true;
+        return;
+      }
+      try {
+        await one(moves[next++]);
+      } catch (e) {
+        fatal ??= e;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: MOVES_IN_FLIGHT }, worker));
+  if (fatal !== undefined) throw fatal;
   result.nodes = [...per.values()].sort((a, b) => a.node - b.node);
   result.seconds = (performance.now() - t0) / 1000;
   return result;

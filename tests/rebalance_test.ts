@@ -119,7 +119,7 @@ Deno.test("rebalance: the new Pi killed mid-way, then the host killed mid-way: r
 
     // 1. The new Pi loses power while copies are being written to it.
     const slow = new Deno.Command(new URL("../pifs", import.meta.url).pathname, {
-      args: ["rebalance", "--bwlimit", "200k", "--cluster", dir],
+      args: ["rebalance", "--bwlimit", "100k", "--cluster", dir],
       stdout: "null",
       stderr: "piped",
     }).spawn();
@@ -131,7 +131,7 @@ Deno.test("rebalance: the new Pi killed mid-way, then the host killed mid-way: r
 
     // 2. The host itself killed mid-way.
     const host = new Deno.Command(new URL("../pifs", import.meta.url).pathname, {
-      args: ["rebalance", "--bwlimit", "200k", "--cluster", dir],
+      args: ["rebalance", "--bwlimit", "100k", "--cluster", dir],
       stdout: "null",
       stderr: "null",
     }).spawn();
@@ -141,6 +141,7 @@ Deno.test("rebalance: the new Pi killed mid-way, then the host killed mid-way: r
 
     const done = JSON.parse(await ok("rebalance", "--json", "--cluster", dir));
     assertEquals(done.failed, []);
+    assert(done.copied > 0, "the killed runs had already finished: nothing was interrupted");
     const again = JSON.parse(await ok("rebalance", "--json", "--cluster", dir));
     assertEquals(again.chunks, 0);
     const scrub = JSON.parse(await ok("scrub", "--json", "--cluster", dir));
