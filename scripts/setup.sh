@@ -8,12 +8,12 @@ cd "$(dirname "$0")/.."
 
 DENO_VERSION=2.9.6
 DEBIAN_PACKAGES=(make gcc libc6-dev gcc-aarch64-linux-gnu gcc-arm-none-eabi qemu-system-arm
-  libnewlib-arm-none-eabi fuse3 libfuse3-dev dosfstools mtools lrzsz socat clang libclang-rt-14-dev)
+  libnewlib-arm-none-eabi fuse3 libfuse3-dev dosfstools mtools lrzsz socat clang libclang-rt-14-dev bindfs)
 # The command each package provides, to tell whether it is installed.
 declare -A PROBE=([make]=make [gcc]=gcc [libc6-dev]=/usr/include/stdio.h
   [gcc-aarch64-linux-gnu]=aarch64-linux-gnu-gcc [gcc-arm-none-eabi]=arm-none-eabi-gcc [libnewlib-arm-none-eabi]=/usr/lib/arm-none-eabi/include/string.h
   [qemu-system-arm]=qemu-system-aarch64 [fuse3]=fusermount3 [libfuse3-dev]=/usr/include/fuse3/fuse_lowlevel.h
-  [dosfstools]=fsck.fat [mtools]=mcopy [lrzsz]=sz [socat]=socat [clang]=clang
+  [dosfstools]=fsck.fat [mtools]=mcopy [lrzsz]=sz [socat]=socat [clang]=clang [bindfs]=bindfs
   [libclang-rt-14-dev]='/usr/lib/llvm-14/lib/clang/*/lib/linux/libclang_rt.fuzzer-*.a')
 
 missing=()
