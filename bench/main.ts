@@ -2,7 +2,7 @@
  * `deno task bench`: every benchmark of the issues, one after the other, in
  * one report.
  *
- *   deno task bench [--quick] [--only link,cluster,cdc,sync,e2e] [--out report.md]
+ *   deno task bench [--quick] [--only link,cluster,cdc,sync,e2e,repair] [--out report.md]
  *
  * Each section is a program of its own in `bench/`, run here as a subprocess
  * so that it has its own memory (the sync section measures the peak RSS of
@@ -60,6 +60,12 @@ export const SECTIONS: Section[] = [
       "Sync end to end: chunk + hash against read; throughput against N/R × line rate (issue 4)",
     file: "sync_e2e_bench.ts",
     v8: "--max-semi-space-size=2",
+  },
+  {
+    name: "repair",
+    title:
+      "Scrub time per GiB against sha256sum; repair throughput against the line rate (issue 7)",
+    file: "repair_bench.ts",
   },
 ];
 

@@ -3,10 +3,10 @@
  *
  * @module
  */
-import type { Command } from "commander";
+import { type Command, Option } from "commander";
 import { Cron } from "croner";
 import { Store } from "../store/store.ts";
-import { clusterDir } from "../store/cluster.ts";
+import { clusterDir, readClusterFile } from "../store/cluster.ts";
 import { type JobSpec, loadSpec, SpecError, specJsonSchema } from "../sync/spec.ts";
 import {
   diffSnapshots,
@@ -19,6 +19,10 @@ import {
 import { logRun, readRuns, type RunRecord, withSyncLock } from "../sync/runs.ts";
 import { estimateNodeTotals, MultiProgress, type ProgressRow } from "./_progress.ts";
 import { humanBytes, info, UsageError } from "./_util.ts";
+import { DEFAULT_SCRUB, maintenanceText, runScrub, scrubSchedule } from "./_maintenance.ts";
+
+/** The scrub's name in the daemon's queue: no job can have it (job names start with a letter or digit). */
+const SCRUB_TASK = "(scrub)";
 
 async function openStore(cluster?: string, copies?: number): Promise<Store> {
   return await Store.open(clusterDir(cluster), { copies, log: info });
@@ -105,6 +109,7 @@ async function runLogged(
 ): Promise<RunRecord> {
   const start = new Date().toISOString();
   const record = (r: Partial<RunRecord>): RunRecord => ({
+    kind: "sync",
     job: job.name,
     spec: job.specFile,
     start,
@@ -198,6 +203,8 @@ export class SpecWatcher {
   #log: (msg: string) => void;
   #pollMs: number;
   #specs = new Map<string, WatchedSpec>();
+  /** Tasks that are not jobs (the scrub), each on its own cron, by queue name. */
+  #tasks = new Map<string, Cron>();
   #queue: string[] = [];
   #wake?: () => void;
   #timer?: ReturnType<typeof setInterval>;
@@ -235,6 +242,21 @@ export class SpecWatcher {
   /** Whether any job has a schedule. */
   scheduled(): boolean {
     return [...this.#specs.values()].some((s) => s.crons.length > 0);
+  }
+
+  /**
+   * Queues `name` on the cron `pattern` too, as a job's schedule does (not
+   * queued twice; run one at a time with the jobs, in the order due). Meant
+   * for names no job can have (a job name starts with a letter or digit).
+   */
+  addTask(name: string, pattern: string, label = name): void {
+    this.#tasks.get(name)?.stop();
+    const c = new Cron(pattern, { protect: true }, () => {
+      if (!this.#queue.includes(name)) this.#queue.push(name);
+      this.#wake?.();
+    });
+    this.#tasks.set(name, c);
+    this.#log(`${label}: ${pattern}: next run ${c.nextRun()?.toISOString() ?? "never"}`);
   }
 
   /** The current version of a job, by name. */
@@ -321,7 +343,9 @@ export class SpecWatcher {
     cur.crons = [];
     // Queued runs of jobs that are gone, or lost their schedule, are dropped.
     const names = new Set(cur.jobs.filter((j) => j.schedule).map((j) => j.name));
-    this.#queue = this.#queue.filter((n) => names.has(n) || this.#scheduledElsewhere(file, n));
+    this.#queue = this.#queue.filter((n) =>
+      names.has(n) || this.#tasks.has(n) || this.#scheduledElsewhere(file, n)
+    );
     for (const job of cur.jobs) {
       if (!job.schedule) {
         this.#log(`job ${job.name}: no schedule: not run by the daemon`);
@@ -350,6 +374,7 @@ export class SpecWatcher {
     this.#stopped = true;
     clearInterval(this.#timer);
     for (const s of this.#specs.values()) for (const c of s.crons) c.stop();
+    for (const c of this.#tasks.values()) c.stop();
     this.#wake?.();
   }
 }
@@ -397,20 +422,44 @@ export function registerSync(program: Command): void {
 
   program.command("daemon")
     .description(
-      "run every job of SPEC files on its cron schedule (one job at a time per cluster), " +
-        "logging each run to DIR/jobs.log; an edited SPEC is read again (one that became " +
-        "invalid is logged and its jobs wait until it is fixed); stops cleanly on SIGINT/SIGTERM",
+      "run every job of SPEC files on its cron schedule, and scrub the cluster on its own " +
+        "schedule (--scrub), repairing at once what the scrub finds short of copies (unless " +
+        "--no-repair); one job, scrub or repair at a time per cluster, each logged to " +
+        "DIR/jobs.log (see pifs jobs). An edited SPEC is read again (one that became invalid is " +
+        "logged and its jobs wait until it is fixed); stops cleanly on SIGINT/SIGTERM",
     )
-    .argument("<specs...>", "job files (YAML)")
+    .argument("[specs...]", "job files (YAML); none: the daemon only scrubs")
     .option("--cluster <dir>", "cluster directory (default: $PIFS_CLUSTER)")
+    .addOption(
+      new Option(
+        "--scrub <cron>",
+        "when to scrub (each Pi verifies its card; every needed chunk's copies counted): a " +
+          "cron pattern (5 fields, or 6 with seconds first; local time), or off",
+      ).argParser(scrubSchedule).default(DEFAULT_SCRUB, `"${DEFAULT_SCRUB}", Sundays at 03:00`),
+    )
+    .option("--no-repair", "only report what a scrub finds (in jobs.log); do not repair it")
     .option("--json", "print events as JSON lines")
     .action(async (specs: string[], o) => {
       const dir = clusterDir(o.cluster);
+      await readClusterFile(dir); // no cluster there: say so now, not at the first run
+      const scrubCron: string | undefined = o.scrub;
+      if (specs.length === 0 && !scrubCron) {
+        throw new UsageError("no job files and --scrub off: nothing for the daemon to do");
+      }
+      if (!scrubCron && !o.repair) {
+        throw new UsageError("--no-repair: only with a scrub schedule (--scrub is off)");
+      }
       const daemon = new SpecWatcher(specs, info);
       await daemon.start(); // bad specs at start are a usage error, as for sync
       if (!daemon.scheduled()) {
-        daemon.stop();
-        throw new UsageError("no job has a schedule: nothing for the daemon to do");
+        if (!scrubCron) {
+          daemon.stop();
+          throw new UsageError("no job has a schedule: nothing for the daemon to do");
+        }
+        if (specs.length) info("no job has a schedule: the daemon only scrubs");
+      }
+      if (scrubCron) {
+        daemon.addTask(SCRUB_TASK, scrubCron, `scrub${o.repair ? " and repair" : " (no repair)"}`);
       }
       let stopping = false;
       const stop = () => {
@@ -423,6 +472,15 @@ export function registerSync(program: Command): void {
         while (!stopping) {
           const name = await daemon.next();
           if (name === undefined) break;
+          if (name === SCRUB_TASK) {
+            await withSyncLock(dir, () =>
+              runScrub(dir, {
+                repair: o.repair,
+                log: info,
+                onRecord: o.json ? (r) => console.log(JSON.stringify(r)) : undefined,
+              }), { wait: true });
+            continue;
+          }
           // An edited spec is read again before its job runs.
           await daemon.refresh();
           const job = daemon.job(name);
@@ -457,7 +515,10 @@ export function registerSync(program: Command): void {
     });
 
   program.command("jobs")
-    .description("list the runs of sync jobs on this cluster (from DIR/jobs.log), oldest first")
+    .description(
+      "list the runs of sync jobs, and the daemon's scrubs and repairs, on this cluster " +
+        "(from DIR/jobs.log), oldest first",
+    )
     .option("--cluster <dir>", "cluster directory (default: $PIFS_CLUSTER)")
     .option("--job <name>", "only this job's runs")
     .option("--json", "JSON output")
@@ -469,7 +530,9 @@ export function registerSync(program: Command): void {
           const s = r.summary;
           console.log(
             `${r.start}  ${r.job.padEnd(12)} ${r.outcome.padEnd(7)} ${r.trigger.padEnd(8)} ` +
-              (s
+              (r.scrub || r.repair
+                ? maintenanceText(r)
+                : s
                 ? `${s.files_new} new, ${s.files_changed} changed, ${s.files_unchanged} unchanged, ` +
                   `${s.files_failed} failed; ${humanBytes(s.wire_bytes)} sent`
                 : r.error ?? ""),

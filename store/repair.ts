@@ -143,6 +143,20 @@ export interface RepairResult {
   failed: { id: string; error: string }[];
 }
 
+/** Options of {@linkcode repair}. */
+export interface RepairOptions extends ScrubOptions {
+  /** Called after each chunk short of copies is dealt with. */
+  onChunk?: (done: number, total: number) => void;
+  /**
+   * A scrub of this same open store, just made (the daemon's): repair works
+   * from it instead of scrubbing again. Nothing may have changed the cluster
+   * in between (the store stays open, so no other command can).
+   */
+  report?: ScrubReport;
+  /** Chunks repaired at once (default 4; 1: one after the other). */
+  parallel?: number;
+}
+
 /**
  * Repairs what a scrub finds: each damaged copy is deleted from its Pi, and
  * every chunk short of copies gets new ones from a healthy copy (read and
@@ -153,37 +167,48 @@ export interface RepairResult {
  */
 export async function repair(
   store: Store,
-  opts: ScrubOptions & { onChunk?: (done: number, total: number) => void } = {},
+  opts: RepairOptions = {},
 ): Promise<RepairResult> {
-  const report = await scrub(store, opts);
+  const report = opts.report ?? await scrub(store, opts);
   const result: RepairResult = { scrub: report, deleted: 0, copied: 0, failed: [] };
   const todo = report.missing;
   let done = 0;
+  let next = 0;
   // Fault injection for the tests: the process kills itself right after
   // deleting the first damaged copy, as a host losing power would stop.
   const crashAfterDelete = Deno.env.get("PIFS_CRASH_AT") === "repair-deleted";
-  for (const p of todo) {
-    try {
-      for (const n of p.damaged) {
-        await store.nodes.get(n)!.client!.deleteChunk(p.id);
-        store.index.removeLocation(p.id, n);
-        result.deleted++;
-        if (crashAfterDelete) Deno.kill(Deno.pid, "SIGKILL");
-      }
-      const source = p.healthy.map((n) => store.nodes.get(n)!).find((st) => st.client);
-      if (!source) throw new Error("its healthy copies are all on Pis that are down");
-      const data = await source.client!.getChunk(p.id);
-      if (await chunkId(data) !== p.id) {
-        throw new Error(`node ${source.entry.id}'s copy is damaged`);
-      }
-      const before = store.index.locations(p.id).length;
-      const r = await store.storeChunk(data, { id: p.id, copies: p.want });
-      result.copied += r.nodes.length - before;
-    } catch (e) {
-      result.failed.push({ id: p.id, error: (e as Error).message });
+  const one = async (p: ChunkProblem) => {
+    for (const n of p.damaged) {
+      await store.nodes.get(n)!.client!.deleteChunk(p.id);
+      store.index.removeLocation(p.id, n);
+      result.deleted++;
+      if (crashAfterDelete) Deno.kill(Deno.pid, "SIGKILL");
     }
-    opts.onChunk?.(++done, todo.length);
-  }
+    const source = p.healthy.map((n) => store.nodes.get(n)!).find((st) => st.client);
+    if (!source) throw new Error("its healthy copies are all on Pis that are down");
+    const data = await source.client!.getChunk(p.id);
+    if (await chunkId(data) !== p.id) {
+      throw new Error(`node ${source.entry.id}'s copy is damaged`);
+    }
+    const before = store.index.locations(p.id).length;
+    const r = await store.storeChunk(data, { id: p.id, copies: p.want });
+    result.copied += r.nodes.length - before;
+  };
+  // A few chunks at a time, so that reading one chunk from its healthy copy
+  // overlaps writing the one before to its new Pi (each on its own line).
+  const worker = async () => {
+    while (next < todo.length) {
+      const p = todo[next++];
+      try {
+        await one(p);
+      } catch (e) {
+        result.failed.push({ id: p.id, error: (e as Error).message });
+      }
+      opts.onChunk?.(++done, todo.length);
+    }
+  };
+  const parallel = Math.max(1, Math.floor(opts.parallel ?? 4));
+  await Promise.all(Array.from({ length: Math.min(parallel, todo.length) }, worker));
   for (const p of report.lost) {
     result.failed.push({ id: p.id, error: "no healthy copy on any Pi" });
   }

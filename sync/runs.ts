@@ -7,22 +7,67 @@
  */
 import type { SyncSummary } from "./engine.ts";
 
+/** What a scrub the daemon ran found (a `jobs.log` line of kind `scrub`). */
+export interface ScrubRecord {
+  /** Per Pi: chunks verified on its card, how many were damaged, or why it was not scrubbed. */
+  nodes: { node: number; checked: number; damaged: number; error?: string }[];
+  /** Chunks a file, snapshot or the checkpoint needs. */
+  referenced: number;
+  /** Needed chunks short of healthy copies (including those with a damaged copy). */
+  missing: number;
+  /** Of those, the ones with a damaged copy. */
+  damaged: number;
+  /** Needed chunks with no healthy copy anywhere. */
+  lost: number;
+  /** Needed chunks with more copies than they should have. */
+  over: number;
+  /** The first chunks (up to 20) short of copies or lost: id, healthy copies of wanted, damaged on. */
+  problems: { id: string; healthy: number; want: number; damaged: number[] }[];
+}
+
+/** What a repair the daemon ran did (a `jobs.log` line of kind `repair`). */
+export interface RepairRecord {
+  /** Damaged copies deleted from their Pis. */
+  deleted: number;
+  /** Copies made. */
+  copied: number;
+  /** Chunks it could not repair. */
+  failed: number;
+  /** The first of those (up to 20), and why. */
+  errors: { id: string; error: string }[];
+}
+
 /** One line of `jobs.log`. */
 export interface RunRecord {
-  /** Job name. */
+  /**
+   * What ran: a sync job (also when absent, as in lines written before
+   * scrubs were logged), or the daemon's scheduled scrub or the repair it
+   * started.
+   */
+  kind?: "sync" | "scrub" | "repair";
+  /** Job name (`scrub` or `repair` for those kinds). */
   job: string;
-  /** Job file. */
+  /** Job file (empty for a scrub or repair). */
   spec: string;
   /** Start and end, ISO 8601. */
   start: string;
   /** End of the run. */
   end: string;
-  /** `ok`: every file stored; `partial`: some failed; `failed`: the run stopped. */
+  /**
+   * Sync: `ok`: every file stored; `partial`: some failed; `failed`: the run
+   * stopped. Scrub: `ok`: nothing wrong; `partial`: it found something wrong,
+   * or could not verify a Pi; `failed`: it could not run. Repair: `ok`: every
+   * chunk repaired; `partial`: some could not be; `failed`: it stopped.
+   */
   outcome: "ok" | "partial" | "failed";
-  /** What started it. */
-  trigger: "sync" | "schedule";
+  /** What started it: `pifs sync`, the daemon's schedule, or (a repair) the scrub before it. */
+  trigger: "sync" | "schedule" | "scrub";
   /** The summary (ok, partial). */
   summary?: Omit<SyncSummary, "problems"> & { problems: number };
+  /** What a scrub found. */
+  scrub?: ScrubRecord;
+  /** What a repair did. */
+  repair?: RepairRecord;
   /** Why it stopped (failed). */
   error?: string;
 }
