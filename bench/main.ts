@@ -2,7 +2,7 @@
  * `deno task bench`: every benchmark of the issues, one after the other, in
  * one report.
  *
- *   deno task bench [--quick] [--only link,cluster,cdc,sync,e2e,repair] [--out report.md]
+ *   deno task bench [--quick] [--only link,cluster,cdc,sync,e2e,repair,rebalance,mount] [--out report.md]
  *
  * Each section is a program of its own in `bench/`, run here as a subprocess
  * so that it has its own memory (the sync section measures the peak RSS of
@@ -66,6 +66,18 @@ export const SECTIONS: Section[] = [
     title:
       "Scrub time per GiB against sha256sum; repair throughput against the line rate (issue 7)",
     file: "repair_bench.ts",
+  },
+  {
+    name: "rebalance",
+    title:
+      "Rebalance after a Pi joins: bytes moved against the minimum, shares, throughput (issue 7)",
+    file: "rebalance_bench.ts",
+  },
+  {
+    name: "mount",
+    title:
+      "The mount: reads and writes against get/put, cached reads against a passthrough, ls -lR (issue 6)",
+    file: "mount_bench.ts",
   },
 ];
 
