@@ -47,6 +47,9 @@ export const CHECKPOINT_ENTRIES = 1000;
  */
 export const CHECKPOINT_BYTES = 512 * 1024;
 
+/** Bytes of a file's chunks `fileStream` reads ahead, at most (beyond the one it waits for). */
+export const READ_AHEAD_BYTES = 32 * 1024 * 1024;
+
 /** Too few nodes answer for the copies or the journal quorum asked for. */
 export class QuorumError extends Error {
   /** The error's name. */
@@ -1160,11 +1163,18 @@ export class Store {
   /** The bytes of a file, chunk by chunk, with a few chunks read ahead. */
   fileStream(manifest: Manifest): ReadableStream<Uint8Array> {
     let i = 0;
-    const ahead: Promise<Uint8Array>[] = [];
-    const depth = Math.max(2, this.up().length);
+    const ahead: { p: Promise<Uint8Array>; size: number }[] = [];
+    // Two chunks in flight per node that answers, so no line idles between
+    // one chunk and the next (3 hosted Pis at 921600, R=2: 0.79 of the
+    // three lines with one per node, 0.99 with two), within 32 MiB.
+    const depth = Math.max(2, 2 * this.up().length);
+    const bytes = () => ahead.reduce((a, x) => a + x.size, 0);
     return new ReadableStream<Uint8Array>({
       pull: async (ctl) => {
-        while (ahead.length < depth && i < manifest.chunks.length) {
+        while (
+          i < manifest.chunks.length &&
+          (ahead.length === 0 || (ahead.length < depth && bytes() < READ_AHEAD_BYTES))
+        ) {
           const [id, size] = manifest.chunks[i++];
           const p = this.getChunk(id).then((b) => {
             if (b.length !== size) {
@@ -1173,10 +1183,10 @@ export class Store {
             return b;
           });
           p.catch(() => {});
-          ahead.push(p);
+          ahead.push({ p, size });
         }
         if (ahead.length === 0) return ctl.close();
-        ctl.enqueue(await ahead.shift()!);
+        ctl.enqueue(await ahead.shift()!.p);
       },
     });
   }
