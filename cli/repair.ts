@@ -116,7 +116,7 @@ export function registerRepair(program: Command): void {
         if (st.client) {
           throw new UsageError(
             `node ${k} answers: it is not lost. Forgetting a working Pi would drop its copies ` +
-              "while they are still good; stop it first if it is to be retired",
+              `while they are still good; to retire it, \`pifs node drain ${k}\` copies them off first`,
           );
         }
         const left = s.nodes.size - s.index.forgotten().length - 1;
