@@ -15,13 +15,9 @@
  */
 import { simDown, simUp } from "../sim/sim.ts";
 import { Store } from "../store/store.ts";
+import { opt, quick, random } from "./_util.ts";
 
 const args = Deno.args;
-const opt = (name: string, def: string) => {
-  const i = args.indexOf(name);
-  return i >= 0 ? args[i + 1] : def;
-};
-const quick = args.includes("--quick");
 const SECONDS = Number(opt("--seconds", quick ? "2" : "8"));
 const NODES = opt("--nodes", quick ? "1,2,4" : "1,2,4,8").split(",").map(Number);
 const LS_FILES = Number(opt("--ls-files", quick ? "2000" : "10000"));
@@ -29,12 +25,6 @@ const BAUD = Number(opt("--baud", "115200"));
 /** File size: small enough that each node gets many, so placement evens out. */
 const FILE = Number(opt("--file-kib", "32")) * 1024;
 const PIFS = new URL("../pifs", import.meta.url).pathname;
-
-function random(n: number): Uint8Array {
-  const b = new Uint8Array(n);
-  for (let i = 0; i < n; i += 65536) crypto.getRandomValues(b.subarray(i, Math.min(n, i + 65536)));
-  return b;
-}
 
 const rows: string[][] = [];
 for (const n of args.includes("--skip-put") ? [] : NODES) {

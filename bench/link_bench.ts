@@ -11,13 +11,8 @@
 import { simDown, simUp } from "../sim/sim.ts";
 import { connectNode } from "../store/cluster.ts";
 import { run } from "../sim/_run.ts";
+import { opt, quick, random } from "./_util.ts";
 
-const args = Deno.args;
-const quick = args.includes("--quick");
-const opt = (name: string, def: string) => {
-  const i = args.indexOf(name);
-  return i >= 0 ? args[i + 1] : def;
-};
 const bauds = opt("--baud", "115200,921600").split(",").map(Number);
 const chunkSize = Number(opt("--chunk", "262144"));
 const frameData = Number(opt("--frame", "4096"));
@@ -25,12 +20,6 @@ const REPO = new URL("..", import.meta.url).pathname;
 
 /** Seconds of payload per run, so each measurement lasts about this long. */
 const SECONDS = quick ? 4 : 20;
-
-function random(n: number): Uint8Array {
-  const b = new Uint8Array(n);
-  for (let i = 0; i < n; i += 65536) crypto.getRandomValues(b.subarray(i, Math.min(n, i + 65536)));
-  return b;
-}
 
 async function pifsLinkZmodem(dir: string, baud: number, data: Uint8Array): Promise<number> {
   await run("make", ["-s", "-C", `${REPO}firmware`, "build/pifs-link"]);

@@ -19,13 +19,8 @@
  */
 import { simDown, simUp } from "../sim/sim.ts";
 import { Store } from "../store/store.ts";
+import { opt, quick, random } from "./_util.ts";
 
-const args = Deno.args;
-const opt = (name: string, def: string) => {
-  const i = args.indexOf(name);
-  return i >= 0 ? args[i + 1] : def;
-};
-const quick = args.includes("--quick");
 const MIB = Number(opt("--mib", quick ? "1" : "4"));
 const BAUD = Number(opt("--baud", "921600"));
 const FILES = Number(opt("--files", quick ? "2000" : "10000"));
@@ -44,12 +39,6 @@ async function sh(cmd: string, a: string[], okCodes = [0]): Promise<{ secs: numb
 /** Runs `fn`, which returns the seconds of what it measured, as `sh` reports them. */
 async function timed(fn: () => Promise<number>): Promise<{ secs: number }> {
   return { secs: await fn() };
-}
-
-function random(n: number): Uint8Array {
-  const b = new Uint8Array(n);
-  for (let i = 0; i < n; i += 65536) crypto.getRandomValues(b.subarray(i, Math.min(n, i + 65536)));
-  return b;
 }
 
 const rows: string[][] = [["measure", "mount", "baseline", "ratio (baseline time / mount time)"]];

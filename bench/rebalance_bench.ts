@@ -16,13 +16,8 @@
 import { simDown, simUp } from "../sim/sim.ts";
 import { Store } from "../store/store.ts";
 import { rebalance } from "../store/rebalance.ts";
+import { opt, quick } from "./_util.ts";
 
-const args = Deno.args;
-const opt = (name: string, def: string) => {
-  const i = args.indexOf(name);
-  return i >= 0 ? args[i + 1] : def;
-};
-const quick = args.includes("--quick");
 const MIB = Number(opt("--mib", quick ? "0.5" : "1.5"));
 const BAUD = Number(opt("--baud", "115200"));
 const FILE = Number(opt("--file-kib", "16")) * 1024;

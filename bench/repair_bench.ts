@@ -25,13 +25,9 @@ import { simDown, simUp } from "../sim/sim.ts";
 import { Store } from "../store/store.ts";
 import { repair, scrub } from "../store/repair.ts";
 import { chunkId } from "../link/client.ts";
+import { opt, quick, random } from "./_util.ts";
 
 const args = Deno.args;
-const opt = (name: string, def: string) => {
-  const i = args.indexOf(name);
-  return i >= 0 ? args[i + 1] : def;
-};
-const quick = args.includes("--quick");
 const SCRUB_MIB = Number(opt("--scrub-mib", quick ? "32" : "256"));
 const REPAIR_KIB = Number(opt("--repair-kib", quick ? "512" : "1024"));
 const BAUD = Number(opt("--baud", "115200"));
@@ -49,12 +45,6 @@ for (
 const SCRUB_FILE = 8 * 1024 * 1024;
 /** Files put for the repair: small, so that placement spreads many chunks. */
 const REPAIR_FILE = 32 * 1024;
-
-function random(n: number): Uint8Array {
-  const b = new Uint8Array(n);
-  for (let i = 0; i < n; i += 65536) crypto.getRandomValues(b.subarray(i, Math.min(n, i + 65536)));
-  return b;
-}
 
 /** The smallest power-of-two card (in MiB, at least 64) with room for `bytes` and then some. */
 function cardFor(bytes: number): string {

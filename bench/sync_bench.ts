@@ -15,13 +15,8 @@
  */
 import { defineJob, openCluster, type Source, sync } from "../mod.ts";
 import { simDown, simUp } from "../sim/sim.ts";
+import { opt, quick } from "./_util.ts";
 
-const args = Deno.args;
-const opt = (name: string, def: string) => {
-  const i = args.indexOf(name);
-  return i >= 0 ? args[i + 1] : def;
-};
-const quick = args.includes("--quick");
 const sizes = opt("--sizes", quick ? "64,512" : "256,1024,4096").split(",").map(Number);
 const MiB = 1024 * 1024;
 /** The bound on a sync's resident memory. */

@@ -18,16 +18,11 @@
 import { Chunker, defineJob, openCluster, sync } from "../mod.ts";
 import { chunkId } from "../link/client.ts";
 import { simDown, simUp } from "../sim/sim.ts";
+import { opt, quick } from "./_util.ts";
 
-const args = Deno.args;
-const opt = (name: string, def: string) => {
-  const i = args.indexOf(name);
-  return i >= 0 ? args[i + 1] : def;
-};
 const nodes = Number(opt("--nodes", "4"));
 const copies = Number(opt("--copies", "1"));
 const baud = Number(opt("--baud", "921600"));
-const quick = args.includes("--quick");
 const mib = Number(opt("--mib", quick ? "4" : "16"));
 const hostMib = Math.max(8, Math.round(Number(opt("--host-mib", quick ? "128" : "512")) / 8) * 8);
 const MiB = 1024 * 1024;
