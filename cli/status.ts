@@ -8,19 +8,48 @@ import type { NodeClient } from "../link/client.ts";
 import { statusToStr } from "../link/codec.ts";
 import { connectNode } from "../store/cluster.ts";
 import { humanBytes, withCluster } from "./_util.ts";
+import { DatabaseSync } from "node:sqlite";
+
+/**
+ * Nodes the host's index records as retired (drained) or lost for good
+ * (forgotten); none when there is no index yet (it is only a cache).
+ */
+function retiredNodes(dir: string): Set<number> {
+  try {
+    const db = new DatabaseSync(`${dir}/index.db`, { readOnly: true });
+    try {
+      return new Set(
+        (db.prepare("SELECT node FROM forgotten").all() as { node: number }[]).map((r) => r.node),
+      );
+    } finally {
+      db.close();
+    }
+  } catch {
+    return new Set();
+  }
+}
 
 /** Adds `status` to `program`. */
 export function registerStatus(program: Command): void {
   const clusterOpt = () =>
     new Option("--cluster <dir>", "cluster directory (default: $PIFS_CLUSTER)");
   program.command("status")
-    .description("each node: id, board, firmware, capacity, free, chunks, and whether it answers")
+    .description(
+      "each node: id, board, firmware, capacity, free, chunks, and whether it answers " +
+        "(retired nodes are listed as such); exit 1 if a node in use does not answer",
+    )
     .addOption(clusterOpt())
     .option("--json", "machine-readable output")
     .action(async (o) => {
       const rows = await withCluster(o, async (dir, c) => {
+        const retired = retiredNodes(dir);
         return await Promise.all(c.nodes.map(async (n) => {
           const row: Record<string, unknown> = { id: n.id, tty: n.tty, answers: false };
+          if (retired.has(n.id)) {
+            // Drained or lost for good: the cluster no longer uses it.
+            row.retired = true;
+            return row;
+          }
           let client: NodeClient | undefined;
           try {
             client = await connectNode(dir, c, n, { timeoutMs: 1000, helloRetries: 2, retries: 2 });
@@ -65,7 +94,9 @@ export function registerStatus(program: Command): void {
       } else {
         for (const r of rows) {
           console.log(
-            r.answers
+            r.retired
+              ? `node ${r.id}: retired (drained or forgotten; no longer used)`
+              : r.answers
               ? `node ${r.id}: ${r.board} fw ${r.firmware}, card ${r.card}, ${
                 humanBytes(r.free as number)
               } free of ${
@@ -75,6 +106,6 @@ export function registerStatus(program: Command): void {
           );
         }
       }
-      if (rows.some((r) => !r.answers)) Deno.exitCode = 1;
+      if (rows.some((r) => !r.answers && !r.retired)) Deno.exitCode = 1;
     });
 }

@@ -178,6 +178,10 @@ Deno.test("node drain: every chunk gets its copies on the others, the Pi is reti
     // New writes work with a quorum of the 3 left and place nothing on it.
     await Deno.writeFile(`${dir}/late`, rand(50_000, 77));
     await ok("put", `${dir}/late`, "/late", "--cluster", dir);
+    // status names it retired, and its silence is no failure.
+    const st = await pifs("status", "--cluster", dir);
+    assertEquals(st.code, 0, st.out + st.err);
+    assert(/node 2: retired/.test(st.out), st.out);
     const again = await pifs("node", "drain", "2", "--cluster", dir);
     assertEquals(again.code, 1);
     assert(again.err.includes("already forgotten or drained"), again.err);
