@@ -42,10 +42,13 @@ function nodeId(v: string): number {
 }
 
 function moveOptions(
-  o: { bwlimit?: number; maxDuration?: number; dryRun?: boolean; json?: boolean },
+  s: Store,
+  o: { bwlimit?: number; maxDuration?: number; dryRun?: boolean; json?: boolean; yield?: boolean },
 ) {
   let last = 0;
   const opts: RebalanceOptions = {
+    // Commander's --no-yield sets yield to false.
+    yieldTo: o.yield === false ? undefined : () => s.othersWaiting(),
     bwlimit: o.bwlimit,
     maxDurationS: o.maxDuration,
     dryRun: !!o.dryRun,
@@ -72,7 +75,8 @@ function summary(r: RebalanceResult, dry: boolean): string[] {
   for (const n of r.nodes) {
     out.push(`  node ${n.node}: +${n.gained} copies (${humanBytes(n.bytesGained)}), -${n.lost}`);
   }
-  if (r.stopped) out.push("stopped at --max-duration: run it again to go on");
+  if (r.yielded) out.push("stopped to let a waiting pifs command run: run it again afterwards");
+  else if (r.stopped) out.push("stopped at --max-duration: run it again to go on");
   for (const f of r.failed.slice(0, 20)) out.push(`  failed ${f.id.slice(0, 16)}: ${f.error}`);
   if (r.failed.length > 20) out.push(`  … and ${r.failed.length - 20} more`);
   return out;
@@ -95,7 +99,12 @@ export function registerNodes(program: Command): void {
         "stop starting moves after this long (e.g. 30m); run again to go on",
         (v: string) => parseSeconds("--max-duration", v),
       )
-      .option("--dry-run", "only report what would move");
+      .option("--dry-run", "only report what would move")
+      .option(
+        "--no-yield",
+        "go on when another pifs command (a sync) waits for the cluster; by default the move " +
+          "stops then, so syncs keep priority",
+      );
 
   node.command("add")
     .description(
@@ -131,7 +140,7 @@ export function registerNodes(program: Command): void {
   ).action(async (k: number, o) => {
     const s = await Store.open(clusterDir(o.cluster), { log: o.json ? undefined : info });
     try {
-      const r = await drain(s, k, moveOptions(o));
+      const r = await drain(s, k, moveOptions(s, o));
       if (o.json) console.log(JSON.stringify(r));
       else {
         for (const l of summary(r, !!o.dryRun)) console.log(l);
@@ -158,7 +167,7 @@ export function registerNodes(program: Command): void {
   ).action(async (o) => {
     const s = await Store.open(clusterDir(o.cluster), { log: o.json ? undefined : info });
     try {
-      const r = await rebalance(s, moveOptions(o));
+      const r = await rebalance(s, moveOptions(s, o));
       if (o.json) console.log(JSON.stringify(r));
       else for (const l of summary(r, !!o.dryRun)) console.log(l);
       if (r.failed.length || r.stopped) Deno.exitCode = 1;

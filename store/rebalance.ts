@@ -40,6 +40,12 @@ export interface RebalanceOptions {
   maxDurationS?: number;
   /** Only report what would move. */
   dryRun?: boolean;
+  /**
+   * Asked before each move: true stops the run there (`yielded`), e.g. when
+   * another command waits for the cluster ({@linkcode Store.othersWaiting}),
+   * so syncs keep priority over moving data that is already safe.
+   */
+  yieldTo?: () => boolean;
   /** Progress messages. */
   log?: (msg: string) => void;
   /** Called after each chunk that moved: chunks done, chunks to move, bytes copied, the chunk's id. */
@@ -62,8 +68,10 @@ export interface RebalanceResult {
   nodes: { node: number; gained: number; lost: number; bytesGained: number }[];
   /** Chunks that could not be moved, and why. */
   failed: { id: string; error: string }[];
-  /** Stopped by `maxDurationS` before everything moved. */
+  /** Stopped by `maxDurationS` or `yieldTo` before everything moved. */
   stopped: boolean;
+  /** Stopped because `yieldTo` asked (another command waits for the cluster). */
+  yielded: boolean;
   /** Seconds it took. */
   seconds: number;
 }
@@ -135,6 +143,7 @@ async function execute(
     nodes: [],
     failed: [],
     stopped: false,
+    yielded: false,
     seconds: 0,
   };
   const per = new Map<
@@ -202,6 +211,10 @@ async function execute(
     while (next < moves.length && fatal === undefined) {
       if (performance.now() > deadline) {
         result.stopped = true;
+        return;
+      }
+      if (opts.yieldTo?.()) {
+        result.stopped = result.yielded = true;
         return;
       }
       try {

@@ -300,15 +300,28 @@ export class Store {
       const lockPath = `${dir}/lines.lock`;
       await Deno.writeFile(lockPath, new Uint8Array(), { append: true });
       const end = Date.now() + (opts.busyWaitMs ?? 0);
-      for (;;) {
-        s.#lock = tryLockFile(lockPath);
-        if (s.#lock) break;
-        if (Date.now() >= end) {
-          throw new ClusterBusyError(
-            `another pifs command is using this cluster (${lockPath}); wait for it to finish`,
-          );
+      // While waiting, DIR/lines.waiting is refreshed: long background work
+      // (rebalance, drain) sees it and stops early to let this command run.
+      const waiting = `${dir}/lines.waiting`;
+      let waited = false;
+      try {
+        for (;;) {
+          s.#lock = tryLockFile(lockPath);
+          if (s.#lock) break;
+          if (Date.now() >= end) {
+            throw new ClusterBusyError(
+              `another pifs command is using this cluster (${lockPath}); wait for it to finish`,
+            );
+          }
+          await Deno.writeTextFile(waiting, `${Deno.pid}\n`);
+          waited = true;
+          await new Promise((r) => setTimeout(r, 250));
         }
-        await new Promise((r) => setTimeout(r, 250));
+      } finally {
+        if (waited) {
+          const who = await Deno.readTextFile(waiting).catch(() => "");
+          if (who === `${Deno.pid}\n`) await Deno.remove(waiting).catch(() => {});
+        }
       }
       await s.#connectAll();
       if (fresh) opts.log?.("no index on this host: rebuilding it from the cards");
@@ -364,6 +377,20 @@ export class Store {
         st.client = undefined;
       }
     }));
+  }
+
+  /**
+   * Whether another pifs command has been waiting for this cluster in the
+   * last 2 seconds (it refreshes `DIR/lines.waiting` while it waits). Long
+   * background work (rebalance, drain) stops early to let it run.
+   */
+  othersWaiting(): boolean {
+    try {
+      const st = Deno.statSync(`${this.dir}/lines.waiting`);
+      return Date.now() - (st.mtime?.getTime() ?? 0) < 2000;
+    } catch {
+      return false;
+    }
   }
 
   /** Nodes that answer. */

@@ -187,3 +187,36 @@ Deno.test("node drain: every chunk gets its copies on the others, the Pi is reti
     assert(again.err.includes("already forgotten or drained"), again.err);
   });
 });
+
+Deno.test("rebalance: stops between moves to let a command waiting for the cluster run, and a rerun finishes", async () => {
+  await withSim(["--nodes", "3"], async (dir) => {
+    await source(dir, 300);
+    await ok("put", `${dir}/src/.`, "/d", "--cluster", dir);
+    await ok("sim", "up", "--dir", dir, "--add", "1");
+    const s = await Store.open(dir);
+    let closed = false;
+    try {
+      const run = rebalance(s, { bwlimit: 50_000, yieldTo: () => s.othersWaiting() });
+      await new Promise((r) => setTimeout(r, 1500));
+      // A second opener (as the daemon's sync job) waits for the cluster lock.
+      const t0 = Date.now();
+      const waiter = Store.open(dir, { busyWaitMs: 60_000 });
+      const r = await run;
+      assert(r.yielded && r.stopped, JSON.stringify(r));
+      assert(r.copied > 0, "nothing moved before the waiter came");
+      await s.close();
+      closed = true;
+      const s2 = await waiter;
+      const waited = Date.now() - t0;
+      await s2.close();
+      assert(waited < 15_000, `the waiting command got the cluster after ${waited} ms`);
+    } finally {
+      if (!closed) await s.close();
+    }
+    const done = JSON.parse(await ok("rebalance", "--json", "--cluster", dir));
+    assertEquals([done.yielded, done.failed.length], [false, 0]);
+    assert(done.copied > 0, "the first run had moved everything");
+    const again = JSON.parse(await ok("rebalance", "--json", "--cluster", dir));
+    assertEquals(again.chunks, 0);
+  });
+});
