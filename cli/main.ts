@@ -12,6 +12,9 @@ import { registerFiles } from "./files.ts";
 import { registerNodes } from "./nodes.ts";
 import { registerRecover } from "./recover.ts";
 import { registerRepair } from "./repair.ts";
+import { registerServe } from "./serve.ts";
+import { forwardCommand, FORWARDED, runningForOthers, socketPath } from "./_serve.ts";
+import { ClusterBusyError } from "../store/store.ts";
 import { registerMount } from "./mount.ts";
 import { registerSim } from "./sim.ts";
 import { registerStatus } from "./status.ts";
@@ -39,6 +42,7 @@ export function buildCli(): Command {
   registerRepair(program);
   registerRecover(program);
   registerNodes(program);
+  registerServe(program, main);
 
   return program;
 }
@@ -52,6 +56,22 @@ export async function main(args: string[]): Promise<number> {
   } catch (e) {
     if (e instanceof CommanderError) {
       return e.exitCode === 0 ? 0 : 2;
+    }
+    // The cluster is held open by `pifs serve` or a mount: it runs the command.
+    if (
+      e instanceof ClusterBusyError && e.dir && FORWARDED.has(args[0]) && !runningForOthers()
+    ) {
+      const code = await forwardCommand(e.dir, args);
+      if (code !== null) return code;
+    } else if (
+      e instanceof ClusterBusyError && e.dir &&
+      await Deno.lstat(socketPath(e.dir)).then(() => true, () => false)
+    ) {
+      console.error(
+        `pifs: the cluster is held open by \`pifs serve\` or a mount (${socketPath(e.dir)}), ` +
+          `which runs ${[...FORWARDED].join(", ")} for others but not ${args[0]}: stop it first`,
+      );
+      return 1;
     }
     const err = e as Error;
     const known = err instanceof UsageError || err instanceof NodeError ||

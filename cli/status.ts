@@ -8,6 +8,9 @@ import type { NodeClient } from "../link/client.ts";
 import { statusToStr } from "../link/codec.ts";
 import { connectNode } from "../store/cluster.ts";
 import { humanBytes, withCluster } from "./_util.ts";
+import { tryLockFile } from "../link/serial.ts";
+import { ClusterBusyError, Store } from "../store/store.ts";
+import { runningForOthers } from "./_serve.ts";
 import { DatabaseSync } from "node:sqlite";
 
 /**
@@ -43,51 +46,75 @@ export function registerStatus(program: Command): void {
     .action(async (o) => {
       const rows = await withCluster(o, async (dir, c) => {
         const retired = retiredNodes(dir);
-        return await Promise.all(c.nodes.map(async (n) => {
-          const row: Record<string, unknown> = { id: n.id, tty: n.tty, answers: false };
-          if (retired.has(n.id)) {
-            // Drained or lost for good: the cluster no longer uses it.
-            row.retired = true;
-            return row;
+        // Run for another command by the cluster's holder (`pifs serve`, a
+        // mount): its open sessions are asked, never a second one on a line.
+        const held = runningForOthers() ? await Store.open(dir) : undefined;
+        // Otherwise the lines are taken as every command takes them.
+        let lock: { release(): void } | null = null;
+        if (!held) {
+          const lockPath = `${dir}/lines.lock`;
+          await Deno.writeFile(lockPath, new Uint8Array(), { append: true });
+          lock = tryLockFile(lockPath);
+          if (!lock) {
+            throw new ClusterBusyError(
+              `another pifs command is using this cluster (${lockPath}); wait for it to finish`,
+              dir,
+            );
           }
-          let client: NodeClient | undefined;
-          try {
-            client = await connectNode(dir, c, n, { timeoutMs: 1000, helloRetries: 2, retries: 2 });
-            const i = await client.info();
-            // A tty path can lead to another Pi (a re-enumerated USB adapter,
-            // a reused pty): only this cluster's node K counts as node K.
-            if (i.status === 0 && (i.clusterId !== c.cluster_id || i.nodeId !== n.id)) {
-              throw new Error(
-                `${n.tty} answers as node ${i.nodeId} of cluster ${i.clusterId}, not node ${n.id} of this cluster`,
-              );
+        }
+        try {
+          return await Promise.all(c.nodes.map(async (n) => {
+            const row: Record<string, unknown> = { id: n.id, tty: n.tty, answers: false };
+            if (retired.has(n.id)) {
+              // Drained or lost for good: the cluster no longer uses it.
+              row.retired = true;
+              return row;
             }
-            Object.assign(row, {
-              answers: true,
-              board: client.hello.board,
-              firmware: client.hello.firmware,
-              card: i.status === 0 ? "ok" : statusToStr(i.status),
-              cluster_ok: i.clusterId === c.cluster_id,
-              capacity: i.capacity,
-              free: i.free,
-              chunks: i.chunks,
-              journal_bytes: i.journalLength,
-              journal_start: i.journalStart,
-              board_revision: i.boardRevision,
-              memory: i.memoryBytes,
-              log_used: i.logUsed,
-              log_half: i.logHalf,
-              frames_ok: i.framesOk,
-              frames_bad: i.framesBad,
-              naks: i.naks,
-              bytes_in: i.bytesIn,
-            });
-          } catch (e) {
-            row.error = (e as Error).message;
-          } finally {
-            await client?.close();
-          }
-          return row;
-        }));
+            let client: NodeClient | undefined;
+            const own = held?.nodes.get(n.id)?.client;
+            try {
+              if (held && !own) throw new Error(held.nodes.get(n.id)?.error ?? "down");
+              client = own ??
+                await connectNode(dir, c, n, { timeoutMs: 1000, helloRetries: 2, retries: 2 });
+              const i = await client.info();
+              // A tty path can lead to another Pi (a re-enumerated USB adapter,
+              // a reused pty): only this cluster's node K counts as node K.
+              if (i.status === 0 && (i.clusterId !== c.cluster_id || i.nodeId !== n.id)) {
+                throw new Error(
+                  `${n.tty} answers as node ${i.nodeId} of cluster ${i.clusterId}, not node ${n.id} of this cluster`,
+                );
+              }
+              Object.assign(row, {
+                answers: true,
+                board: client.hello.board,
+                firmware: client.hello.firmware,
+                card: i.status === 0 ? "ok" : statusToStr(i.status),
+                cluster_ok: i.clusterId === c.cluster_id,
+                capacity: i.capacity,
+                free: i.free,
+                chunks: i.chunks,
+                journal_bytes: i.journalLength,
+                journal_start: i.journalStart,
+                board_revision: i.boardRevision,
+                memory: i.memoryBytes,
+                log_used: i.logUsed,
+                log_half: i.logHalf,
+                frames_ok: i.framesOk,
+                frames_bad: i.framesBad,
+                naks: i.naks,
+                bytes_in: i.bytesIn,
+              });
+            } catch (e) {
+              row.error = (e as Error).message;
+            } finally {
+              if (client !== own) await client?.close();
+            }
+            return row;
+          }));
+        } finally {
+          lock?.release();
+          await held?.close();
+        }
       });
       if (o.json) {
         console.log(JSON.stringify({ nodes: rows }));

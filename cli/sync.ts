@@ -5,7 +5,7 @@
  */
 import { type Command, Option } from "commander";
 import { Cron } from "croner";
-import { Store } from "../store/store.ts";
+import { ClusterBusyError, Store } from "../store/store.ts";
 import { clusterDir, readClusterFile } from "../store/cluster.ts";
 import { type JobSpec, loadSpec, SpecError, specJsonSchema } from "../sync/spec.ts";
 import {
@@ -20,6 +20,7 @@ import { logRun, readRuns, type RunRecord, withSyncLock } from "../sync/runs.ts"
 import { estimateNodeTotals, MultiProgress, type ProgressRow } from "./_progress.ts";
 import { humanBytes, info, UsageError } from "./_util.ts";
 import { DEFAULT_SCRUB, maintenanceText, runScrub, scrubSchedule } from "./_maintenance.ts";
+import { runningForOthers, socketPath } from "./_serve.ts";
 
 /** The scrub's name in the daemon's queue: no job can have it (job names start with a letter or digit). */
 const SCRUB_TASK = "(scrub)";
@@ -127,6 +128,11 @@ async function runLogged(
       busyWaitMs: trigger === "schedule" ? 600_000 : 0,
     });
   } catch (e) {
+    // Held open by `pifs serve` or a mount: the whole command runs there (main).
+    if (
+      trigger !== "schedule" && e instanceof ClusterBusyError && !runningForOthers() &&
+      await Deno.lstat(socketPath(dir)).then(() => true, () => false)
+    ) throw e;
     const r = record({ error: (e as Error).message });
     await logRun(dir, r);
     return r;

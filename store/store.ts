@@ -60,6 +60,13 @@ export class QuorumError extends Error {
 export class ClusterBusyError extends Error {
   /** The error's name. */
   override name = "ClusterBusyError";
+  /** The cluster directory. */
+  readonly dir: string;
+  /** The cluster in `dir` is busy. */
+  constructor(message: string, dir = "") {
+    super(message);
+    this.dir = dir;
+  }
 }
 
 /** Options of {@linkcode Store.open}. */
@@ -234,8 +241,14 @@ export class Store {
   readonly index: Index;
   /** The nodes by id. */
   readonly nodes: Map<number, NodeState>;
-  /** Copies per chunk. */
-  readonly copies: number;
+  /** Copies per chunk: `--copies` when given, else 2; at most the number of nodes. */
+  get copies(): number {
+    return Math.min(this.#opts.copies ?? 2, this.cluster.nodes.length);
+  }
+  /** While a command borrows this open store ({@linkcode Store.lend}): the owner's options. */
+  #lender: StoreOptions | null = null;
+  /** Open stores lent to commands run in this process, by real cluster directory. */
+  static #lent = new Map<string, Store>();
   #opts: StoreOptions;
   #slots = new Map<number, Semaphore>();
   #queue: QueuedEntry[] = [];
@@ -263,7 +276,6 @@ export class Store {
     this.nodes = new Map(
       cluster.nodes.map((e) => [e.id, { entry: e, journalLength: 0, journalStart: 0 }]),
     );
-    this.copies = Math.min(opts.copies ?? 2, cluster.nodes.length);
     this.#ckptEntries = opts.checkpointEntries ?? envCount("PIFS_CHECKPOINT_ENTRIES") ??
       CHECKPOINT_ENTRIES;
     this.#ckptBytes = opts.checkpointBytes ?? envCount("PIFS_CHECKPOINT_BYTES") ??
@@ -282,6 +294,8 @@ export class Store {
    * date.
    */
   static async open(dir: string, opts: StoreOptions = {}): Promise<Store> {
+    const lent = Store.#lent.get(await Deno.realPath(dir).catch(() => dir));
+    if (lent && !opts.readOnly) return lent.#borrow(opts);
     const cluster = await readClusterFile(dir);
     const path = `${dir}/index.db`;
     const fresh = !(await Deno.stat(path).then(() => true, () => false));
@@ -311,6 +325,7 @@ export class Store {
           if (Date.now() >= end) {
             throw new ClusterBusyError(
               `another pifs command is using this cluster (${lockPath}); wait for it to finish`,
+              dir,
             );
           }
           await Deno.writeTextFile(waiting, `${Deno.pid}\n`);
@@ -1218,8 +1233,49 @@ export class Store {
     });
   }
 
+  /**
+   * Lends this open store to the commands this process runs for others
+   * (`pifs serve`, a mount): until the returned function is called,
+   * `Store.open` of the same cluster directory returns this store, with
+   * the caller's `copies`, `degraded` and `log`, and its `close` gives it
+   * back instead of closing it. One borrower at a time.
+   */
+  static async lend(dir: string, store: Store): Promise<() => void> {
+    const key = await Deno.realPath(dir);
+    Store.#lent.set(key, store);
+    return () => {
+      if (Store.#lent.get(key) === store) Store.#lent.delete(key);
+    };
+  }
+
+  #borrow(opts: StoreOptions): Store {
+    if (this.#lender) {
+      throw new ClusterBusyError(`the cluster in ${this.dir} is lent to another command`, this.dir);
+    }
+    if (opts.copies !== undefined && opts.copies > this.cluster.nodes.length) {
+      throw new QuorumError(
+        `--copies ${opts.copies}: the cluster has only ${this.cluster.nodes.length} nodes`,
+      );
+    }
+    this.#lender = this.#opts;
+    this.#opts = {
+      ...this.#opts,
+      copies: opts.copies,
+      degraded: opts.degraded,
+      log: opts.log ?? this.#opts.log,
+    };
+    return this;
+  }
+
   /** Ends every session and closes the index (after the commits in progress). */
   async close(): Promise<void> {
+    if (this.#lender) {
+      // Borrowed: the commands this borrower queued finish, then it goes back.
+      await this.#drained.catch(() => {});
+      this.#opts = this.#lender;
+      this.#lender = null;
+      return;
+    }
     await this.#drained.catch(() => {});
     await Promise.all(this.up().map((s) => s.client!.close().catch(() => {})));
     this.index.close();
