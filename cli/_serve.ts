@@ -90,13 +90,16 @@ export interface CommandServer {
 
 /**
  * Lends `store` (open on the cluster in `dir`) to the commands others send
- * to `DIR/cmd.sock`, and runs each with `run` (the CLI's `main`).
+ * to `DIR/cmd.sock`, and runs each with `run` (the CLI's `main`); `after`
+ * runs after each, before its exit code is sent (a mount drops the
+ * kernel's caches there).
  */
 export async function serveCommands(
   dir: string,
   store: Store,
   run: Runner,
   log: (msg: string) => void = () => {},
+  after: () => Promise<void> = () => Promise.resolve(),
 ): Promise<CommandServer> {
   const path = socketPath(dir);
   await Deno.remove(path).catch(() => {}); // left by a holder that died
@@ -117,7 +120,7 @@ export async function serveCommands(
         return;
       }
       // One at a time: the output capture, the directory and the environment are the process's.
-      const mine = queue.then(() => runCaptured(req, run, send, log));
+      const mine = queue.then(() => runCaptured(req, run, send, log, after));
       queue = mine.catch(() => {});
       await mine;
     } catch (e) {
@@ -166,6 +169,7 @@ async function runCaptured(
   run: Runner,
   send: (type: string, b: Uint8Array) => Promise<void>,
   log: (msg: string) => void,
+  after: () => Promise<void>,
 ): Promise<void> {
   const saved = {
     log: console.log,
@@ -218,6 +222,8 @@ async function runCaptured(
   }
   await Promise.all(pending);
   log(`ran for another command: pifs ${req.argv.join(" ")} (exit ${code})`);
+  // Before the caller hears the exit code (its output no longer captured).
+  await after().catch((e) => log(`after pifs ${req.argv[0]}: ${(e as Error).message}`));
   await send("x", enc.encode(String(code)));
 }
 

@@ -39,14 +39,15 @@ function modeString(e: Entry): string {
   const bits = "rwxrwxrwx";
   let m = "";
   for (let i = 0; i < 9; i++) m += e.mode & (1 << (8 - i)) ? bits[i] : "-";
-  return (e.type === "d" ? "d" : "-") + m;
+  return (e.type === "d" ? "d" : e.type === "l" ? "l" : "-") + m;
 }
 
-function lsLine(e: Entry, long: boolean): string {
-  const name = baseName(e.path) || "/";
+function lsLine(e: Entry, long: boolean, shown?: string): string {
+  const name = shown ?? (baseName(e.path) || "/");
   if (!long) return name + (e.type === "d" ? "/" : "");
   const t = new Date(e.mtime).toISOString().replace("T", " ").slice(0, 19);
-  return `${modeString(e)} ${String(e.size).padStart(12)} ${t} ${name}${e.type === "d" ? "/" : ""}`;
+  const tail = e.type === "d" ? "/" : e.type === "l" ? ` -> ${e.target}` : "";
+  return `${modeString(e)} ${String(e.size).padStart(12)} ${t} ${name}${tail}`;
 }
 
 async function localStat(p: string): Promise<Deno.FileInfo> {
@@ -228,6 +229,11 @@ export function registerFiles(program: Command): void {
             await Deno.mkdir(lp, { recursive: true, mode: x.mode });
             continue;
           }
+          if (x.type === "l") {
+            await Deno.remove(lp).catch(() => {});
+            await Deno.symlink(x.target!, lp);
+            continue;
+          }
           const m = await s.manifestOf(x.manifest!);
           const tmp = `${lp}.pifs-part`;
           const f = await Deno.open(tmp, {
@@ -268,13 +274,8 @@ export function registerFiles(program: Command): void {
         if (o.recursive && !o.json) {
           const from = p === "/" ? 1 : p.length + 1;
           for (const r of rows) {
-            const line = lsLine(r, !!o.long);
-            const rel = r.path.slice(from) || baseName(r.path);
-            // The line ends with the name (and / for a directory): the relative path instead.
-            console.log(
-              line.slice(0, line.length - baseName(r.path).length - (r.type === "d" ? 1 : 0)) +
-                rel + (r.type === "d" ? "/" : ""),
-            );
+            // The path relative to the directory instead of the name.
+            console.log(lsLine(r, !!o.long, r.path.slice(from) || baseName(r.path)));
           }
           return Promise.resolve();
         }
@@ -282,7 +283,8 @@ export function registerFiles(program: Command): void {
           console.log(JSON.stringify(rows.map((r) => ({
             name: baseName(r.path),
             path: r.path,
-            type: r.type === "d" ? "dir" : "file",
+            type: r.type === "d" ? "dir" : r.type === "l" ? "symlink" : "file",
+            ...(r.type === "l" ? { target: r.target } : {}),
             size: r.size,
             mode: r.mode,
             mtime: r.mtime,
@@ -301,7 +303,9 @@ export function registerFiles(program: Command): void {
       const p = normalizePath(path);
       await withStore(o, async (s) => {
         const e = need(s, p);
-        if (e.type !== "f") throw new UsageError(`${p}: is a directory`);
+        if (e.type !== "f") {
+          throw new UsageError(`${p}: is a ${e.type === "d" ? "directory" : "symbolic link"}`);
+        }
         const m = await s.manifestOf(e.manifest!);
         for await (const b of s.fileStream(m)) await Deno.stdout.write(b);
       });
@@ -315,9 +319,10 @@ export function registerFiles(program: Command): void {
       const p = normalizePath(path);
       await withStore(o, async (s) => {
         const e = s.index.get(p);
-        if (e?.type === "f") throw new UsageError(`${p}: a file of that name exists`);
+        if (e && e.type !== "d") throw new UsageError(`${p}: a file of that name exists`);
         for (let q = parentOf(p); q !== "/"; q = parentOf(q)) {
-          if (s.index.get(q)?.type === "f") {
+          const t = s.index.get(q)?.type;
+          if (t && t !== "d") {
             throw new UsageError(`${q}: is a file, not a directory`);
           }
         }

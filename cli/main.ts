@@ -34,7 +34,7 @@ export function buildCli(): Command {
   registerSim(program);
   registerStatus(program);
   registerFiles(program);
-  registerMount(program);
+  registerMount(program, main);
   registerSync(program);
   registerChunk(program);
   registerCard(program);

@@ -1,6 +1,6 @@
 /**
- * `pifs mount` and `pifs umount`: the whole store as a read-only FUSE file
- * system (fuse/).
+ * `pifs mount` and `pifs umount`: the whole store as a FUSE file system
+ * (fuse/), read-write (or read-only with `-o ro`).
  *
  * @module
  */
@@ -11,6 +11,7 @@ import { fuseUnavailable } from "../fuse/ffi.ts";
 import { PifsFs } from "../fuse/fs.ts";
 import { StoreBackend } from "../fuse/store_backend.ts";
 import { info, intOption, UsageError } from "./_util.ts";
+import { type CommandServer, serveCommands } from "./_serve.ts";
 
 /** The file system type of a pifs mount in /proc/mounts. */
 export const FSTYPE = "fuse.pifs";
@@ -109,23 +110,43 @@ function deadMessage(abs: string): string {
     `unmount it with \`pifs umount ${abs}\` (or \`fusermount3 -u ${abs}\`), then mount again`;
 }
 
-/** `-o` options: what libfuse gets; `rw` is refused in this release. */
+/** `-o` options: what libfuse gets (`ro` included when read-only; the last of ro/rw wins). */
 function mountOptions(o: string[] | undefined): string[] {
   const out: string[] = [];
+  let ro = false;
   for (const opt of (o ?? []).flatMap((x) => x.split(",")).map((x) => x.trim()).filter((x) => x)) {
-    if (opt === "ro") continue;
-    if (opt === "rw") {
-      throw new UsageError(
-        "-o rw: this release mounts the store read-only; writes through the mount come " +
-          "later (use `pifs put`, `pifs sync` meanwhile, with the mount unmounted)",
-      );
-    }
-    if (opt === "allow_other" || opt === "allow_root") out.push(opt);
+    if (opt === "ro") ro = true;
+    else if (opt === "rw") ro = false;
+    else if (opt === "allow_other" || opt === "allow_root") out.push(opt);
     else {
-      throw new UsageError(`-o ${opt}: unknown option (known: ro, allow_other, allow_root)`);
+      throw new UsageError(`-o ${opt}: unknown option (known: ro, rw, allow_other, allow_root)`);
     }
   }
-  return out;
+  return ro ? ["ro", ...out] : out;
+}
+
+/**
+ * The spool directory of a writable mount (`DIR/mount-spool`): files open for
+ * writing are kept there until committed. Files a crashed daemon left there
+ * are moved aside (`DIR/mount-spool.orphaned-TIME`, with a `.json` per file
+ * saying what it was when known) and reported, never deleted.
+ */
+async function spoolDir(absDir: string, log: (m: string) => void): Promise<string> {
+  const dir = `${absDir}/mount-spool`;
+  const left: string[] = [];
+  try {
+    for await (const e of Deno.readDir(dir)) left.push(e.name);
+  } catch { /* none yet */ }
+  if (left.length) {
+    const aside = `${dir}.orphaned-${new Date().toISOString().replace(/[:.]/g, "-")}`;
+    await Deno.rename(dir, aside);
+    log(
+      `${left.length} spool files of an earlier mount were not committed (its daemon died ` +
+        `or a commit failed); moved to ${aside}`,
+    );
+  }
+  await Deno.mkdir(dir, { recursive: true });
+  return dir;
 }
 
 /** The pid is a running process (not gone, not a zombie nobody reaped yet). */
@@ -227,6 +248,9 @@ async function preflight(mountpoint: string): Promise<string> {
   return abs;
 }
 
+/** Runs a pifs command line for another process (the CLI's `main`), set by {@linkcode registerMount}. */
+let runCommand: (argv: string[]) => Promise<number> = () => Promise.resolve(1);
+
 async function mountForeground(abs: string, o: MountOpts, extra: string[]): Promise<void> {
   const absDir = await Deno.realPath(clusterDir(o.cluster));
   const st = await readState(absDir);
@@ -242,34 +266,52 @@ async function mountForeground(abs: string, o: MountOpts, extra: string[]): Prom
 
 async function serve(abs: string, absDir: string, o: MountOpts, extra: string[]) {
   const log = (m: string) => info(stamp(m));
+  const readOnly = extra.includes("ro");
   log(`opening the cluster ${absDir}`);
   const store = await Store.open(absDir, { log, timeoutMs: o.timeout });
   let fs: PifsFs;
+  let spool: string | undefined;
   try {
+    spool = readOnly ? undefined : await spoolDir(absDir, log);
     fs = new PifsFs(new StoreBackend(store), {
       cacheBytes: o.cacheMb * 1024 * 1024,
       log,
       debug: o.debug,
+      readOnly,
+      spoolDir: spool,
     });
+    // Written before the mount appears, so an `umount` right after it finds the daemon to wait for.
+    const state: MountState = {
+      pid: Deno.pid,
+      mountpoint: abs,
+      log: `${absDir}/mount.log`,
+      started: new Date().toISOString(),
+    };
+    await Deno.writeTextFile(`${absDir}/mount.json`, JSON.stringify(state) + "\n");
     // A fsname without commas or blanks names the cluster (read back by `umount`).
     const fsname = /^[^,\s\\]+$/.test(absDir) ? `pifs:${absDir}` : "pifs";
-    fs.mount(abs, ["ro", `fsname=${fsname}`, "subtype=pifs", "default_permissions", ...extra]);
+    fs.mount(abs, [`fsname=${fsname}`, "subtype=pifs", "default_permissions", ...extra]);
   } catch (e) {
+    await Deno.remove(`${absDir}/mount.json`).catch(() => {});
     await store.close();
     throw e;
   }
+  // Other pifs commands on this cluster (a sync, a put) run here, on this
+  // store: what they commit is in the mount's index at once, and the
+  // kernel's caches are dropped after each, so no reader sees a stale size
+  // over new data.
+  let server: CommandServer | undefined;
+  try {
+    server = await serveCommands(absDir, store, runCommand, log, () => fs.externalChange());
+  } catch (e) {
+    log(`other pifs commands cannot run through this mount: ${(e as Error).message}`);
+  }
   const up = store.up().length;
   log(
-    `mounted ${absDir} at ${abs} (read-only; ${up} of ${store.nodes.size} nodes answer, ` +
-      `R=${store.copies}); pid ${Deno.pid}`,
+    `mounted ${absDir} at ${abs} (${
+      readOnly ? "read-only" : `read-write, spool ${spool}`
+    }; ${up} of ${store.nodes.size} nodes answer, R=${store.copies}); pid ${Deno.pid}`,
   );
-  const state: MountState = {
-    pid: Deno.pid,
-    mountpoint: abs,
-    log: `${absDir}/mount.log`,
-    started: new Date().toISOString(),
-  };
-  await Deno.writeTextFile(`${absDir}/mount.json`, JSON.stringify(state) + "\n");
   let stopping = false;
   const stop = async (sig: string) => {
     if (stopping) return;
@@ -289,11 +331,15 @@ async function serve(abs: string, absDir: string, o: MountOpts, extra: string[])
     await fs.serve();
   } finally {
     for (const [s, h] of handlers) Deno.removeSignalListener(s, h);
+    await server?.close();
     const c = fs.cache;
     log(
       `unmounted ${abs}; chunks: ${c.misses} read from the nodes, ${c.hits} from memory; ` +
+        `files committed: ${fs.commits}; ` +
         `requests: ${[...fs.counts].map(([k, v]) => `${k} ${v}`).join(", ")}`,
     );
+    // An empty spool directory goes; one holding files whose commit failed stays (logged).
+    if (spool) await Deno.remove(spool).catch(() => {});
     await Deno.remove(`${absDir}/mount.json`).catch(() => {});
     await store.close();
   }
@@ -347,24 +393,31 @@ async function mountBackground(abs: string, o: MountOpts, args: string[]): Promi
     console.log(JSON.stringify({ mountpoint: abs, cluster: dir, pid: child.pid, log }));
   } else {
     info(
-      `mounted ${dir} at ${abs} (read-only), daemon pid ${child.pid}; log: ${log}; ` +
+      `mounted ${dir} at ${abs} (${
+        args.some((a) => a.split(",").includes("ro")) ? "read-only" : "read-write"
+      }), daemon pid ${child.pid}; log: ${log}; ` +
         `unmount with: pifs umount ${abs}`,
     );
   }
 }
 
 /** Adds `mount` and `umount` to `program`. */
-export function registerMount(program: Command): void {
+export function registerMount(
+  program: Command,
+  run: (argv: string[]) => Promise<number> = () => Promise.resolve(1),
+): void {
+  runCommand = run;
   program.command("mount")
     .description(
-      "mount the whole store at MOUNTPOINT as a read-only file system (FUSE); runs as a " +
-        "daemon (log: DIR/mount.log) unless --foreground; writes through the mount come later",
+      "mount the whole store at MOUNTPOINT as a file system (FUSE), read-write unless -o ro: " +
+        "files written are spooled on this host (DIR/mount-spool) and committed to the Pis " +
+        "at the last close and at fsync; runs as a daemon (log: DIR/mount.log) unless --foreground",
     )
     .argument("<mountpoint>", "an existing directory")
     .option("--cluster <dir>", "cluster directory (default: $PIFS_CLUSTER)")
     .option(
       "-o, --options <opts>",
-      "mount options, comma-separated, may repeat: ro (the default), allow_other, allow_root",
+      "mount options, comma-separated, may repeat: rw (the default), ro, allow_other, allow_root",
       (v: string, prev: string[] = []) => [...prev, v],
     )
     .option("--foreground", "serve in this process until unmounted (SIGINT/SIGTERM unmount)")
@@ -419,8 +472,16 @@ export function registerMount(program: Command): void {
       if (state && state.mountpoint === abs && (st.kind === "dead" || !alive(state.pid))) {
         await Deno.remove(`${dir}/mount.json`).catch(() => {}); // left by a dead daemon
       } else if (state && state.mountpoint === abs) {
-        const until = Date.now() + 15_000;
-        while (alive(state.pid) && Date.now() < until) {
+        // A read-write daemon commits the files still open before it ends.
+        const t0 = Date.now();
+        let said = false;
+        while (alive(state.pid) && Date.now() < t0 + 300_000) {
+          if (!said && Date.now() - t0 > 2000) {
+            info(
+              `waiting for the daemon (pid ${state.pid}) to finish its commits (log: ${state.log}) …`,
+            );
+            said = true;
+          }
           await new Promise((res) => setTimeout(res, 50));
         }
         daemon = alive(state.pid) ? `pid ${state.pid} still running` : `pid ${state.pid} ended`;

@@ -26,14 +26,19 @@ export const Errno = {
   EIO: 5,
   EBADF: 9,
   EACCES: 13,
+  EBUSY: 16,
   EEXIST: 17,
   EXDEV: 18,
   ENOTDIR: 20,
   EISDIR: 21,
   EINVAL: 22,
+  EFBIG: 27,
+  ENOSPC: 28,
   EROFS: 30,
   ERANGE: 34,
+  ENAMETOOLONG: 36,
   ENOSYS: 38,
+  ENOTEMPTY: 39,
   ENODATA: 61,
   ENOTSUP: 95,
 } as const;
@@ -44,11 +49,45 @@ export const S_IFDIR = 0o040000;
 export const S_IFREG = 0o100000;
 /** Symbolic link type bits of `st_mode`. */
 export const S_IFLNK = 0o120000;
+/** The type bits of `st_mode`. */
+export const S_IFMT = 0o170000;
+/** Character device. */
+export const S_IFCHR = 0o020000;
+/** Block device. */
+export const S_IFBLK = 0o060000;
+/** Named pipe. */
+export const S_IFIFO = 0o010000;
+/** Socket. */
+export const S_IFSOCK = 0o140000;
 
 /** Access mode bits of an open's flags (`O_ACCMODE`). */
 export const O_ACCMODE = 3;
 /** Open flags that would change a file (O_WRONLY, O_RDWR, O_CREAT, O_TRUNC, O_APPEND). */
 export const O_WRITE_FLAGS = 0o1 | 0o2 | 0o100 | 0o1000 | 0o2000;
+/** `O_EXCL`. */
+export const O_EXCL = 0o200;
+/** `O_TRUNC`. */
+export const O_TRUNC = 0o1000;
+/** `O_APPEND`. */
+export const O_APPEND = 0o2000;
+
+/** `setattr`'s `to_set` bits (fuse_lowlevel.h `FUSE_SET_ATTR_*`). */
+export const SetAttr = {
+  MODE: 1 << 0,
+  UID: 1 << 1,
+  GID: 1 << 2,
+  SIZE: 1 << 3,
+  ATIME: 1 << 4,
+  MTIME: 1 << 5,
+  ATIME_NOW: 1 << 7,
+  MTIME_NOW: 1 << 8,
+  CTIME: 1 << 10,
+} as const;
+
+/** `rename` flags. */
+export const RENAME_NOREPLACE = 1;
+/** `rename` flags: swap the two names. */
+export const RENAME_EXCHANGE = 2;
 
 /** `statvfs.f_flag`: read-only. */
 export const ST_RDONLY = 1;
@@ -162,6 +201,39 @@ export function encodeStat(buf: Uint8Array, off: number, a: Attr): void {
   }
 }
 
+/** The fields of a `struct stat` that `setattr` may ask to change. */
+export interface StatIn {
+  /** Type and permission bits. */
+  mode: number;
+  /** Owner. */
+  uid: number;
+  /** Group. */
+  gid: number;
+  /** Bytes. */
+  size: number;
+  /** Access time, ms since 1970. */
+  atimeMs: number;
+  /** Modification time, ms since 1970 (nanoseconds dropped below the millisecond). */
+  mtimeMs: number;
+}
+
+/** Reads a `struct stat` the kernel sent (setattr). */
+export function decodeStat(p: Deno.PointerValue): StatIn {
+  if (!p) return { mode: 0, uid: 0, gid: 0, size: 0, atimeMs: 0, mtimeMs: 0 };
+  const L = layout();
+  const v = new Deno.UnsafePointerView(p);
+  const time = (off: number) =>
+    Number(v.getBigInt64(off)) * 1000 + Math.floor(Number(v.getBigInt64(off + 8)) / 1e6);
+  return {
+    mode: v.getUint32(L.mode),
+    uid: v.getUint32(L.uid),
+    gid: v.getUint32(L.gid),
+    size: Number(v.getBigInt64(L.size)),
+    atimeMs: time(L.atim),
+    mtimeMs: time(L.mtim),
+  };
+}
+
 /** A `struct stat` for `fuse_reply_attr`. */
 export function statStruct(a: Attr): Uint8Array<ArrayBuffer> {
   const b = new Uint8Array(statSize());
@@ -266,12 +338,25 @@ const SYMBOLS = {
   fuse_session_unmount: { parameters: ["pointer"], result: "void" },
   fuse_session_destroy: { parameters: ["pointer"], result: "void" },
   fuse_session_fd: { parameters: ["pointer"], result: "i32" },
+  // Off the JS thread: the kernel may need a reply from this process before it returns.
+  fuse_lowlevel_notify_inval_inode: {
+    parameters: ["pointer", "u64", "i64", "i64"],
+    result: "i32",
+    nonblocking: true,
+  },
+  fuse_lowlevel_notify_inval_entry: {
+    parameters: ["pointer", "u64", "buffer", "usize"],
+    result: "i32",
+    nonblocking: true,
+  },
   fuse_reply_err: { parameters: ["pointer", "i32"], result: "i32" },
   fuse_reply_none: { parameters: ["pointer"], result: "void" },
   fuse_reply_entry: { parameters: ["pointer", "buffer"], result: "i32" },
   fuse_reply_attr: { parameters: ["pointer", "buffer", "f64"], result: "i32" },
   fuse_reply_readlink: { parameters: ["pointer", "buffer"], result: "i32" },
   fuse_reply_open: { parameters: ["pointer", "buffer"], result: "i32" },
+  fuse_reply_create: { parameters: ["pointer", "buffer", "buffer"], result: "i32" },
+  fuse_reply_write: { parameters: ["pointer", "usize"], result: "i32" },
   fuse_reply_buf: { parameters: ["pointer", "buffer", "usize"], result: "i32" },
   fuse_reply_statfs: { parameters: ["pointer", "buffer"], result: "i32" },
   fuse_add_direntry: {
@@ -376,6 +461,14 @@ export class FuseRequest {
   /** A `fuse_file_info` for open/opendir. */
   open(fi: Uint8Array<ArrayBuffer>): void {
     if (this.#claim()) this.#lib.fuse_reply_open(this.req, fi);
+  }
+  /** A new file's entry and its `fuse_file_info` (create). */
+  create(e: Uint8Array<ArrayBuffer>, fi: Uint8Array<ArrayBuffer>): void {
+    if (this.#claim()) this.#lib.fuse_reply_create(this.req, e, fi);
+  }
+  /** Bytes written. */
+  written(n: number): void {
+    if (this.#claim()) this.#lib.fuse_reply_write(this.req, BigInt(n));
   }
   /** Data (read, readdir). */
   buf(b: Uint8Array<ArrayBuffer>, n = b.length): void {
@@ -509,8 +602,10 @@ const SIGS: Partial<Record<OpName, readonly Deno.NativeType[]>> = {
   open: [P, "u64", P],
   read: [P, "u64", "usize", "i64", P],
   write: [P, "u64", P, "usize", "i64", P],
+  flush: [P, "u64", P],
   release: [P, "u64", P],
   fsync: [P, "u64", "i32", P],
+  fsyncdir: [P, "u64", "i32", P],
   opendir: [P, "u64", P],
   readdir: [P, "u64", "usize", "i64", P],
   readdirplus: [P, "u64", "usize", "i64", P],
@@ -597,6 +692,29 @@ export class FuseSession {
   async loop(): Promise<number> {
     if (!this.#se) throw new Error("session destroyed");
     return await this.#lib.fuse_session_loop(this.#se);
+  }
+
+  /**
+   * Drops what the kernel caches of inode `ino`: its attributes and its
+   * data (from byte `off`; a negative `off`: the attributes only). Runs on a worker thread (the kernel may need this process to
+   * answer a request first); resolves with libfuse's result (0, or -errno,
+   * e.g. -ENOENT for an inode the kernel no longer knows).
+   */
+  async invalInode(ino: number, off = 0): Promise<number> {
+    if (!this.#se || !this.#mounted) return 0;
+    return await this.#lib.fuse_lowlevel_notify_inval_inode(this.#se, BigInt(ino), BigInt(off), 0n);
+  }
+
+  /** Drops the kernel's cached entry `name` in directory inode `parent` (as {@linkcode invalInode}). */
+  async invalEntry(parent: number, name: string): Promise<number> {
+    if (!this.#se || !this.#mounted) return 0;
+    const b = new TextEncoder().encode(name);
+    return await this.#lib.fuse_lowlevel_notify_inval_entry(
+      this.#se,
+      BigInt(parent),
+      b,
+      BigInt(b.length),
+    );
   }
 
   /** Asks the loop to stop after the request in progress. */

@@ -1,14 +1,17 @@
 /**
- * The pifs file system as FUSE sees it (read-only slice): an inode table
- * over the store's paths, the request handlers, and a chunk cache with
- * read-ahead. Every handler returns at once; its reply goes out when the
- * data has come over the links ({@linkcode FuseRequest}).
+ * The pifs file system as FUSE sees it: an inode table over the store's
+ * paths, the request handlers, a chunk cache with read-ahead, and the write
+ * path: files open for writing are spooled to the host's disk and committed
+ * (chunks, then a namespace `put`) at fsync, at the last release (the last
+ * close) and at unmount. Every handler returns at once; its reply goes out when the data
+ * has come over the links ({@linkcode FuseRequest}).
  *
  * @module
  */
 import type { Manifest, SnapshotObject } from "../store/namespace.ts";
 import {
   type Attr,
+  decodeStat,
   entryParam,
   Errno,
   FI_CACHE_READDIR,
@@ -17,23 +20,34 @@ import {
   FuseRequest,
   FuseSession,
   O_ACCMODE,
+  O_APPEND,
+  O_EXCL,
+  O_TRUNC,
   O_WRITE_FLAGS,
   type OpHandler,
   type OpName,
   readCString,
   readFileInfo,
+  RENAME_EXCHANGE,
+  RENAME_NOREPLACE,
+  S_IFBLK,
+  S_IFCHR,
   S_IFDIR,
+  S_IFLNK,
+  S_IFMT,
   S_IFREG,
+  SetAttr,
   ST_RDONLY,
+  type StatIn,
   statStruct,
   statvfsStruct,
 } from "./ffi.ts";
 
-/** A file or directory as the file system shows it. */
+/** A file, directory or symbolic link as the file system shows it. */
 export interface FsNode {
-  /** "f" file, "d" directory. */
-  type: "f" | "d";
-  /** Bytes (files). */
+  /** "f" file, "d" directory, "l" symbolic link. */
+  type: "f" | "d" | "l";
+  /** Bytes (files; a link: its target's length). */
   size: number;
   /** Permission bits. */
   mode: number;
@@ -41,6 +55,8 @@ export interface FsNode {
   mtime: number;
   /** Manifest id (files). */
   manifest: string | null;
+  /** A symbolic link's target. */
+  target?: string;
 }
 
 /** A snapshot as listed under `/.snapshots`. */
@@ -65,6 +81,46 @@ export interface Capacity {
   entries: number;
 }
 
+/**
+ * The changes a writable backend commits. Each resolves once the change is
+ * in the namespace (a journal entry on a quorum of nodes) and rejects with an
+ * {@linkcode FsError} carrying the errno to answer.
+ */
+export interface BackendWrites {
+  /**
+   * Stores a file's content (`size` bytes, read with `read(offset, length)`)
+   * as chunks and a manifest, for the file now at `path` (its copies rule);
+   * nothing in the namespace changes yet.
+   */
+  prepare(
+    path: string,
+    size: number,
+    read: (off: number, len: number) => Uint8Array,
+  ): Promise<PreparedFile>;
+  /** Makes `path` the file `prepared` holds (replacing what is there). */
+  put(path: string, prepared: PreparedFile, meta: { mode: number; mtime: number }): Promise<void>;
+  /** Makes the directory `path`. */
+  mkdir(path: string, mode: number, mtime: number): Promise<void>;
+  /** Removes `path` (and everything under it). */
+  remove(path: string): Promise<void>;
+  /** Renames `from` to `to` (replacing what is at `to`). */
+  move(from: string, to: string): Promise<void>;
+  /** Changes the mode and/or mtime of `path`. */
+  setAttr(path: string, attr: { mode?: number; mtime?: number }): Promise<void>;
+  /** Makes `path` a symbolic link to `target`. */
+  symlink(path: string, target: string, mtime: number): Promise<void>;
+}
+
+/** A file's content stored by {@linkcode BackendWrites.prepare}, not yet named. */
+export interface PreparedFile {
+  /** Manifest id. */
+  id: string;
+  /** Bytes. */
+  size: number;
+  /** Anything else the backend needs to commit it. */
+  [k: string]: unknown;
+}
+
 /** What the file system reads from: the store (fuse/store_backend.ts) or a fake in tests. */
 export interface Backend {
   /** The entry at a normalised path (`/` included). */
@@ -83,6 +139,8 @@ export interface Backend {
   snapshotObject(root: string): Promise<SnapshotObject>;
   /** How many chunks to read ahead of a sequential reader. */
   readAhead(): number;
+  /** The changes (absent: the backend is read-only). */
+  writes?: BackendWrites;
 }
 
 /** Options of {@linkcode PifsFs}. */
@@ -93,8 +151,12 @@ export interface FsOptions {
   log?: (msg: string) => void;
   /** Log every request. */
   debug?: boolean;
-  /** Seconds the kernel may cache names and attributes (default 3600: the tree does not change while mounted). */
+  /** Seconds the kernel may cache names and attributes (default 3600: only this mount changes the tree). */
   timeoutS?: number;
+  /** Refuse every change with EROFS (`-o ro`; also when the backend has no `writes`). */
+  readOnly?: boolean;
+  /** Directory for the spool files of files open for writing (required unless read-only). */
+  spoolDir?: string;
 }
 
 /** An error carrying the errno to answer with. */
@@ -115,10 +177,12 @@ export const SNAPSHOT_DIR = ".snapshots";
 const SNAP_PREFIX = `/${SNAPSHOT_DIR}`;
 
 interface Inode {
-  path: string;
+  /** Its path; null once unlinked (or replaced by a rename) while the kernel still holds it. */
+  path: string | null;
   nlookup: number;
 }
 
+/** A file's content read from its manifest's chunks. */
 interface FileHandle {
   kind: "f";
   path: string;
@@ -129,10 +193,53 @@ interface FileHandle {
   lastEnd: number;
 }
 
+/**
+ * An inode with open handles (or being truncated): its size, mode and mtime
+ * as the file system shows them, and, once changed, its content in a spool
+ * file on the host's disk.
+ */
+interface OpenFile {
+  ino: number;
+  /** Open handles. */
+  handles: number;
+  size: number;
+  mode: number;
+  mtime: number;
+  /** The content, once written or truncated (read from here while it exists). */
+  spool?: Deno.FsFile;
+  spoolPath?: string;
+  /** The content before any change, from the store (no spool yet). */
+  reader?: FileHandle;
+  /** Differs from what the store holds (content or attributes): committed at fsync, last release. */
+  dirty: boolean;
+  /** The store holds a file at this inode's path (false: created here, not committed yet). */
+  stored: boolean;
+  /** Serialises spool changes and commits. */
+  lock: Mutex;
+  /** Dropped (its spool file closed): never used again. */
+  closed?: boolean;
+}
+
+interface OpenHandle {
+  kind: "o";
+  ino: number;
+  append: boolean;
+}
+
 interface DirHandle {
   kind: "d";
   /** ".", "..", then the children. */
   entries: { name: string; path: string; node: FsNode }[];
+}
+
+/** Runs async sections one at a time. */
+class Mutex {
+  #tail: Promise<unknown> = Promise.resolve();
+  run<T>(fn: () => Promise<T>): Promise<T> {
+    const p = this.#tail.then(fn);
+    this.#tail = p.catch(() => {});
+    return p;
+  }
 }
 
 /** A bounded cache of chunks by id, least recently used dropped first. */
@@ -206,23 +313,68 @@ function parent(path: string): string {
   return i <= 0 ? "/" : path.slice(0, i);
 }
 
+function isSnapshotPath(path: string): boolean {
+  return path === SNAP_PREFIX || path.startsWith(SNAP_PREFIX + "/");
+}
+
+function byName(a: { name: string }, b: { name: string }): number {
+  return a.name < b.name ? -1 : a.name > b.name ? 1 : 0;
+}
+
+/** Writes all of `data` at `off` of `f`. */
+function writeAt(f: Deno.FsFile, off: number, data: Uint8Array): void {
+  f.seekSync(off, Deno.SeekMode.Start);
+  let at = 0;
+  while (at < data.length) at += f.writeSync(data.subarray(at));
+}
+
+/** Reads up to `size` bytes at `off` of `f` (fewer at its end). */
+function readAt(f: Deno.FsFile, off: number, size: number): Uint8Array {
+  const out = new Uint8Array(size);
+  f.seekSync(off, Deno.SeekMode.Start);
+  let at = 0;
+  while (at < size) {
+    const n = f.readSync(out.subarray(at));
+    if (n === null || n === 0) break;
+    at += n;
+  }
+  return at === size ? out : out.slice(0, at);
+}
+
 /**
- * The read-only file system over a {@linkcode Backend}: build it, then
+ * The file system over a {@linkcode Backend}: build it, then
  * {@linkcode PifsFs.mount} and {@linkcode PifsFs.serve}.
  */
 export class PifsFs {
   readonly #b: Backend;
+  readonly #w: BackendWrites | undefined;
   readonly #log: (msg: string) => void;
   readonly #debug: boolean;
   readonly #timeout: number;
   readonly #uid: number;
   readonly #gid: number;
+  readonly #spoolDir: string | undefined;
   readonly cache: ChunkCache;
   #inodes = new Map<number, Inode>([[1, { path: "/", nlookup: 1 }]]);
+  /** The manifest each inode had when last opened for reading (page cache kept only while equal). */
+  #lastOpened = new Map<number, string | null>();
+  /** The manifest each file inode had when the kernel was last given its attributes. */
+  #told = new Map<number, string | null>();
   #byPath = new Map<string, number>([["/", 1]]);
   #nextIno = 2;
-  #handles = new Map<number, FileHandle | DirHandle>();
+  #handles = new Map<number, OpenHandle | DirHandle>();
+  #open = new Map<number, OpenFile>();
   #nextFh = 1;
+  #nextSpool = 1;
+  /** Namespace changes and commits, one at a time (a check and its commit stay together). */
+  #ns = new Mutex();
+  /** Commits whose content is stored, waiting for their `put` entry. */
+  #puts: {
+    of: OpenFile;
+    prepared: PreparedFile;
+    resolve: () => void;
+    reject: (e: unknown) => void;
+  }[] = [];
   #manifests = new Map<string, Promise<Manifest>>();
   #snaps = new Map<string, Promise<Map<string, FsNode>>>();
   #session: FuseSession | undefined;
@@ -230,10 +382,15 @@ export class PifsFs {
   #alive = true;
   /** Requests answered, by operation. */
   readonly counts = new Map<string, number>();
+  /** Files committed (put entries) through the mount. */
+  commits = 0;
 
   /** A file system over `backend`. */
   constructor(backend: Backend, opts: FsOptions = {}) {
     this.#b = backend;
+    this.#w = opts.readOnly ? undefined : backend.writes;
+    if (this.#w && !opts.spoolDir) throw new Error("PifsFs: a writable mount needs spoolDir");
+    this.#spoolDir = opts.spoolDir;
     this.#log = opts.log ?? (() => {});
     this.#debug = !!opts.debug;
     this.#timeout = opts.timeoutS ?? 3600;
@@ -242,11 +399,19 @@ export class PifsFs {
     this.cache = new ChunkCache(opts.cacheBytes ?? 64 << 20, (id) => backend.chunk(id));
   }
 
+  /** Whether changes are refused (EROFS). */
+  get readOnly(): boolean {
+    return !this.#w;
+  }
+
   // ---- namespace ----
 
-  /** The node at `path`: the store's, or one of a snapshot's under /.snapshots. */
+  /** The node at `path`: an open file's, the store's, or one of a snapshot's under /.snapshots. */
   async resolve(path: string): Promise<FsNode | undefined> {
-    if (path === SNAP_PREFIX || path.startsWith(SNAP_PREFIX + "/")) {
+    const ino = this.#byPath.get(path);
+    const of = ino === undefined ? undefined : this.#open.get(ino);
+    if (of) return this.#nodeOf(of);
+    if (isSnapshotPath(path)) {
       // A real entry of that name wins over the snapshots.
       const real = this.#b.get(SNAP_PREFIX);
       if (real) return this.#b.get(path);
@@ -262,10 +427,19 @@ export class PifsFs {
     return this.#b.get(path);
   }
 
+  #nodeOf(of: OpenFile): FsNode {
+    return { type: "f", size: of.size, mode: of.mode, mtime: of.mtime, manifest: null };
+  }
+
+  /** Whether `path` lies in the virtual /.snapshots (read-only). */
+  #inSnapshots(path: string): boolean {
+    return isSnapshotPath(path) && !this.#b.get(SNAP_PREFIX);
+  }
+
   /** The children of the directory at `path`, by name. */
   async children(path: string): Promise<{ name: string; node: FsNode }[]> {
     const real = this.#b.get(SNAP_PREFIX);
-    if (!real && (path === SNAP_PREFIX || path.startsWith(SNAP_PREFIX + "/"))) {
+    if (!real && isSnapshotPath(path)) {
       if (path === SNAP_PREFIX) {
         const out: { name: string; node: FsNode }[] = [];
         for (const s of this.#b.snapshots()) {
@@ -274,7 +448,7 @@ export class PifsFs {
             node: { type: "d", size: 0, mode: 0o555, mtime: s.time, manifest: null },
           });
         }
-        return out.sort((a, b) => a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
+        return out.sort(byName);
       }
       const rest = path.slice(SNAP_PREFIX.length + 1);
       const slash = rest.indexOf("/");
@@ -288,16 +462,34 @@ export class PifsFs {
           out.push({ name: p.slice(p.lastIndexOf("/") + 1), node });
         }
       }
-      return out.sort((a, b) => a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
+      return out.sort(byName);
     }
-    const list = this.#b.list(path);
+    let list = this.#b.list(path);
+    // Files open here: their size and times as written so far; new ones not committed yet.
+    const open = new Map<string, FsNode>();
+    for (const of of this.#open.values()) {
+      const p = this.#inodes.get(of.ino)?.path;
+      if (p && p !== "/" && parent(p) === path) {
+        open.set(p.slice(p.lastIndexOf("/") + 1), this.#nodeOf(of));
+      }
+    }
+    if (open.size) {
+      list = list.map((c) => {
+        const n = open.get(c.name);
+        if (!n) return c;
+        open.delete(c.name);
+        return { name: c.name, node: n };
+      });
+      for (const [name, node] of open) list.push({ name, node });
+      list.sort(byName);
+    }
     // /.snapshots is listed in the root when there is a snapshot to show.
     if (path === "/" && !real && this.#b.snapshots().length > 0) {
       list.push({
         name: SNAPSHOT_DIR,
         node: { type: "d", size: 0, mode: 0o555, mtime: 0, manifest: null },
       });
-      list.sort((a, b) => a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
+      list.sort(byName);
     }
     return list;
   }
@@ -327,9 +519,12 @@ export class PifsFs {
   }
 
   #attr(ino: number, n: FsNode): Attr {
+    // What the kernel is told a file holds (it caches the size for #timeout).
+    if (n.type === "f") this.#told.set(ino, n.manifest);
+    const type = n.type === "d" ? S_IFDIR : n.type === "l" ? S_IFLNK : S_IFREG;
     return {
       ino,
-      mode: (n.type === "d" ? S_IFDIR : S_IFREG) | (n.mode & 0o7777),
+      mode: type | (n.type === "l" ? 0o777 : n.mode & 0o7777),
       nlink: n.type === "d" ? 2 : 1,
       uid: this.#uid,
       gid: this.#gid,
@@ -355,6 +550,7 @@ export class PifsFs {
   #path(ino: number): string {
     const i = this.#inodes.get(ino);
     if (!i) throw new FsError(Errno.ENOENT, `inode ${ino} unknown (forgotten)`);
+    if (i.path === null) throw new FsError(Errno.ENOENT, `inode ${ino} was removed`);
     return i.path;
   }
 
@@ -363,13 +559,83 @@ export class PifsFs {
     return this.#inodes.size;
   }
 
+  /** Files open (or being changed) now. */
+  get openFiles(): number {
+    return this.#open.size;
+  }
+
   #forget(ino: number, n: number) {
     const i = this.#inodes.get(ino);
     if (!i || ino === 1) return;
     i.nlookup -= n;
-    if (i.nlookup <= 0) {
+    if (i.nlookup <= 0 && !this.#open.has(ino)) {
       this.#inodes.delete(ino);
-      this.#byPath.delete(i.path);
+      this.#lastOpened.delete(ino);
+      this.#told.delete(ino);
+      if (i.path !== null && this.#byPath.get(i.path) === ino) this.#byPath.delete(i.path);
+    }
+  }
+
+  /** `path` (and what is under it) no longer names its inodes: removed, or replaced by a rename. */
+  #unlinkPaths(path: string) {
+    for (const [p, ino] of [...this.#byPath]) {
+      if (p !== path && !p.startsWith(path + "/")) continue;
+      this.#byPath.delete(p);
+      const i = this.#inodes.get(ino);
+      if (i) i.path = null;
+      const of = this.#open.get(ino);
+      if (of) {
+        of.dirty = of.stored = false; // nothing left to commit
+        if (of.handles === 0) void this.#close(of); // one kept after a failed commit
+      }
+    }
+  }
+
+  /**
+   * The store changed under the mount (a command the mount ran for another
+   * one, `cli/_serve.ts`): names whose entry is gone are dropped from the
+   * kernel's cache, and every inode's cached attributes and data too, so
+   * the next access sees what was committed, never an old size over new
+   * data. Files open for writing here keep their spool (the last commit
+   * wins).
+   */
+  async externalChange(): Promise<void> {
+    const s = this.#session;
+    if (!s) return;
+    const gone: string[] = [];
+    for (const [p, ino] of this.#byPath) {
+      if (p === "/" || isSnapshotPath(p) || this.#open.has(ino)) continue;
+      if (!this.#b.get(p)) gone.push(p);
+    }
+    for (const p of gone) {
+      const slash = p.lastIndexOf("/");
+      const parent = this.#byPath.get(slash <= 0 ? "/" : p.slice(0, slash));
+      if (parent !== undefined) await s.invalEntry(parent, p.slice(slash + 1));
+    }
+    for (const p of gone) if (this.#byPath.has(p)) this.#unlinkPaths(p);
+    const failed: string[] = [];
+    for (const ino of [...this.#inodes.keys()]) {
+      if (this.#open.has(ino)) continue;
+      const r = await s.invalInode(ino);
+      // -ENOENT: the kernel no longer knows it (nothing cached).
+      if (r !== 0 && r !== -2) failed.push(`inode ${ino}: ${r}`);
+    }
+    this.#log(
+      `the store changed: ${gone.length} names dropped, ${this.#inodes.size} inodes invalidated` +
+        (failed.length ? `; failed: ${failed.slice(0, 5).join(", ")}` : ""),
+    );
+  }
+
+  /** The inodes of `from` and under it now live at `to` and under it. */
+  #movePaths(from: string, to: string) {
+    const moved: [string, number][] = [];
+    for (const [p, ino] of this.#byPath) {
+      if (p === from || p.startsWith(from + "/")) moved.push([to + p.slice(from.length), ino]);
+    }
+    for (const [, ino] of moved) this.#byPath.delete(this.#inodes.get(ino)!.path!);
+    for (const [np, ino] of moved) {
+      this.#byPath.set(np, ino);
+      this.#inodes.get(ino)!.path = np;
     }
   }
 
@@ -388,7 +654,7 @@ export class PifsFs {
 
   // ---- reading ----
 
-  /** Bytes [off, off+size) of an open file, from its chunks. */
+  /** Bytes [off, off+size) of a file, from its chunks. */
   private async read(h: FileHandle, off: number, size: number): Promise<Uint8Array> {
     const total = h.manifest.size;
     if (off >= total || size <= 0) return new Uint8Array(0);
@@ -427,11 +693,15 @@ export class PifsFs {
   async readFile(path: string, off: number, size: number): Promise<Uint8Array> {
     const n = await this.resolve(path);
     if (!n || n.type !== "f") throw new FsError(Errno.ENOENT, path);
+    const ino = this.#byPath.get(path);
+    const of = ino === undefined ? undefined : this.#open.get(ino);
+    if (of) return await this.#readOpen(of, off, size);
     return await this.read(await this.#handle(path, n), off, size);
   }
 
   async #handle(path: string, n: FsNode): Promise<FileHandle> {
-    const m = await this.#manifest(n.manifest!);
+    if (!n.manifest) throw new FsError(Errno.EIO, `${path}: no manifest`);
+    const m = await this.#manifest(n.manifest);
     const starts = [0];
     for (const [, size] of m.chunks) starts.push(starts[starts.length - 1] + size);
     if (starts[starts.length - 1] !== m.size || m.size !== n.size) {
@@ -449,11 +719,197 @@ export class PifsFs {
     return b;
   }
 
+  /** A read of an open file: from its spool once changed, else from the store. */
+  async #readOpen(of: OpenFile, off: number, size: number): Promise<Uint8Array> {
+    if (of.spool) {
+      if (off >= of.size || size <= 0) return new Uint8Array(0);
+      return readAt(of.spool, off, Math.min(size, of.size - off));
+    }
+    if (!of.reader) {
+      if (of.size === 0) return new Uint8Array(0);
+      const path = this.#path(of.ino);
+      const n = this.#b.get(path);
+      if (!n || n.type !== "f") throw new FsError(Errno.ENOENT, path);
+      of.reader = await this.#handle(path, n);
+    }
+    return await this.read(of.reader, off, size);
+  }
+
+  // ---- writing ----
+
+  /** The open state of `ino` (made from `n` when the inode has none). */
+  #openFile(ino: number, n: FsNode, stored: boolean): OpenFile {
+    let of = this.#open.get(ino);
+    if (!of) {
+      of = {
+        ino,
+        handles: 0,
+        size: n.size,
+        mode: n.mode,
+        mtime: n.mtime,
+        dirty: false,
+        stored,
+        lock: new Mutex(),
+      };
+      this.#open.set(ino, of);
+    }
+    return of;
+  }
+
+  /** Gives `of` a spool file holding its content (copied from the store, or empty). */
+  async #spool(of: OpenFile, empty: boolean): Promise<Deno.FsFile> {
+    if (of.spool) return of.spool;
+    if (of.closed) throw new FsError(Errno.EIO, `inode ${of.ino}: changed after it was dropped`);
+    const path = `${this.#spoolDir}/${of.ino}-${this.#nextSpool++}`;
+    const f = await Deno.open(path, { read: true, write: true, create: true, truncate: true });
+    try {
+      if (!empty && of.size > 0) {
+        if (!of.reader) {
+          const p = this.#path(of.ino);
+          const n = this.#b.get(p);
+          if (!n || n.type !== "f") throw new FsError(Errno.ENOENT, p);
+          of.reader = await this.#handle(p, n);
+        }
+        const h = of.reader;
+        for (let k = 0; k < h.manifest.chunks.length; k++) {
+          writeAt(f, h.starts[k], await this.#chunkAt(h, k));
+        }
+      }
+    } catch (e) {
+      f.close();
+      await Deno.remove(path).catch(() => {});
+      throw e;
+    }
+    if (empty) of.size = 0;
+    of.spool = f;
+    of.spoolPath = path;
+    of.reader = undefined;
+    return f;
+  }
+
+  /**
+   * Commits `of` if it differs from the store: its content as chunks and a
+   * manifest first, then (namespace locked) a `put` entry at the path the
+   * inode has then: a rename meanwhile moves the commit with it, an unlink
+   * drops it. Call with the file locked (never with the namespace locked).
+   */
+  async #commit(of: OpenFile): Promise<void> {
+    if (!of.dirty || of.closed) return;
+    const path0 = this.#inodes.get(of.ino)?.path;
+    if (!path0) {
+      of.dirty = false; // unlinked: nothing to keep
+      return;
+    }
+    const f = of.spool ?? await this.#spool(of, false);
+    // Attribute changes while this runs set it again (content waits for the file lock).
+    of.dirty = false;
+    let prepared: PreparedFile;
+    try {
+      prepared = await this.#w!.prepare(path0, of.size, (off, len) => readAt(f, off, len));
+    } catch (e) {
+      of.dirty = true;
+      throw e;
+    }
+    await new Promise<void>((resolve, reject) => {
+      this.#puts.push({ of, prepared, resolve, reject });
+      if (this.#puts.length === 1) void this.#ns.run(() => this.#drainPuts());
+    });
+  }
+
+  /**
+   * The `put` entries of the commits whose content is stored, all at once
+   * (namespace locked): the store sends entries that wait together in one
+   * journal append, so many small files cost a round trip per batch.
+   */
+  async #drainPuts() {
+    const batch = this.#puts.splice(0);
+    await Promise.all(batch.map(async (q) => {
+      const path = this.#inodes.get(q.of.ino)?.path;
+      if (!path) return q.resolve(); // unlinked meanwhile
+      try {
+        await this.#w!.put(path, q.prepared, { mode: q.of.mode & 0o7777, mtime: q.of.mtime });
+      } catch (e) {
+        q.of.dirty = true;
+        return q.reject(e);
+      }
+      q.of.stored = true;
+      this.commits++;
+      q.resolve();
+    }));
+  }
+
+  /** Drops `of` (no handle left): its spool file goes, unless a commit failed (then it is kept). */
+  async #close(of: OpenFile, keep?: string) {
+    of.closed = true;
+    if (this.#open.get(of.ino) === of) this.#open.delete(of.ino);
+    of.spool?.close();
+    of.spool = undefined;
+    if (!of.spoolPath) return;
+    if (keep) {
+      await Deno.writeTextFile(
+        `${of.spoolPath}.json`,
+        JSON.stringify({ path: keep, mode: of.mode, mtime: of.mtime, size: of.size }) + "\n",
+      ).catch(() => {});
+      this.#log(`${keep}: not committed; its content is kept in ${of.spoolPath}`);
+    } else await Deno.remove(of.spoolPath).catch(() => {});
+    of.spoolPath = undefined;
+    // The inode table keeps an unlinked inode only while the kernel holds it.
+    const i = this.#inodes.get(of.ino);
+    if (i && i.nlookup <= 0 && of.ino !== 1) {
+      this.#inodes.delete(of.ino);
+      if (i.path !== null && this.#byPath.get(i.path) === of.ino) this.#byPath.delete(i.path);
+    }
+  }
+
+  /** Commits `of` if dirty (the file locked; the namespace only for the journal entry). */
+  #commitLocked(of: OpenFile): Promise<void> {
+    return of.lock.run(() => this.#commit(of));
+  }
+
+  /** Commits every changed file still open (at unmount); returns how many failed. */
+  async flushAll(): Promise<number> {
+    let failed = 0;
+    for (const of of [...this.#open.values()]) {
+      const path = this.#inodes.get(of.ino)?.path ?? undefined;
+      try {
+        await this.#commitLocked(of);
+        await this.#close(of);
+      } catch (e) {
+        failed++;
+        this.#log(`${path}: commit at unmount failed: ${(e as Error).message}`);
+        await this.#close(of, path ?? `inode ${of.ino}`);
+      }
+    }
+    return failed;
+  }
+
+  #refuseChange(op: string, path: string) {
+    if (!this.#w) throw new FsError(Errno.EROFS, `${op} ${path}: read-only mount`);
+    if (this.#inSnapshots(path)) {
+      throw new FsError(Errno.EROFS, `${op} ${path}: snapshots are read-only`);
+    }
+  }
+
+  /** The directory at `path` (ENOENT, ENOTDIR otherwise). */
+  async #dir(path: string): Promise<FsNode> {
+    const n = await this.resolve(path);
+    if (!n) throw new FsError(Errno.ENOENT, `${path}: no such directory`);
+    if (n.type !== "d") throw new FsError(Errno.ENOTDIR, `${path}: not a directory`);
+    return n;
+  }
+
+  #entry(path: string, n: FsNode): Uint8Array<ArrayBuffer> {
+    const ino = this.#ino(path, 1);
+    return entryParam(this.#attr(ino, n), 0, this.#timeout);
+  }
+
   // ---- the session ----
 
   /** The handlers, by operation (exported for tests that call them without a kernel). */
   handlers(): Partial<Record<OpName, OpHandler>> {
-    const ro = (op: string) => this.#wrap(op, () => Promise.reject(new FsError(Errno.EROFS, op)));
+    const ro = this.readOnly;
+    const refuse = (op: string, errno: number, why: string) =>
+      this.#wrap(op, () => Promise.reject(new FsError(ro ? Errno.EROFS : errno, `${op}: ${why}`)));
     return {
       init: (_userdata: unknown, _conn: unknown) => {
         this.#log("FUSE session initialised");
@@ -463,8 +919,7 @@ export class PifsFs {
         const path = join(this.#path(parentIno), name);
         const n = name === "." || name === ".." ? undefined : await this.resolve(path);
         if (!n) throw new FsError(Errno.ENOENT, path);
-        const ino = this.#ino(path, 1);
-        r.entry(entryParam(this.#attr(ino, n), 0, this.#timeout));
+        r.entry(this.#entry(path, n));
       }),
       forget: (req: Deno.PointerObject, ino: number | bigint, n: number | bigint) => {
         this.#forget(Number(ino), Number(n));
@@ -480,56 +935,264 @@ export class PifsFs {
         new FuseRequest(this.#session!.lib, req, "forget_multi", () => this.#alive).none();
       },
       getattr: this.#wrap("getattr", async (r, ino: number) => {
-        const path = this.#path(ino);
-        const n = await this.resolve(path);
-        if (!n) throw new FsError(Errno.ENOENT, path);
+        const of = this.#open.get(ino);
+        const n = of ? this.#nodeOf(of) : await this.resolve(this.#path(ino));
+        if (!n) throw new FsError(Errno.ENOENT, `inode ${ino}`);
         r.attr(statStruct(this.#attr(ino, n)), this.#timeout);
       }),
-      setattr: ro("setattr"),
-      readlink: this.#wrap("readlink", () => {
-        // The store keeps no symbolic links yet: nothing here is one.
-        return Promise.reject(new FsError(Errno.EINVAL, "not a symbolic link"));
+      setattr: this.#wrap(
+        "setattr",
+        (r, ino: number, attrPtr: Deno.PointerValue, toSet: number) => {
+          const st = decodeStat(attrPtr); // C memory: read now
+          // The state of a file is per inode: an ftruncate's handle (fi) adds nothing.
+          return this.#setattr(r, ino, st, toSet);
+        },
+      ),
+      readlink: this.#wrap("readlink", async (r, ino: number) => {
+        const n = await this.resolve(this.#path(ino));
+        if (!n || n.type !== "l") throw new FsError(Errno.EINVAL, "not a symbolic link");
+        r.readlink(n.target ?? "");
       }),
-      mknod: ro("mknod"),
-      mkdir: ro("mkdir"),
-      unlink: ro("unlink"),
-      rmdir: ro("rmdir"),
-      symlink: ro("symlink"),
-      rename: ro("rename"),
-      link: ro("link"),
-      write: ro("write"),
-      create: ro("create"),
-      setxattr: ro("setxattr"),
-      removexattr: ro("removexattr"),
-      fallocate: ro("fallocate"),
+      mknod: this.#wrap(
+        "mknod",
+        async (r, parentIno: number, namePtr: Deno.PointerValue, mode: number) => {
+          const path = join(this.#path(parentIno), readCString(namePtr));
+          this.#refuseChange("mknod", path);
+          const type = mode & S_IFMT;
+          if (type === S_IFCHR || type === S_IFBLK) {
+            throw new FsError(Errno.EPERM, `mknod ${path}: the store keeps no device files`);
+          }
+          if (type !== S_IFREG && type !== 0) {
+            throw new FsError(
+              Errno.ENOTSUP,
+              `mknod ${path}: the store keeps no named pipes or sockets`,
+            );
+          }
+          const mtime = Date.now();
+          await this.#ns.run(async () => {
+            await this.#dir(parent(path));
+            if (await this.resolve(path)) throw new FsError(Errno.EEXIST, path);
+            const empty = await this.#w!.prepare(path, 0, () => new Uint8Array(0));
+            await this.#w!.put(path, empty, { mode: mode & 0o7777, mtime });
+          });
+          r.entry(this.#entry(path, await this.resolve(path) as FsNode));
+        },
+      ),
+      mkdir: this.#wrap(
+        "mkdir",
+        async (r, parentIno: number, namePtr: Deno.PointerValue, mode: number) => {
+          const path = join(this.#path(parentIno), readCString(namePtr));
+          this.#refuseChange("mkdir", path);
+          await this.#ns.run(async () => {
+            await this.#dir(parent(path));
+            if (await this.resolve(path)) throw new FsError(Errno.EEXIST, path);
+            await this.#w!.mkdir(path, mode & 0o7777, Date.now());
+          });
+          r.entry(this.#entry(path, await this.resolve(path) as FsNode));
+        },
+      ),
+      unlink: this.#wrap("unlink", async (r, parentIno: number, namePtr: Deno.PointerValue) => {
+        const path = join(this.#path(parentIno), readCString(namePtr));
+        this.#refuseChange("unlink", path);
+        await this.#ns.run(async () => {
+          const n = await this.resolve(path);
+          if (!n) throw new FsError(Errno.ENOENT, path);
+          if (n.type === "d") throw new FsError(Errno.EISDIR, path);
+          if (this.#b.get(path)) await this.#w!.remove(path);
+          this.#unlinkPaths(path);
+        });
+        r.err(0);
+      }),
+      rmdir: this.#wrap("rmdir", async (r, parentIno: number, namePtr: Deno.PointerValue) => {
+        const path = join(this.#path(parentIno), readCString(namePtr));
+        this.#refuseChange("rmdir", path);
+        await this.#ns.run(async () => {
+          const n = await this.resolve(path);
+          if (!n) throw new FsError(Errno.ENOENT, path);
+          if (n.type !== "d") throw new FsError(Errno.ENOTDIR, path);
+          if (path === "/") throw new FsError(Errno.EBUSY, "the root");
+          if ((await this.children(path)).length) throw new FsError(Errno.ENOTEMPTY, path);
+          await this.#w!.remove(path);
+          this.#unlinkPaths(path);
+        });
+        r.err(0);
+      }),
+      symlink: this.#wrap(
+        "symlink",
+        async (r, linkPtr: Deno.PointerValue, parentIno: number, namePtr: Deno.PointerValue) => {
+          const target = readCString(linkPtr);
+          const path = join(this.#path(parentIno), readCString(namePtr));
+          this.#refuseChange("symlink", path);
+          await this.#ns.run(async () => {
+            await this.#dir(parent(path));
+            if (await this.resolve(path)) throw new FsError(Errno.EEXIST, path);
+            await this.#w!.symlink(path, target, Date.now());
+          });
+          r.entry(this.#entry(path, await this.resolve(path) as FsNode));
+        },
+      ),
+      rename: this.#wrap(
+        "rename",
+        (
+          r,
+          p1: number,
+          n1: Deno.PointerValue,
+          p2: number,
+          n2: Deno.PointerValue,
+          flags: number,
+        ) => {
+          const from = join(this.#path(p1), readCString(n1));
+          const to = join(this.#path(p2), readCString(n2));
+          return this.#rename(r, from, to, flags);
+        },
+      ),
+      link: refuse("link", Errno.EPERM, "the store keeps no hard links"),
+      setxattr: refuse("setxattr", Errno.ENOTSUP, "no extended attributes"),
+      removexattr: refuse("removexattr", Errno.ENOTSUP, "no extended attributes"),
+      fallocate: refuse("fallocate", Errno.ENOTSUP, "not supported"),
+      create: this.#wrap(
+        "create",
+        async (r, parentIno: number, namePtr: Deno.PointerValue, mode: number, fi) => {
+          const { flags } = readFileInfo(fi);
+          const path = join(this.#path(parentIno), readCString(namePtr));
+          this.#refuseChange("create", path);
+          // The name is taken under the namespace lock; the spool file after it
+          // (a file lock is never waited for with the namespace locked).
+          const made = await this.#ns.run(async () => {
+            await this.#dir(parent(path));
+            const cur = await this.resolve(path);
+            if (cur) {
+              if (flags & O_EXCL) throw new FsError(Errno.EEXIST, path);
+              if (cur.type === "d") throw new FsError(Errno.EISDIR, path);
+              if (cur.type !== "f") throw new FsError(Errno.EEXIST, path);
+              return { cur };
+            }
+            const of = this.#openFile(this.#ino(path, 0), {
+              type: "f",
+              size: 0,
+              mode: mode & 0o7777,
+              mtime: Date.now(),
+              manifest: null,
+            }, false);
+            of.handles++;
+            of.dirty = true;
+            return { of };
+          });
+          let ino: number, fh: number;
+          if (made.cur) {
+            ino = this.#ino(path, 0);
+            fh = await this.#openIno(ino, path, made.cur, flags);
+          } else {
+            const of = made.of!;
+            ino = of.ino;
+            try {
+              await of.lock.run(() => this.#spool(of, true));
+            } catch (e) {
+              if (--of.handles <= 0) await this.#close(of);
+              throw e;
+            }
+            fh = this.#nextFh++;
+            this.#handles.set(fh, { kind: "o", ino, append: (flags & O_APPEND) !== 0 });
+          }
+          this.#inodes.get(ino)!.nlookup++;
+          const of = this.#open.get(ino)!;
+          r.create(
+            entryParam(this.#attr(ino, this.#nodeOf(of)), 0, this.#timeout),
+            fileInfo(fh, 0),
+          );
+        },
+      ),
       open: this.#wrap("open", async (r, ino: number, fi: Deno.PointerValue) => {
         const { flags } = readFileInfo(fi);
         const path = this.#path(ino);
-        if ((flags & O_ACCMODE) !== 0 || (flags & O_WRITE_FLAGS) !== 0) {
+        const writing = (flags & O_ACCMODE) !== 0 || (flags & O_WRITE_FLAGS) !== 0;
+        if (writing && !this.#w) {
           throw new FsError(Errno.EROFS, `${path}: opened for writing (read-only mount)`);
+        }
+        if (writing && this.#inSnapshots(path)) {
+          throw new FsError(Errno.EROFS, `${path}: snapshots are read-only`);
         }
         const n = await this.resolve(path);
         if (!n) throw new FsError(Errno.ENOENT, path);
         if (n.type === "d") throw new FsError(Errno.EISDIR, path);
-        const h = await this.#handle(path, n);
-        const fh = this.#nextFh++;
-        this.#handles.set(fh, h);
-        // The content of a path cannot change while mounted: keep the page cache.
-        r.open(fileInfo(fh, FI_KEEP_CACHE));
+        const fh = await this.#openIno(ino, path, n, flags);
+        // Read-only: the mount itself changes nothing, so the kernel keeps the
+        // page cache across opens, unless the content changed since the last
+        // open (a command run for another one, e.g. a sync, replaced it): then
+        // the kernel drops what it has, even pages a read in flight cached
+        // after the change was announced (externalChange).
+        const last = this.#lastOpened.get(ino);
+        this.#lastOpened.set(ino, n.manifest);
+        const keep = !this.#w && last !== undefined && last === n.manifest;
+        // The kernel's cached size may be the old content's: drop its
+        // attributes (not pages: nothing here holds a page lock) before the
+        // open returns, so the reader's fstat and reads see the new size.
+        const told = this.#told.get(ino);
+        if (told !== undefined && told !== n.manifest) {
+          this.#told.delete(ino);
+          await this.#session?.invalInode(ino, -1);
+        }
+        r.open(fileInfo(fh, keep ? FI_KEEP_CACHE : 0));
       }),
       read: this.#wrap(
         "read",
         async (r, _ino: number, size: number, off: number, fi: Deno.PointerValue) => {
           const h = this.#handles.get(readFileInfo(fi).fh);
-          if (!h || h.kind !== "f") throw new FsError(Errno.EBADF, "read: no such open file");
-          const data = await this.read(h, Number(off), Number(size));
+          if (!h || h.kind !== "o") throw new FsError(Errno.EBADF, "read: no such open file");
+          const of = this.#open.get(h.ino);
+          if (!of) throw new FsError(Errno.EBADF, "read: no such open file");
+          const data = await this.#readOpen(of, Number(off), Number(size));
           r.buf(data as Uint8Array<ArrayBuffer>);
         },
       ),
-      release: this.#wrap("release", (r, _ino: number, fi: Deno.PointerValue) => {
-        this.#handles.delete(readFileInfo(fi).fh);
+      write: this.#wrap(
+        "write",
+        async (
+          r,
+          _ino: number,
+          buf: Deno.PointerValue,
+          size: number,
+          off: number,
+          fi: Deno.PointerValue,
+        ) => {
+          const { fh } = readFileInfo(fi);
+          // The kernel's buffer is gone once this returns: copy it now.
+          const data = size > 0 && buf
+            ? new Uint8Array(Deno.UnsafePointerView.getArrayBuffer(buf, size)).slice()
+            : new Uint8Array(0);
+          if (!this.#w) throw new FsError(Errno.EROFS, "write: read-only mount");
+          const h = this.#handles.get(fh);
+          if (!h || h.kind !== "o") throw new FsError(Errno.EBADF, "write: no such open file");
+          const of = this.#open.get(h.ino);
+          if (!of) throw new FsError(Errno.EBADF, "write: no such open file");
+          if (off + size > Number.MAX_SAFE_INTEGER) throw new FsError(Errno.EFBIG, "write");
+          await of.lock.run(async () => {
+            const f = await this.#spool(of, false);
+            const at = h.append ? of.size : off;
+            writeAt(f, at, data);
+            of.size = Math.max(of.size, at + data.length);
+            of.mtime = Date.now();
+            of.dirty = true;
+          });
+          r.written(data.length);
+        },
+      ),
+      flush: this.#wrap("flush", (r) => {
+        // close(2) of one descriptor (also of each dup, which some runtimes make for every
+        // I/O): nothing is committed here; the last release and fsync commit.
         r.err(0);
         return Promise.resolve();
+      }),
+      fsync: this.#wrap("fsync", async (r, ino: number) => {
+        const of = this.#open.get(ino);
+        if (of?.dirty) await this.#commitLocked(of);
+        r.err(0);
+      }),
+      release: this.#wrap("release", async (r, ino: number, fi: Deno.PointerValue) => {
+        this.#handles.delete(readFileInfo(fi).fh);
+        const of = this.#open.get(ino);
+        if (of) await this.#unuse(of, false);
+        r.err(0);
       }),
       opendir: this.#wrap("opendir", async (r, ino: number) => {
         const path = this.#path(ino);
@@ -544,7 +1207,8 @@ export class PifsFs {
         ];
         const fh = this.#nextFh++;
         this.#handles.set(fh, { kind: "d", entries });
-        r.open(fileInfo(fh, FI_KEEP_CACHE | FI_CACHE_READDIR));
+        // Read-only, the listing cannot change: the kernel may keep it.
+        r.open(fileInfo(fh, this.#w ? 0 : FI_KEEP_CACHE | FI_CACHE_READDIR));
       }),
       readdir: this.#wrap("readdir", (r, _ino, size, off, fi) => {
         this.#readdir(r, Number(size), Number(off), fi, false);
@@ -559,6 +1223,11 @@ export class PifsFs {
         r.err(0);
         return Promise.resolve();
       }),
+      fsyncdir: this.#wrap("fsyncdir", (r) => {
+        // Names are committed before their requests are answered: nothing waits here.
+        r.err(0);
+        return Promise.resolve();
+      }),
       statfs: this.#wrap("statfs", async (r) => {
         const c = await this.#b.capacity();
         const bsize = 4096;
@@ -570,11 +1239,184 @@ export class PifsFs {
           bavail: c.free / r_ / bsize,
           files: c.entries,
           ffree: 0,
-          flag: ST_RDONLY,
+          flag: this.#w ? 0 : ST_RDONLY,
           namemax: 255,
         }));
       }),
     };
+  }
+
+  /** Opens the file `ino` (at `path`, node `n`) with `flags`; returns the handle. */
+  async #openIno(ino: number, path: string, n: FsNode, flags: number): Promise<number> {
+    const writing = (flags & O_ACCMODE) !== 0;
+    const of = this.#openFile(ino, n, !!this.#b.get(path));
+    of.handles++;
+    try {
+      if (writing && (flags & O_TRUNC)) {
+        await of.lock.run(async () => {
+          const f = await this.#spool(of, true);
+          f.truncateSync(0);
+          of.size = 0;
+          of.mtime = Date.now();
+          of.dirty = true;
+        });
+      } else if (!of.spool && !of.reader && of.size > 0) {
+        // The manifest now: a file unlinked while open stays readable.
+        of.reader = await this.#handle(path, this.#b.get(path) ?? n);
+      }
+    } catch (e) {
+      await this.#unuse(of, false); // what others changed is kept, as at a release
+      throw e;
+    }
+    const fh = this.#nextFh++;
+    this.#handles.set(fh, { kind: "o", ino, append: (flags & O_APPEND) !== 0 });
+    return fh;
+  }
+
+  /**
+   * Drops one use of `of` (a handle, or a setattr's hold on it); the last
+   * one commits what is left and drops it. A failed commit is returned: the
+   * file is then dropped if `discard` (its caller reports the error), else
+   * kept open without a handle (still listed and readable from its spool,
+   * committed at its next close or fsync, or at unmount, where a last failure
+   * keeps the spool file).
+   */
+  async #unuse(of: OpenFile, discard: boolean): Promise<unknown> {
+    let failed: unknown;
+    await of.lock.run(async () => {
+      if (--of.handles > 0) return;
+      try {
+        // Attributes changed while a commit ran need one more.
+        for (let k = 0; k < 3 && of.dirty; k++) await this.#commit(of);
+      } catch (e) {
+        failed = e;
+      }
+    });
+    if (of.handles > 0 || of.closed) return failed;
+    if (failed && !discard) {
+      const path = this.#inodes.get(of.ino)?.path ?? `inode ${of.ino}`;
+      this.#log(
+        `${path}: commit at release failed: ${(failed as Error)?.message ?? failed}; kept in ` +
+          `${of.spoolPath}, retried at its next close or fsync and at unmount`,
+      );
+      return failed;
+    }
+    await this.#close(of);
+    return failed;
+  }
+
+  async #setattr(
+    r: FuseRequest,
+    ino: number,
+    st: StatIn,
+    set: number,
+  ) {
+    const path = this.#inodes.get(ino)?.path ?? null;
+    const label = path ?? `inode ${ino}`;
+    const want = (bit: number) => (set & bit) !== 0;
+    const ownerBits = SetAttr.UID | SetAttr.GID | SetAttr.SIZE | SetAttr.MODE | SetAttr.MTIME |
+      SetAttr.MTIME_NOW;
+    if (!this.#w && (set & ownerBits)) {
+      throw new FsError(Errno.EROFS, `setattr ${label}: read-only mount`);
+    }
+    if (path !== null && (set & ownerBits)) this.#refuseChange("setattr", path);
+    // chown: only to the mounting user (the store keeps no owners).
+    if (want(SetAttr.UID) && st.uid !== this.#uid && st.uid !== 0xffffffff) {
+      throw new FsError(Errno.EPERM, `chown ${label}: owner ${st.uid} (only ${this.#uid} is kept)`);
+    }
+    if (want(SetAttr.GID) && st.gid !== this.#gid && st.gid !== 0xffffffff) {
+      throw new FsError(Errno.EPERM, `chgrp ${label}: group ${st.gid} (only ${this.#gid} is kept)`);
+    }
+    const mode = want(SetAttr.MODE) ? st.mode & 0o7777 : undefined;
+    const mtime = want(SetAttr.MTIME_NOW)
+      ? Date.now()
+      : want(SetAttr.MTIME)
+      ? st.mtimeMs
+      : want(SetAttr.SIZE)
+      ? Date.now()
+      : undefined;
+    // Held (as a handle would) while this runs: a release meanwhile does not drop it.
+    let of = this.#open.get(ino);
+    if (of) of.handles++;
+    // A truncate of a file nobody has open: changed in a spool, committed before the answer.
+    let ephemeral = false;
+    let err: unknown;
+    try {
+      const n = of ? this.#nodeOf(of) : path === null ? undefined : await this.resolve(path);
+      if (!n) throw new FsError(Errno.ENOENT, label);
+      if (want(SetAttr.SIZE)) {
+        if (n.type === "d") throw new FsError(Errno.EISDIR, `truncate ${label}`);
+        if (n.type !== "f") throw new FsError(Errno.EINVAL, `truncate ${label}`);
+        if (st.size < 0 || st.size > Number.MAX_SAFE_INTEGER) {
+          throw new FsError(Errno.EINVAL, `truncate ${label} to ${st.size}`);
+        }
+        if (!of) {
+          of = this.#open.get(ino) ?? this.#openFile(ino, n, path !== null && !!this.#b.get(path));
+          ephemeral = of.handles === 0;
+          of.handles++;
+        }
+        const o = of;
+        await o.lock.run(async () => {
+          const f = await this.#spool(o, false);
+          f.truncateSync(st.size);
+          o.size = st.size;
+          o.dirty = true;
+        });
+      }
+      if (of && (of.dirty || !of.stored)) {
+        // The next commit of the content carries them (at the latest when this drops it).
+        if (mode !== undefined) of.mode = mode;
+        if (mtime !== undefined) of.mtime = mtime;
+        if (mode !== undefined || mtime !== undefined) of.dirty = true;
+      } else if ((mode !== undefined || mtime !== undefined) && path !== null) {
+        await this.#ns.run(() => this.#w!.setAttr(path, { mode, mtime }));
+        if (of) {
+          if (mode !== undefined) of.mode = mode;
+          if (mtime !== undefined) of.mtime = mtime;
+        }
+      }
+    } catch (e) {
+      err = e;
+    }
+    // A truncate by path that fails is answered with its error: nothing to keep then.
+    if (of) err ??= await this.#unuse(of, ephemeral);
+    if (err) throw err;
+    const now = this.#open.get(ino);
+    const after = now ? this.#nodeOf(now) : path === null ? undefined : await this.resolve(path);
+    if (!after) throw new FsError(Errno.ENOENT, label);
+    r.attr(statStruct(this.#attr(ino, after)), this.#timeout);
+  }
+
+  async #rename(r: FuseRequest, from: string, to: string, flags: number) {
+    if (flags & RENAME_EXCHANGE) {
+      throw new FsError(Errno.EINVAL, `rename ${from} ${to}: exchange is not supported`);
+    }
+    this.#refuseChange("rename", from);
+    this.#refuseChange("rename", to);
+    await this.#ns.run(async () => {
+      const src = await this.resolve(from);
+      if (!src) throw new FsError(Errno.ENOENT, from);
+      await this.#dir(parent(to));
+      if (from === to) return;
+      if (to.startsWith(from + "/")) {
+        throw new FsError(Errno.EINVAL, `rename ${from} into itself (${to})`);
+      }
+      if (from === "/") throw new FsError(Errno.EBUSY, "the root");
+      const dst = await this.resolve(to);
+      if (dst) {
+        if (flags & RENAME_NOREPLACE) throw new FsError(Errno.EEXIST, to);
+        if (src.type === "d" && dst.type !== "d") throw new FsError(Errno.ENOTDIR, to);
+        if (src.type !== "d" && dst.type === "d") throw new FsError(Errno.EISDIR, to);
+        if (dst.type === "d" && (await this.children(to)).length) {
+          throw new FsError(Errno.ENOTEMPTY, to);
+        }
+      }
+      if (this.#b.get(from)) await this.#w!.move(from, to); // replaces what is at `to`
+      else if (this.#b.get(to)) await this.#w!.remove(to); // `from` is new: not committed yet
+      if (dst) this.#unlinkPaths(to);
+      this.#movePaths(from, to);
+    });
+    r.err(0);
   }
 
   #readdir(r: FuseRequest, size: number, off: number, fi: Deno.PointerValue, plus: boolean) {
@@ -623,8 +1465,16 @@ export class PifsFs {
         p = Promise.reject(e);
       }
       p.catch((e) => {
-        const errno = e instanceof FsError ? e.errno : Errno.EIO;
-        if (!(e instanceof FsError) || this.#debug || errno === Errno.EIO) {
+        // The host's own disk (the spool) full is ENOSPC too; anything else unexpected is EIO.
+        const code = (e as { code?: string })?.code;
+        const errno = e instanceof FsError
+          ? e.errno
+          : code === "ENOSPC" || code === "EDQUOT"
+          ? Errno.ENOSPC
+          : Errno.EIO;
+        if (
+          !(e instanceof FsError) || this.#debug || errno === Errno.EIO || errno === Errno.ENOSPC
+        ) {
           this.#log(`${op}: ${(e as Error)?.message ?? e} (answered errno ${errno})`);
         }
         r.err(errno);
@@ -648,7 +1498,8 @@ export class PifsFs {
 
   /**
    * Serves requests until the file system is unmounted; then waits (up to
-   * `drainMs`) for the replies in progress and frees the session.
+   * `drainMs`) for the replies in progress, commits the files still open
+   * and changed, and frees the session.
    */
   async serve(drainMs = 2000): Promise<void> {
     const s = this.#session;
@@ -665,6 +1516,11 @@ export class PifsFs {
       this.#alive = false;
       s.destroy();
       this.#session = undefined;
+      // Files the kernel never released (the connection ended first) are committed now.
+      if (this.#open.size) {
+        this.#log(`committing ${this.#open.size} files still open at unmount`);
+        await this.flushAll();
+      }
     }
   }
 }

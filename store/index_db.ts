@@ -18,9 +18,9 @@ import {
 export interface Entry {
   /** Absolute path. */
   path: string;
-  /** "f" file, "d" directory. */
-  type: "f" | "d";
-  /** Bytes (0 for a directory). */
+  /** "f" file, "d" directory, "l" symbolic link. */
+  type: "f" | "d" | "l";
+  /** Bytes (0 for a directory; a symbolic link: its target's length in UTF-8). */
   size: number;
   /** Permission bits. */
   mode: number;
@@ -30,6 +30,17 @@ export interface Entry {
   manifest: string | null;
   /** Copies kept of each chunk (files). */
   copies: number;
+  /** What a symbolic link points to (links only). */
+  target?: string;
+}
+
+/** The columns an {@linkcode Entry} is read from (a link's target is kept in `manifest`). */
+const ENTRY_COLS = "path, type, size, mode, mtime, manifest, copies";
+
+/** An entry from its row: a symbolic link's target moves from `manifest` to `target`. */
+function entryOf(r: Entry): Entry {
+  if (r.type !== "l") return { ...r };
+  return { ...r, manifest: null, target: r.manifest ?? "" };
 }
 
 const SCHEMA = `
@@ -208,6 +219,7 @@ export class Index {
       ]
     ) this.#db.exec(`DELETE FROM ${t}`);
     this.#db.prepare("DELETE FROM entries WHERE path != '/'").run();
+    this.#db.prepare("UPDATE entries SET mode = 493, mtime = 0 WHERE path = '/'").run();
     this.#db.prepare("DELETE FROM meta WHERE k = 'ckpt'").run();
     this.setMeta("base_seq", String(baseSeq));
     this.setMeta("journal_start", String(offset));
@@ -225,9 +237,19 @@ export class Index {
       e.size,
       e.mode,
       e.mtime,
-      e.manifest,
+      e.type === "l" ? e.target ?? "" : e.manifest,
       e.copies,
     );
+  }
+
+  /** Sets the mode and/or mtime of the entry at `path` (an `attr` entry; the root from a checkpoint). */
+  setAttr(path: string, mode?: number, mtime?: number): void {
+    if (mode !== undefined) {
+      this.#db.prepare("UPDATE entries SET mode = ? WHERE path = ?").run(mode, path);
+    }
+    if (mtime !== undefined) {
+      this.#db.prepare("UPDATE entries SET mtime = ? WHERE path = ?").run(mtime, path);
+    }
   }
 
   /** Inserts a snapshot row (loading a checkpoint). */
@@ -259,26 +281,26 @@ export class Index {
 
   /** The entry at a normalised path. */
   get(path: string): Entry | undefined {
-    const r = this.#db.prepare(
-      "SELECT path, type, size, mode, mtime, manifest, copies FROM entries WHERE path = ?",
-    ).get(path) as Entry | undefined;
-    return r ? { ...r } : undefined;
+    const r = this.#db.prepare(`SELECT ${ENTRY_COLS} FROM entries WHERE path = ?`).get(path) as
+      | Entry
+      | undefined;
+    return r ? entryOf(r) : undefined;
   }
 
   /** The children of a directory, by name. */
   list(dir: string): Entry[] {
     return (this.#db.prepare(
-      "SELECT path, type, size, mode, mtime, manifest, copies FROM entries WHERE parent = ? ORDER BY name",
-    ).all(dir) as unknown as Entry[]).map((r) => ({ ...r }));
+      `SELECT ${ENTRY_COLS} FROM entries WHERE parent = ? ORDER BY name`,
+    ).all(dir) as unknown as Entry[]).map(entryOf);
   }
 
   /** Every entry under (and including) `dir`, in path order. */
   walk(dir: string): Entry[] {
     const like = dir === "/" ? "/%" : `${escapeLike(dir)}/%`;
     return (this.#db.prepare(
-      "SELECT path, type, size, mode, mtime, manifest, copies FROM entries " +
+      `SELECT ${ENTRY_COLS} FROM entries ` +
         "WHERE path = ? OR path LIKE ? ESCAPE '\\' ORDER BY path",
-    ).all(dir, like) as unknown as Entry[]).map((r) => ({ ...r }));
+    ).all(dir, like) as unknown as Entry[]).map(entryOf);
   }
 
   /**
@@ -312,6 +334,22 @@ export class Index {
       }
       case "rm":
         this.#removeTree(e.p);
+        break;
+      case "attr":
+        this.setAttr(e.p, e.mode, e.mtime);
+        break;
+      case "symlink":
+        this.#mkdirs(parentOf(e.p), 0o755, e.mtime);
+        this.#removeTree(e.p);
+        // The target is kept in the manifest column (see entryOf).
+        this.#db.prepare("INSERT INTO entries VALUES (?, ?, ?, 'l', ?, 511, ?, ?, 0)").run(
+          e.p,
+          parentOf(e.p),
+          baseName(e.p),
+          new TextEncoder().encode(e.target).length,
+          e.mtime,
+          e.target,
+        );
         break;
       case "mv":
         this.#move(e.p, e.to, e.mtime ?? Date.now());

@@ -84,6 +84,26 @@ export type JournalEntry =
   | { s: number; op: "rm"; p: string }
   | {
     s: number;
+    op: "attr";
+    /** The file, directory or symbolic link whose attributes change (`pifs mount`: chmod, utimens). */
+    p: string;
+    /** New permission bits (absent: unchanged). */
+    mode?: number;
+    /** New modification time, ms since the epoch (absent: unchanged). */
+    mtime?: number;
+  }
+  | {
+    s: number;
+    op: "symlink";
+    /** Path of the symbolic link (replaces what was there, as `put` does). */
+    p: string;
+    /** What it points to, as given (not resolved, not normalised). */
+    target: string;
+    /** Its modification time. */
+    mtime: number;
+  }
+  | {
+    s: number;
     op: "mv";
     p: string;
     to: string;
@@ -131,11 +151,12 @@ export type JournalEntry =
   };
 
 /**
- * One entry of a directory in a {@linkcode TreeObject}: name, type (`f`/`d`),
- * size, mode, mtime, id (a file's manifest, a directory's tree object) and
- * copies (files; 0 for a directory).
+ * One entry of a directory in a {@linkcode TreeObject}: name, type (`f` file,
+ * `d` directory, `l` symbolic link), size, mode, mtime, id (a file's manifest,
+ * a directory's tree object, a symbolic link's target) and copies (files; 0
+ * otherwise).
  */
-export type TreeEntry = [string, "f" | "d", number, number, number, string, number];
+export type TreeEntry = [string, "f" | "d" | "l", number, number, number, string, number];
 
 /**
  * A directory as a content-addressed object: its entries sorted by name, or
@@ -171,6 +192,11 @@ export interface CheckpointObject {
   snapshots: CheckpointSnapshot[];
   /** Nodes forgotten (lost for good), ascending; absent in older checkpoints. */
   forgotten?: number[];
+  /**
+   * Mode and mtime of `/` when changed from 0o755 and 0 (`pifs mount`: chmod,
+   * touch of the mount's root); absent otherwise, so older checkpoints keep their ids.
+   */
+  rootAttr?: [number, number];
 }
 
 /** Largest encoded tree object before a directory is split into parts. */
@@ -198,7 +224,7 @@ export function decodeTree(bytes: Uint8Array, id: string): TreeObject {
   const okEntries = Array.isArray(o.entries) &&
     (o.entries as unknown[]).every((e) =>
       Array.isArray(e) && e.length === 7 && typeof e[0] === "string" &&
-      (e[1] === "f" || e[1] === "d") && typeof e[5] === "string"
+      (e[1] === "f" || e[1] === "d" || e[1] === "l") && typeof e[5] === "string"
     );
   const okParts = Array.isArray(o.parts) &&
     (o.parts as unknown[]).every((x) => typeof x === "string");

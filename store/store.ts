@@ -551,6 +551,7 @@ export class Store {
             mtime,
             manifest: type === "f" ? id : null,
             copies,
+            ...(type === "l" ? { target: id } : {}),
           });
           if (type === "d") next.push({ path, id });
         }
@@ -574,6 +575,7 @@ export class Store {
       for (const e of entries) this.index.insertEntry(e);
       for (const [p, c] of obj.policies) this.index.setPolicy(p, c);
       for (const n of obj.forgotten ?? []) this.index.setForgotten(n);
+      if (obj.rootAttr) this.index.setAttr("/", obj.rootAttr[0], obj.rootAttr[1]);
       for (const [name, job, target, root, time, files, bytes] of obj.snapshots) {
         this.index.insertSnapshot({ name, job, target, root, time, files, bytes });
       }
@@ -754,7 +756,7 @@ export class Store {
         e.size,
         e.mode,
         e.mtime,
-        e.type === "f" ? e.manifest ?? "" : treeId.get(e.path)!,
+        e.type === "f" ? e.manifest ?? "" : e.type === "l" ? e.target ?? "" : treeId.get(e.path)!,
         e.type === "f" ? e.copies : 0,
       ]);
       list.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
@@ -779,6 +781,11 @@ export class Store {
         }),
       );
     }
+    // The root's mode and mtime, when changed (chmod or touch of a mount's root).
+    const r0 = this.index.get("/");
+    const rootAttr: [number, number] | undefined = r0 && (r0.mode !== 0o755 || r0.mtime !== 0)
+      ? [r0.mode, r0.mtime]
+      : undefined;
     const root = put({
       v: 1,
       kind: "ckpt",
@@ -788,6 +795,7 @@ export class Store {
       policies: this.index.policies().map((r) => [r.path, r.copies]),
       // Only when there are any: older checkpoints keep their ids.
       ...(this.index.forgotten().length ? { forgotten: this.index.forgotten() } : {}),
+      ...(rootAttr ? { rootAttr } : {}),
       snapshots: this.index.snapshots().sort((a, b) => (a.name < b.name ? -1 : 1)).map((r) => [
         r.name,
         r.job,
