@@ -40,7 +40,8 @@ export function registerRecover(program: Command): void {
       else {
         console.log(
           `recovered cluster ${r.cluster} into ${o.out}: ${r.files} files, ${r.dirs} directories, ` +
-            `${humanBytes(r.bytes)}` + (o.snapshots ? `, ${r.snapshots} snapshots` : ""),
+            `${humanBytes(r.bytes)}` + (r.links ? `, ${r.links} symbolic links` : "") +
+            (o.snapshots ? `, ${r.snapshots} snapshots` : ""),
         );
         for (const c of r.cards) {
           if (c.error) console.log(`  ${c.card}: not used: ${c.error}`);

@@ -64,6 +64,8 @@ export interface RecoverReport {
   files: number;
   /** Directories written. */
   dirs: number;
+  /** Symbolic links written. */
+  links: number;
   /** Bytes of file data written. */
   bytes: number;
   /** Snapshots written (with `snapshots`). */
@@ -198,6 +200,7 @@ export async function recover(cards: string[], opts: RecoverOptions): Promise<Re
     cards: cards.map((card) => ({ card })),
     files: 0,
     dirs: 0,
+    links: 0,
     bytes: 0,
     snapshots: 0,
     failed: [],
@@ -280,6 +283,16 @@ export async function recover(cards: string[], opts: RecoverOptions): Promise<Re
       if (e.type === "d") {
         await Deno.mkdir(local(e.path), { recursive: true });
         report.dirs++;
+        continue;
+      }
+      if (e.type === "l") {
+        // A symbolic link (made through `pifs mount`): its target as it was given.
+        try {
+          await Deno.symlink(e.target ?? "", local(e.path));
+          report.links++;
+        } catch (err) {
+          report.failed.push({ path: e.path, error: (err as Error).message });
+        }
         continue;
       }
       try {

@@ -5,6 +5,7 @@
  */
 import { ok, pifs, rand, withSim } from "./_cli.ts";
 import { assert, assertEquals } from "./_assert.ts";
+import { Store } from "../store/store.ts";
 
 async function sha256(path: string): Promise<string> {
   const d = await crypto.subtle.digest("SHA-256", await Deno.readFile(path));
@@ -17,6 +18,10 @@ async function tree(root: string): Promise<Map<string, string>> {
   const walk = async (rel: string) => {
     for await (const e of Deno.readDir(`${root}${rel}`)) {
       const p = `${rel}/${e.name}`;
+      if (e.isSymlink) {
+        out.set(p, `l ${await Deno.readLink(`${root}${p}`)}`);
+        continue;
+      }
       const st = await Deno.stat(`${root}${p}`);
       const mt = Math.floor(st.mtime!.getTime() / 1000);
       if (e.isDirectory) {
@@ -80,6 +85,10 @@ Deno.test("recover: a 4-Pi R=2 cluster that lost a card is rebuilt bit-exact fro
       name: string;
     }[];
     assertEquals(snaps.length, 2);
+    // A symbolic link, as `pifs mount` makes one.
+    const st = await Store.open(dir);
+    await st.commit({ op: "symlink", p: "/t/a/link", target: "b/big.bin", mtime: Date.now() });
+    await st.close();
     // What the store holds, as `get` gives it back.
     await ok("get", "/t", `${dir}/want`, "--cluster", dir);
 
@@ -102,6 +111,8 @@ Deno.test("recover: a 4-Pi R=2 cluster that lost a card is rebuilt bit-exact fro
     assertEquals(rep.failed, []);
     assertEquals(rep.files, 8); // 6 under /t, 2 under /docs
     assertEquals(rep.snapshots, 2);
+    assertEquals(rep.links, 1);
+    assertEquals(await Deno.readLink(`${dir}/out/t/a/link`), "b/big.bin");
     const [s1, s2] = snaps.map((x) => `${dir}/out/.snapshots/${x.name}`);
     assertEquals(await Deno.readTextFile(`${s1}/a.txt`), "first\n");
     assertEquals(await Deno.readTextFile(`${s2}/a.txt`), "second\n");
