@@ -12,6 +12,7 @@ import { PifsFs } from "../fuse/fs.ts";
 import { StoreBackend } from "../fuse/store_backend.ts";
 import { info, intOption, UsageError } from "./_util.ts";
 import { type CommandServer, serveCommands } from "./_serve.ts";
+import { DiskChunkCache } from "../fuse/disk_cache.ts";
 
 /** The file system type of a pifs mount in /proc/mounts. */
 export const FSTYPE = "fuse.pifs";
@@ -215,6 +216,7 @@ interface MountOpts {
   o?: string[];
   foreground?: boolean;
   cacheMb: number;
+  cacheDiskMb: number;
   debug?: boolean;
   timeout: number;
   json?: boolean;
@@ -273,7 +275,14 @@ async function serve(abs: string, absDir: string, o: MountOpts, extra: string[])
   let spool: string | undefined;
   try {
     spool = readOnly ? undefined : await spoolDir(absDir, log);
+    const diskCache = o.cacheDiskMb > 0
+      ? await DiskChunkCache.open(`${absDir}/mount-cache`, o.cacheDiskMb * 1024 * 1024)
+      : undefined;
+    if (diskCache) {
+      log(`disk cache ${absDir}/mount-cache: ${diskCache.size} chunks, ${diskCache.bytes} bytes`);
+    }
     fs = new PifsFs(new StoreBackend(store), {
+      diskCache,
       cacheBytes: o.cacheMb * 1024 * 1024,
       log,
       debug: o.debug,
@@ -334,7 +343,11 @@ async function serve(abs: string, absDir: string, o: MountOpts, extra: string[])
     await server?.close();
     const c = fs.cache;
     log(
-      `unmounted ${abs}; chunks: ${c.misses} read from the nodes, ${c.hits} from memory; ` +
+      `unmounted ${abs}; chunks: ${c.hits} from memory, ` +
+        (fs.disk
+          ? `${fs.disk.hits} from the disk cache (${fs.disk.damaged} found damaged there), ` +
+            `${c.misses - fs.disk.hits} read from the nodes; `
+          : `${c.misses} read from the nodes; `) +
         `files committed: ${fs.commits}; ` +
         `requests: ${[...fs.counts].map(([k, v]) => `${k} ${v}`).join(", ")}`,
     );
@@ -428,6 +441,13 @@ export function registerMount(
       64,
     )
     .option(
+      "--cache-disk-mb <n>",
+      "chunks kept on this host's disk too (DIR/mount-cache/, kept across mounts, each checked " +
+        "against its id when read back), MiB; 0: none",
+      intOption("--cache-disk-mb", 0, 1 << 30),
+      1024,
+    )
+    .option(
       "--timeout <ms>",
       "base timeout of a node's answer, ms",
       intOption("--timeout", 50, 600_000),
@@ -440,7 +460,14 @@ export function registerMount(
       const extra = mountOptions(o.o);
       const abs = await preflight(mountpoint);
       if (o.foreground) return await mountForeground(abs, o, extra);
-      const args: string[] = ["--cache-mb", String(o.cacheMb), "--timeout", String(o.timeout)];
+      const args: string[] = [
+        "--cache-mb",
+        String(o.cacheMb),
+        "--cache-disk-mb",
+        String(o.cacheDiskMb),
+        "--timeout",
+        String(o.timeout),
+      ];
       if (extra.length) args.push("-o", extra.join(","));
       if (o.debug) args.push("--debug");
       await mountBackground(abs, o, args);

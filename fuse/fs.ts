@@ -8,7 +8,13 @@
  *
  * @module
  */
-import type { Manifest, SnapshotObject } from "../store/namespace.ts";
+import {
+  decodeManifest,
+  encodeManifest,
+  type Manifest,
+  type SnapshotObject,
+} from "../store/namespace.ts";
+import type { DiskChunkCache } from "./disk_cache.ts";
 import {
   type Attr,
   decodeStat,
@@ -147,6 +153,8 @@ export interface Backend {
 export interface FsOptions {
   /** Bytes of chunks kept in memory (default 64 MiB). */
   cacheBytes?: number;
+  /** Chunks kept on the host's disk too (behind the memory cache); none if absent. */
+  diskCache?: DiskChunkCache;
   /** Messages (errors, and every request with `debug`). */
   log?: (msg: string) => void;
   /** Log every request. */
@@ -355,6 +363,8 @@ export class PifsFs {
   readonly #gid: number;
   readonly #spoolDir: string | undefined;
   readonly cache: ChunkCache;
+  /** The chunk cache on the host's disk, if any. */
+  readonly disk: DiskChunkCache | undefined;
   #inodes = new Map<number, Inode>([[1, { path: "/", nlookup: 1 }]]);
   /** The manifest each inode had when last opened for reading (page cache kept only while equal). */
   #lastOpened = new Map<number, string | null>();
@@ -396,7 +406,14 @@ export class PifsFs {
     this.#timeout = opts.timeoutS ?? 3600;
     this.#uid = Deno.uid() ?? 0;
     this.#gid = Deno.gid() ?? 0;
-    this.cache = new ChunkCache(opts.cacheBytes ?? 64 << 20, (id) => backend.chunk(id));
+    const disk = this.disk = opts.diskCache;
+    this.cache = new ChunkCache(opts.cacheBytes ?? 64 << 20, async (id) => {
+      const kept = await disk?.get(id);
+      if (kept) return kept;
+      const data = await backend.chunk(id); // checked against its id
+      disk?.put(id, data).catch((e) => this.#log(`disk cache: ${(e as Error).message}`));
+      return data;
+    });
   }
 
   /** Whether changes are refused (EROFS). */
@@ -642,7 +659,17 @@ export class PifsFs {
   #manifest(id: string): Promise<Manifest> {
     let p = this.#manifests.get(id);
     if (!p) {
-      p = this.#b.manifest(id);
+      // Through the disk cache too: a file read before opens with every Pi down.
+      const disk = this.disk;
+      p = disk
+        ? disk.get(id).then(async (kept) => {
+          if (kept) return decodeManifest(kept, id);
+          const m = await this.#b.manifest(id);
+          // Canonical JSON: the bytes hash to `id` again (checked when read back).
+          disk.put(id, encodeManifest(m)).catch(() => {});
+          return m;
+        })
+        : this.#b.manifest(id);
       p.catch(() => this.#manifests.delete(id));
       this.#manifests.set(id, p);
       if (this.#manifests.size > 4096) {

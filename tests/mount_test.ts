@@ -950,3 +950,94 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name:
+    "pifs mount: the disk cache is bounded, survives remounts, is checked on read, and serves reads with every Pi down" +
+    (SKIP ? ` (SKIPPED: ${SKIP})` : ""),
+  ignore: !!SKIP,
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: async () => {
+    const dir = await Deno.makeTempDir({ prefix: "pifs-mount-cache-" });
+    const mp = `${dir}/mnt`;
+    const c = `${dir}/c`;
+    const cache = `${c}/mount-cache`;
+    const cached = async () => {
+      let n = 0, bytes = 0;
+      for await (const e of Deno.readDir(cache)) {
+        if (/^[0-9a-f]{64}$/.test(e.name)) {
+          n++, bytes += (await Deno.stat(`${cache}/${e.name}`)).size;
+        }
+      }
+      return { n, bytes };
+    };
+    const mount = async (diskMb: number) => {
+      const m = await pifs(
+        "mount",
+        mp,
+        "--cluster",
+        c,
+        "--cache-mb",
+        "1",
+        "--cache-disk-mb",
+        `${diskMb}`,
+      );
+      assertEquals(m.code, 0, m.err);
+    };
+    const umount = async () => {
+      const u = await pifs("umount", mp);
+      assertEquals(u.code, 0, u.err);
+    };
+    try {
+      await Deno.mkdir(mp);
+      const big = new Uint8Array(3 << 20);
+      for (let k = 0; k < big.length; k += 65536) {
+        crypto.getRandomValues(big.subarray(k, k + 65536));
+      }
+      await Deno.writeFile(`${dir}/big`, big);
+      await ok("sim", "up", "--dir", c, "--nodes", "3");
+      await ok("put", `${dir}/big`, "/big", "--cluster", c);
+
+      // Bounded: 1 MiB of disk for a 3 MiB file.
+      await mount(1);
+      assertEquals(await Deno.readFile(`${mp}/big`), big);
+      await umount();
+      const small = await cached();
+      assert(small.bytes <= 1 << 20 && small.n > 0, JSON.stringify(small));
+
+      // Room for it all: after one read it is all on the disk, and stays there unmounted.
+      await mount(16);
+      assertEquals(await Deno.readFile(`${mp}/big`), big);
+      await umount();
+      const all = await cached();
+      assert(all.bytes >= big.length, JSON.stringify(all));
+
+      // A damaged cache file is found, dropped and read again from the Pis.
+      const names: string[] = [];
+      for await (const e of Deno.readDir(cache)) names.push(e.name);
+      const victim = `${cache}/${names.sort()[0]}`;
+      const bytes = await Deno.readFile(victim);
+      bytes[100] ^= 0xff;
+      await Deno.writeFile(victim, bytes);
+      await mount(16);
+      assertEquals(await Deno.readFile(`${mp}/big`), big);
+      await umount();
+      const log = await Deno.readTextFile(`${c}/mount.log`);
+      assert(/\(1 found damaged there\)/.test(log), log.slice(-1500));
+
+      // Every Pi down: the file still reads back, from the disk (memory holds 1 MiB of it).
+      await mount(16);
+      for (const n of (await readClusterFile(c)).nodes) Deno.kill(n.pid!, "SIGKILL");
+      assertEquals(await Deno.readFile(`${mp}/big`), big);
+      await umount();
+    } catch (e) {
+      console.log(await Deno.readTextFile(`${c}/mount.log`).catch(() => "(no mount.log)"));
+      throw e;
+    } finally {
+      if ((await mountsOf(mp)).length) await run("fusermount3", "-u", "-z", mp);
+      await pifs("sim", "down", "--dir", c);
+      await Deno.remove(dir, { recursive: true }).catch(() => {});
+    }
+  },
+});
