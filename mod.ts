@@ -56,11 +56,32 @@ export {
   type ChunkProblem,
   type NodeScrub,
   repair,
+  type RepairOptions,
   type RepairResult,
   scrub,
   type ScrubOptions,
   type ScrubReport,
 } from "./store/repair.ts";
+export {
+  drain,
+  rebalance,
+  RebalanceError,
+  type RebalanceOptions,
+  type RebalanceResult,
+} from "./store/rebalance.ts";
+export {
+  addNode,
+  type AddNodeOptions,
+  type AddNodeResult,
+  NodeAddError,
+} from "./store/membership.ts";
+export {
+  recover,
+  type RecoverCard,
+  RecoverError,
+  type RecoverOptions,
+  type RecoverReport,
+} from "./store/recover.ts";
 export { placeChunk, PlacementError, type PlacementNode, rankNodes } from "./store/placement.ts";
 export {
   CHECKPOINT_BYTES,
