@@ -14,7 +14,7 @@
  * remount with the host's index rebuilt from the journals, and again from a
  * checkpoint (`pifs attach`).
  */
-import { ok, pifs } from "./_cli.ts";
+import { ok, pifs, rand } from "./_cli.ts";
 import { assert, assertEquals } from "./_assert.ts";
 import { readClusterFile } from "../store/cluster.ts";
 import {
@@ -234,6 +234,32 @@ function sh(script: string) {
 async function mountsOf(mp: string): Promise<string[]> {
   const t = (await run("cat", "/proc/mounts")).out;
   return t.split("\n").filter((l) => l.split(" ")[1] === mp);
+}
+
+/**
+ * Runs `fn` with a new temporary directory DIR, an empty mount point
+ * DIR/mnt and a cluster directory DIR/c (not made); afterwards unmounts
+ * whatever is still mounted there, stops the cluster and removes DIR. The
+ * mount's log is printed when `fn` fails.
+ */
+async function withMountDir(
+  prefix: string,
+  fn: (dir: string, mp: string, c: string) => Promise<void>,
+): Promise<void> {
+  const dir = await Deno.makeTempDir({ prefix });
+  const mp = `${dir}/mnt`;
+  const c = `${dir}/c`;
+  try {
+    await Deno.mkdir(mp);
+    await fn(dir, mp, c);
+  } catch (e) {
+    console.log(await Deno.readTextFile(`${c}/mount.log`).catch(() => "(no mount.log)"));
+    throw e;
+  } finally {
+    if ((await mountsOf(mp)).length) await run("fusermount3", "-u", "-z", mp);
+    await pifs("sim", "down", "--dir", c);
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  }
 }
 
 Deno.test({
@@ -792,11 +818,7 @@ Deno.test({
   sanitizeResources: false,
   sanitizeOps: false,
   fn: async () => {
-    const dir = await Deno.makeTempDir({ prefix: "pifs-mount-full-" });
-    const mp = `${dir}/mnt`;
-    const c = `${dir}/c`;
-    try {
-      await Deno.mkdir(mp);
+    await withMountDir("pifs-mount-full-", async (_dir, mp, c) => {
       // Two nodes of 64 MiB cards, R=2: less than 64 MiB for data.
       await ok("sim", "up", "--dir", c, "--nodes", "2");
       const m = await pifs("mount", mp, "--cluster", c);
@@ -843,11 +865,7 @@ Deno.test({
       assertEquals(ls.trim().split("\n"), ["after", "small"]);
       // Nothing left in the spool: the removed file's copy went with it.
       assertEquals(await errCode(Deno.stat(`${c}/mount-spool`)), "ENOENT");
-    } finally {
-      if ((await mountsOf(mp)).length) await run("fusermount3", "-u", "-z", mp);
-      await pifs("sim", "down", "--dir", c);
-      await Deno.remove(dir, { recursive: true }).catch(() => {});
-    }
+    });
   },
 });
 
@@ -882,25 +900,10 @@ Deno.test({
   sanitizeResources: false,
   sanitizeOps: false,
   fn: async () => {
-    const dir = await Deno.makeTempDir({ prefix: "pifs-mount-sync-" });
-    const mp = `${dir}/mnt`;
-    const c = `${dir}/c`;
-    const rnd = (n: number, seed: number) => {
-      const b = new Uint8Array(n);
-      let x = seed;
-      for (let i = 0; i < n; i++) {
-        x ^= x << 13;
-        x ^= x >>> 17;
-        x ^= x << 5;
-        b[i] = x & 0xff;
-      }
-      return b;
-    };
-    try {
-      await Deno.mkdir(mp);
+    await withMountDir("pifs-mount-sync-", async (dir, mp, c) => {
       await Deno.mkdir(`${dir}/src`);
-      const a = rnd(600_000, 11);
-      const b = rnd(1_300_000, 12);
+      const a = rand(600_000, 11);
+      const b = rand(1_300_000, 12);
       await Deno.writeFile(`${dir}/src/big.bin`, a);
       await Deno.writeTextFile(
         `${dir}/job.yaml`,
@@ -943,11 +946,7 @@ Deno.test({
       assert(/ran for another command: pifs sync/.test(log), log.slice(-2000));
       const um = await pifs("umount", mp);
       assertEquals(um.code, 0, um.err);
-    } finally {
-      if ((await mountsOf(mp)).length) await run("fusermount3", "-u", "-z", mp);
-      await pifs("sim", "down", "--dir", c);
-      await Deno.remove(dir, { recursive: true }).catch(() => {});
-    }
+    });
   },
 });
 
@@ -959,38 +958,34 @@ Deno.test({
   sanitizeResources: false,
   sanitizeOps: false,
   fn: async () => {
-    const dir = await Deno.makeTempDir({ prefix: "pifs-mount-cache-" });
-    const mp = `${dir}/mnt`;
-    const c = `${dir}/c`;
-    const cache = `${c}/mount-cache`;
-    const cached = async () => {
-      let n = 0, bytes = 0;
-      for await (const e of Deno.readDir(cache)) {
-        if (/^[0-9a-f]{64}$/.test(e.name)) {
-          n++, bytes += (await Deno.stat(`${cache}/${e.name}`)).size;
+    await withMountDir("pifs-mount-cache-", async (dir, mp, c) => {
+      const cache = `${c}/mount-cache`;
+      const cached = async () => {
+        let n = 0, bytes = 0;
+        for await (const e of Deno.readDir(cache)) {
+          if (/^[0-9a-f]{64}$/.test(e.name)) {
+            n++, bytes += (await Deno.stat(`${cache}/${e.name}`)).size;
+          }
         }
-      }
-      return { n, bytes };
-    };
-    const mount = async (diskMb: number) => {
-      const m = await pifs(
-        "mount",
-        mp,
-        "--cluster",
-        c,
-        "--cache-mb",
-        "1",
-        "--cache-disk-mb",
-        `${diskMb}`,
-      );
-      assertEquals(m.code, 0, m.err);
-    };
-    const umount = async () => {
-      const u = await pifs("umount", mp);
-      assertEquals(u.code, 0, u.err);
-    };
-    try {
-      await Deno.mkdir(mp);
+        return { n, bytes };
+      };
+      const mount = async (diskMb: number) => {
+        const m = await pifs(
+          "mount",
+          mp,
+          "--cluster",
+          c,
+          "--cache-mb",
+          "1",
+          "--cache-disk-mb",
+          `${diskMb}`,
+        );
+        assertEquals(m.code, 0, m.err);
+      };
+      const umount = async () => {
+        const u = await pifs("umount", mp);
+        assertEquals(u.code, 0, u.err);
+      };
       const big = new Uint8Array(3 << 20);
       for (let k = 0; k < big.length; k += 65536) {
         crypto.getRandomValues(big.subarray(k, k + 65536));
@@ -1031,13 +1026,6 @@ Deno.test({
       for (const n of (await readClusterFile(c)).nodes) Deno.kill(n.pid!, "SIGKILL");
       assertEquals(await Deno.readFile(`${mp}/big`), big);
       await umount();
-    } catch (e) {
-      console.log(await Deno.readTextFile(`${c}/mount.log`).catch(() => "(no mount.log)"));
-      throw e;
-    } finally {
-      if ((await mountsOf(mp)).length) await run("fusermount3", "-u", "-z", mp);
-      await pifs("sim", "down", "--dir", c);
-      await Deno.remove(dir, { recursive: true }).catch(() => {});
-    }
+    });
   },
 });
