@@ -109,7 +109,14 @@ try {
 
   // 2. Sequential write (if the mount takes writes).
   await Deno.writeFile(`${dir}/local/w.bin`, random(MIB * 1024 * 1024));
-  const cp = await sh("cp", [`${dir}/local/w.bin`, `${mnt}/w.bin`], [0, 1]);
+  // dd with fsync at the end: the mount commits the file (chunks and its
+  // entry on the Pis) before fsync returns, as `pifs put` has when it ends.
+  const cp = await sh("dd", [
+    `if=${dir}/local/w.bin`,
+    `of=${mnt}/w.bin`,
+    "bs=1M",
+    "conv=fsync",
+  ], [0, 1]);
   const writable = await Deno.stat(`${mnt}/w.bin`).then(() => true, () => false);
   await sh(PIFS, ["umount", mnt]);
   mounted = false;
@@ -118,8 +125,7 @@ try {
     const put = await timed(async () => {
       const s = await Store.open(`${dir}/c`);
       try {
-        const data = await Deno.readFile(`${dir}/local/w.bin`);
-        data[0] ^= 1; // not deduplicated against w.bin
+        const data = random(MIB * 1024 * 1024); // other bytes: nothing deduplicated against w.bin
         const t0 = performance.now();
         await s.putStream("/w2.bin", ReadableStream.from([data]), {
           mode: 0o644,
