@@ -5,7 +5,8 @@
 # with 2 copies of every chunk,
 # listed, read back and compared; the examples of examples/ synced (a photo
 # library filed by EXIF date, an HTTP dataset, a TypeScript pipeline) and
-# snapshotted; the store mounted with FUSE and read through the mount;
+# snapshotted; the store mounted with FUSE, read and written through the mount,
+# with other pifs commands run through it;
 # the host's index thrown away and rebuilt
 # from the cards, one Pi stopped and the files still read back, and every
 # card checked by fsck.fat. Installs what is missing first.
@@ -90,12 +91,18 @@ step "pifs sync examples/photos.yaml again: every photo unchanged, not even read
 step "pifs snapshots"
 ./pifs snapshots
 
-step "pifs mount: the whole store as one (read-only, for now) file system"
+step "pifs mount: the whole store as one read-write file system"
 mkdir -p "$DIR/mnt"
 ./pifs mount "$DIR/mnt"
 ls -l "$DIR/mnt" "$DIR/mnt/sample/photos/2024"
 diff -r "$DIR/sample" "$DIR/mnt/sample" && echo "identical, read through the mount"
 df -h "$DIR/mnt" | tail -1
+mkdir "$DIR/mnt/notes"
+echo "written through the mount" > "$DIR/mnt/notes/hello.txt"
+ln -s hello.txt "$DIR/mnt/notes/link"
+step "while mounted, other pifs commands run inside the mount's process"
+./pifs ls -l /notes
+./pifs cat /notes/hello.txt
 ./pifs umount "$DIR/mnt"
 
 step "the host loses its index: pifs attach rebuilds it from the cards alone"
