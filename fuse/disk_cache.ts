@@ -28,6 +28,8 @@ export class DiskChunkCache {
   /** Ids by recency (oldest first) with their sizes. */
   #lru = new Map<string, number>();
   #bytes = 0;
+  /** Bytes of puts in progress: room made before they write. */
+  #reserved = 0;
   #writing = new Set<string>();
   /** Chunks served from the disk. */
   hits = 0;
@@ -108,17 +110,22 @@ export class DiskChunkCache {
       return;
     }
     this.#writing.add(id);
+    // Room first, so the directory never holds more than the bound, even
+    // when the process ends mid-way.
+    this.#reserved += data.length;
     const p = `${this.#dir}/${id}`;
     try {
+      await this.#evict();
+      if (this.#bytes + this.#reserved > this.#max) return; // other puts took the room
       // Whole or not at all: a crash leaves a .part file, removed at the next open.
       await Deno.writeFile(`${p}.part`, data);
       await Deno.rename(`${p}.part`, p);
       this.#lru.set(id, data.length);
       this.#bytes += data.length;
     } finally {
+      this.#reserved -= data.length;
       this.#writing.delete(id);
     }
-    await this.#evict();
   }
 
   #drop(id: string) {
@@ -130,7 +137,7 @@ export class DiskChunkCache {
 
   async #evict() {
     for (const [id, size] of this.#lru) {
-      if (this.#bytes <= this.#max) break;
+      if (this.#bytes + this.#reserved <= this.#max) break;
       this.#lru.delete(id);
       this.#bytes -= size;
       await Deno.remove(`${this.#dir}/${id}`).catch(() => {});
