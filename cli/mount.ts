@@ -341,6 +341,7 @@ async function serve(abs: string, absDir: string, o: MountOpts, extra: string[])
   } finally {
     for (const [s, h] of handlers) Deno.removeSignalListener(s, h);
     await server?.close();
+    await fs.disk?.settle(); // chunks still being written to the disk cache
     const c = fs.cache;
     log(
       `unmounted ${abs}; chunks: ${c.hits} from memory, ` +

@@ -31,6 +31,7 @@ export class DiskChunkCache {
   /** Bytes of puts in progress: room made before they write. */
   #reserved = 0;
   #writing = new Set<string>();
+  #pending = new Set<Promise<void>>();
   /** Chunks served from the disk. */
   hits = 0;
   /** Chunks not on the disk (or damaged there). */
@@ -97,15 +98,33 @@ export class DiskChunkCache {
       return undefined;
     }
     this.hits++;
-    this.#lru.delete(id);
-    this.#lru.set(id, data.length);
-    const now = new Date();
-    await Deno.utime(p, now, now).catch(() => {}); // recency survives a remount
+    // Most recent now, unless an eviction took it meanwhile (then it is not
+    // put back: its bytes were already given up, and its file goes).
+    const size = this.#lru.get(id);
+    if (size !== undefined) {
+      this.#lru.delete(id);
+      this.#lru.set(id, size);
+      const now = new Date();
+      await Deno.utime(p, now, now).catch(() => {}); // recency survives a remount
+    }
     return data;
   }
 
+  /** Waits for the puts in progress (before the process ends: unmounting). */
+  async settle(): Promise<void> {
+    while (this.#pending.size) await Promise.allSettled([...this.#pending]);
+  }
+
   /** Keeps `data` (whose id is `id`, already checked by the reader) unless it is larger than the cache. */
-  async put(id: string, data: Uint8Array): Promise<void> {
+  put(id: string, data: Uint8Array): Promise<void> {
+    const p = this.#put(id, data);
+    this.#pending.add(p);
+    const done = () => this.#pending.delete(p);
+    p.then(done, done);
+    return p;
+  }
+
+  async #put(id: string, data: Uint8Array): Promise<void> {
     if (!ID.test(id) || data.length > this.#max || this.#lru.has(id) || this.#writing.has(id)) {
       return;
     }
