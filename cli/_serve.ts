@@ -51,6 +51,11 @@ export function socketPath(dir: string): string {
   return `${dir}/cmd.sock`;
 }
 
+/** Whether a process (`pifs serve`, a mount) holds the cluster in `dir` and runs commands for others. */
+export async function holderPresent(dir: string): Promise<boolean> {
+  return await Deno.lstat(socketPath(dir)).then(() => true, () => false);
+}
+
 interface Request {
   argv: string[];
   cwd: string;

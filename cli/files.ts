@@ -10,6 +10,7 @@ import { CHECKPOINT_ENTRIES, type PutStats, Store, type StoreOptions } from "../
 import { clusterDir } from "../store/cluster.ts";
 import { MultiProgress } from "./_progress.ts";
 import { humanBytes, info, intOption, UsageError } from "./_util.ts";
+import { writeLocalFile } from "../store/local.ts";
 
 interface Common {
   cluster?: string;
@@ -234,18 +235,7 @@ export function registerFiles(program: Command): void {
             await Deno.symlink(x.target!, lp);
             continue;
           }
-          const m = await s.manifestOf(x.manifest!);
-          const tmp = `${lp}.pifs-part`;
-          const f = await Deno.open(tmp, {
-            write: true,
-            create: true,
-            truncate: true,
-            mode: x.mode,
-          });
-          await s.fileStream(m).pipeTo(f.writable);
-          await Deno.chmod(tmp, x.mode);
-          await Deno.utime(tmp, new Date(x.mtime), new Date(x.mtime));
-          await Deno.rename(tmp, lp);
+          await writeLocalFile(s, x.manifest!, lp, x.mode, x.mtime);
         }
         for (const x of s.index.walk(src).reverse()) {
           if (x.type === "d") {

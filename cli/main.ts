@@ -13,7 +13,13 @@ import { registerNodes } from "./nodes.ts";
 import { registerRecover } from "./recover.ts";
 import { registerRepair } from "./repair.ts";
 import { registerServe } from "./serve.ts";
-import { forwardCommand, FORWARDED, runningForOthers, socketPath } from "./_serve.ts";
+import {
+  forwardCommand,
+  FORWARDED,
+  holderPresent,
+  runningForOthers,
+  socketPath,
+} from "./_serve.ts";
 import { ClusterBusyError } from "../store/store.ts";
 import { registerMount } from "./mount.ts";
 import { registerSim } from "./sim.ts";
@@ -65,7 +71,7 @@ export async function main(args: string[]): Promise<number> {
       if (code !== null) return code;
     } else if (
       e instanceof ClusterBusyError && e.dir &&
-      await Deno.lstat(socketPath(e.dir)).then(() => true, () => false)
+      await holderPresent(e.dir)
     ) {
       console.error(
         `pifs: the cluster is held open by \`pifs serve\` or a mount (${socketPath(e.dir)}), ` +

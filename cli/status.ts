@@ -8,8 +8,7 @@ import type { NodeClient } from "../link/client.ts";
 import { statusToStr } from "../link/codec.ts";
 import { connectNode } from "../store/cluster.ts";
 import { humanBytes, withCluster } from "./_util.ts";
-import { tryLockFile } from "../link/serial.ts";
-import { ClusterBusyError, Store } from "../store/store.ts";
+import { lockCluster, Store } from "../store/store.ts";
 import { runningForOthers } from "./_serve.ts";
 import { DatabaseSync } from "node:sqlite";
 
@@ -50,18 +49,7 @@ export function registerStatus(program: Command): void {
         // mount): its open sessions are asked, never a second one on a line.
         const held = runningForOthers() ? await Store.open(dir) : undefined;
         // Otherwise the lines are taken as every command takes them.
-        let lock: { release(): void } | null = null;
-        if (!held) {
-          const lockPath = `${dir}/lines.lock`;
-          await Deno.writeFile(lockPath, new Uint8Array(), { append: true });
-          lock = tryLockFile(lockPath);
-          if (!lock) {
-            throw new ClusterBusyError(
-              `another pifs command is using this cluster (${lockPath}); wait for it to finish`,
-              dir,
-            );
-          }
-        }
+        const lock = held ? null : await lockCluster(dir);
         try {
           return await Promise.all(c.nodes.map(async (n) => {
             const row: Record<string, unknown> = { id: n.id, tty: n.tty, answers: false };

@@ -20,7 +20,7 @@ import { logRun, readRuns, type RunRecord, withSyncLock } from "../sync/runs.ts"
 import { estimateNodeTotals, MultiProgress, type ProgressRow } from "./_progress.ts";
 import { humanBytes, info, UsageError } from "./_util.ts";
 import { DEFAULT_SCRUB, maintenanceText, runScrub, scrubSchedule } from "./_maintenance.ts";
-import { runningForOthers, socketPath } from "./_serve.ts";
+import { holderPresent, runningForOthers } from "./_serve.ts";
 
 /** The scrub's name in the daemon's queue: no job can have it (job names start with a letter or digit). */
 const SCRUB_TASK = "(scrub)";
@@ -131,7 +131,7 @@ async function runLogged(
     // Held open by `pifs serve` or a mount: the whole command runs there (main).
     if (
       trigger !== "schedule" && e instanceof ClusterBusyError && !runningForOthers() &&
-      await Deno.lstat(socketPath(dir)).then(() => true, () => false)
+      await holderPresent(dir)
     ) throw e;
     const r = record({ error: (e as Error).message });
     await logRun(dir, r);

@@ -27,6 +27,7 @@ import { statusToStr } from "../link/codec.ts";
 import { nodeBinary } from "../sim/sim.ts";
 import { type ClusterFile, connectNode } from "./cluster.ts";
 import { Store } from "./store.ts";
+import { writeLocalFile } from "./local.ts";
 
 /** Options of {@linkcode recover}. */
 export interface RecoverOptions {
@@ -141,28 +142,6 @@ async function stop(s: Served): Promise<void> {
   } catch { /* already gone */ }
   await s.child.status;
   await s.stderr;
-}
-
-/** Writes a file from its chunks to `path` through a temporary name; false and nothing left when it fails. */
-async function writeFile(
-  store: Store,
-  manifestId: string,
-  path: string,
-  mode: number,
-  mtime: number,
-): Promise<void> {
-  const tmp = `${path}.pifs-part`;
-  try {
-    const m = await store.manifestOf(manifestId);
-    const f = await Deno.open(tmp, { write: true, createNew: true, mode: 0o600 });
-    await store.fileStream(m).pipeTo(f.writable);
-    await Deno.chmod(tmp, mode & 0o7777);
-    await Deno.utime(tmp, new Date(mtime), new Date(mtime));
-    await Deno.rename(tmp, path);
-  } catch (e) {
-    await Deno.remove(tmp).catch(() => {});
-    throw e;
-  }
 }
 
 /**
@@ -296,7 +275,7 @@ export async function recover(cards: string[], opts: RecoverOptions): Promise<Re
         continue;
       }
       try {
-        await writeFile(s, e.manifest!, local(e.path), e.mode, e.mtime);
+        await writeLocalFile(s, e.manifest!, local(e.path), e.mode, e.mtime);
         report.files++;
         report.bytes += e.size;
       } catch (err) {
@@ -315,7 +294,7 @@ export async function recover(cards: string[], opts: RecoverOptions): Promise<Re
             const lp = local(p);
             await Deno.mkdir(lp.slice(0, lp.lastIndexOf("/")), { recursive: true });
             try {
-              await writeFile(s, manifest, lp, mode, mtime);
+              await writeLocalFile(s, manifest, lp, mode, mtime);
               report.bytes += size;
             } catch (err) {
               report.failed.push({ path: p, error: (err as Error).message });

@@ -69,6 +69,41 @@ export class ClusterBusyError extends Error {
   }
 }
 
+/**
+ * Takes the cluster's lock (an exclusive `flock` on `DIR/lines.lock`): one
+ * pifs command at a time drives a cluster's lines. Waits up to `waitMs`,
+ * refreshing `DIR/lines.waiting` meanwhile (long background work such as a
+ * rebalance sees it and stops early to let this command run); then throws
+ * {@linkcode ClusterBusyError}.
+ */
+export async function lockCluster(dir: string, waitMs = 0): Promise<{ release(): void }> {
+  const lockPath = `${dir}/lines.lock`;
+  await Deno.writeFile(lockPath, new Uint8Array(), { append: true });
+  const end = Date.now() + waitMs;
+  const waiting = `${dir}/lines.waiting`;
+  let waited = false;
+  try {
+    for (;;) {
+      const lock = tryLockFile(lockPath);
+      if (lock) return lock;
+      if (Date.now() >= end) {
+        throw new ClusterBusyError(
+          `another pifs command is using this cluster (${lockPath}); wait for it to finish`,
+          dir,
+        );
+      }
+      await Deno.writeTextFile(waiting, `${Deno.pid}\n`);
+      waited = true;
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  } finally {
+    if (waited) {
+      const who = await Deno.readTextFile(waiting).catch(() => "");
+      if (who === `${Deno.pid}\n`) await Deno.remove(waiting).catch(() => {});
+    }
+  }
+}
+
 /** Options of {@linkcode Store.open}. */
 export interface StoreOptions {
   /** How long to wait for another program to let go of the serial lines (ms, default 0). */
@@ -311,33 +346,7 @@ export class Store {
       // One pifs command at a time on a cluster: two on the same lines
       // would take each other's bytes, and two writers could commit
       // different entries on different nodes. Wait up to busyWaitMs.
-      const lockPath = `${dir}/lines.lock`;
-      await Deno.writeFile(lockPath, new Uint8Array(), { append: true });
-      const end = Date.now() + (opts.busyWaitMs ?? 0);
-      // While waiting, DIR/lines.waiting is refreshed: long background work
-      // (rebalance, drain) sees it and stops early to let this command run.
-      const waiting = `${dir}/lines.waiting`;
-      let waited = false;
-      try {
-        for (;;) {
-          s.#lock = tryLockFile(lockPath);
-          if (s.#lock) break;
-          if (Date.now() >= end) {
-            throw new ClusterBusyError(
-              `another pifs command is using this cluster (${lockPath}); wait for it to finish`,
-              dir,
-            );
-          }
-          await Deno.writeTextFile(waiting, `${Deno.pid}\n`);
-          waited = true;
-          await new Promise((r) => setTimeout(r, 250));
-        }
-      } finally {
-        if (waited) {
-          const who = await Deno.readTextFile(waiting).catch(() => "");
-          if (who === `${Deno.pid}\n`) await Deno.remove(waiting).catch(() => {});
-        }
-      }
+      s.#lock = await lockCluster(dir, opts.busyWaitMs ?? 0);
       await s.#connectAll();
       if (fresh) opts.log?.("no index on this host: rebuilding it from the cards");
       await s.#syncJournal(fresh);
