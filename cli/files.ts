@@ -11,6 +11,7 @@ import { clusterDir } from "../store/cluster.ts";
 import { MultiProgress } from "./_progress.ts";
 import { humanBytes, info, intOption, UsageError } from "./_util.ts";
 import { writeLocalFile } from "../store/local.ts";
+import { PutQueue } from "../store/put.ts";
 
 interface Common {
   cluster?: string;
@@ -131,13 +132,12 @@ export function registerFiles(program: Command): void {
             st.client?.bytesWritten ?? 0,
           ]),
         ]);
-        // Many files per node in flight, started as soon as any one ends:
-        // files go to Pis by hash, so with few in flight some Pis' queues
-        // run dry while another's is long (16 per node keeps every link
-        // busy ~95 % of the time). Their bytes are bounded too, so big
-        // files do not pile up in memory.
-        const fileSlots = Math.max(4, 16 * s.up().length);
-        const bytesAhead = 64 * 1024 * 1024;
+        // Many files in flight (store/put.ts says why), each visible once whole.
+        const q = new PutQueue(s, { stats, onBytes: (n) => done += n });
+        // What this put has queued but maybe not committed yet: the index
+        // does not show it, and a file must not replace a directory (or the
+        // other way round) that an earlier LOCAL made.
+        const queued = new Map<string, "d" | "f">();
         try {
           for (const x of infos) {
             // The local name, even for "." or "..": the real directory's name.
@@ -146,47 +146,30 @@ export function registerFiles(program: Command): void {
             if (parentOf(dest) !== "/" && s.index.get(parentOf(dest))?.type === "f") {
               throw new UsageError(`${parentOf(dest)}: is a file, not a directory`);
             }
-            // Directories in tree order; files several at a time, so every
-            // link stays busy (each file becomes visible once it is whole).
-            const running = new Set<Promise<void>>();
-            let runningBytes = 0;
-            let failure: unknown;
             for await (const f of walkLocal(x.path)) {
-              if (failure) break;
               const rp = f.rel ? normalizePath(`${dest}/${f.rel}`) : dest;
               const mtime = f.info.mtime?.getTime() ?? Date.now();
               const mode = (f.info.mode ?? 0o644) & 0o777;
-              const cur = s.index.get(rp);
+              const cur = queued.get(rp) ?? s.index.get(rp)?.type;
               if (f.info.isDirectory) {
-                if (cur?.type === "f") throw new UsageError(`${rp}: is a file, not a directory`);
-                if (!cur) await s.commit({ op: "mkdir", p: rp, mode, mtime });
+                if (cur === "f") throw new UsageError(`${rp}: is a file, not a directory`);
+                if (!cur) await q.mkdir(rp, mode, mtime);
+                queued.set(rp, "d");
               } else if (f.info.isFile) {
-                if (cur?.type === "d") throw new UsageError(`${rp}: is a directory`);
-                const size = f.info.size;
-                const p: Promise<void> = (async () => {
-                  const file = await Deno.open(f.abs, { read: true });
-                  await s.putStream(rp, file.readable, {
-                    mode,
-                    mtime,
-                    copies: s.copiesFor(rp),
-                    onBytes: (n) => done += n,
-                  }, stats);
-                })().catch((e) => {
-                  failure ??= e;
-                }).finally(() => {
-                  running.delete(p);
-                  runningBytes -= size;
+                if (cur === "d") throw new UsageError(`${rp}: is a directory`);
+                if (infos.length > 1) queued.set(rp, "f"); // only another LOCAL can clash
+                await q.add(rp, async () => (await Deno.open(f.abs, { read: true })).readable, {
+                  size: f.info.size,
+                  mode,
+                  mtime,
                 });
-                running.add(p);
-                runningBytes += size;
-                while (
-                  running.size >= fileSlots || (running.size > 1 && runningBytes > bytesAhead)
-                ) await Promise.race(running);
               }
             }
-            await Promise.all(running);
-            if (failure) throw failure;
           }
+          await q.finish();
+        } catch (e) {
+          await q.finish().catch(() => {}); // let the files in flight land or fail first
+          throw e;
         } finally {
           bar.done();
         }

@@ -1,0 +1,165 @@
+/**
+ * Many files stored at once: the scheduler behind `pifs put` (and the
+ * throughput benchmark, so that it measures the same pipeline).
+ *
+ * Chunks go to Pis by the hash of their bytes, so the next few files of a
+ * tree land on Pis at random. With few files in flight one Pi's queue is
+ * long while another's runs dry, and the dry link idles. With `W` files in
+ * flight over `N` Pis, each Pi is busy about `W / (W + N - 1)` of the time
+ * (a closed queueing network of `N` equal stations): 16 files per Pi keep
+ * every link busy ~95 % of the time, 64 per Pi ~99 %. Their bytes are
+ * bounded too, so big files never pile up in memory.
+ *
+ * @example
+ * ```ts ignore
+ * import { PutQueue } from "./put.ts";
+ * import { Store } from "./store.ts";
+ * const s = await Store.open("cluster");
+ * const q = new PutQueue(s);
+ * const bytes = new TextEncoder().encode("hello\n");
+ * await q.add("/docs/hello.txt", () => Promise.resolve(ReadableStream.from([bytes])), {
+ *   size: bytes.length,
+ *   mode: 0o644,
+ *   mtime: Date.now(),
+ * });
+ * await q.finish();
+ * await s.close();
+ * ```
+ *
+ * @module
+ */
+import type { PutStats, Store } from "./store.ts";
+
+/** Options of {@linkcode PutQueue}. */
+export interface PutQueueOptions {
+  /** Files in flight per answering Pi (default 64). */
+  filesPerNode?: number;
+  /**
+   * Bytes of the files in flight at most (default 64 MiB). A file larger
+   * than this is stored alone.
+   */
+  bytesAhead?: number;
+  /** Counts of what was stored, updated as files land. */
+  stats?: PutStats;
+  /** Called with each chunk's size as it is stored. */
+  onBytes?: (n: number) => void;
+  /** Called when a file is committed (visible, whole). */
+  onFile?: (path: string, size: number) => void;
+}
+
+/** What {@linkcode PutQueue.add} needs to know of a file. */
+export interface PutFileMeta {
+  /** Its size in bytes (for the in-flight bound; the stream decides what is stored). */
+  size: number;
+  /** Permission bits. */
+  mode: number;
+  /** Modification time, ms since the epoch. */
+  mtime: number;
+  /** Copies of its chunks (default: the per-path rule, else the store's). */
+  copies?: number;
+}
+
+/**
+ * Stores files several at a time, so that every Pi's link stays busy; each
+ * file becomes visible once it is whole. The first failure stops the queue:
+ * it is thrown by the next {@linkcode PutQueue.add} or by
+ * {@linkcode PutQueue.finish}, and no file is started after it.
+ *
+ * @example
+ * ```ts ignore
+ * import { PutQueue } from "./put.ts";
+ * declare const store: import("./store.ts").Store;
+ * const q = new PutQueue(store, { filesPerNode: 16, onFile: (p) => console.log(p) });
+ * await q.mkdir("/a", 0o755, Date.now());
+ * await q.finish();
+ * ```
+ */
+export class PutQueue {
+  #store: Store;
+  #opts: PutQueueOptions;
+  #running = new Set<Promise<void>>();
+  #runningBytes = 0;
+  #failure: unknown;
+  #failed = false;
+
+  /** A queue that stores into `store`. */
+  constructor(store: Store, opts: PutQueueOptions = {}) {
+    this.#store = store;
+    this.#opts = opts;
+  }
+
+  /** Files allowed in flight now: `filesPerNode` × the Pis that answer (at least 4). */
+  get fileSlots(): number {
+    return Math.max(4, (this.#opts.filesPerNode ?? 64) * this.#store.up().length);
+  }
+
+  /** Files being stored now. */
+  get running(): number {
+    return this.#running.size;
+  }
+
+  #check() {
+    if (this.#failed) throw this.#failure;
+  }
+
+  #track(p: Promise<void>, size: number) {
+    const t: Promise<void> = p.catch((e) => {
+      if (!this.#failed) this.#failed = true, this.#failure = e;
+    }).finally(() => {
+      this.#running.delete(t);
+      this.#runningBytes -= size;
+    });
+    this.#running.add(t);
+    this.#runningBytes += size;
+  }
+
+  /**
+   * Starts storing the file `path` from the stream `open` gives (opened only
+   * when its turn comes), after waiting for room in flight. Resolves once it
+   * has started, not once it is stored.
+   */
+  async add(
+    path: string,
+    open: () => Promise<ReadableStream<Uint8Array>>,
+    meta: PutFileMeta,
+  ): Promise<void> {
+    const bytesAhead = this.#opts.bytesAhead ?? 64 * 1024 * 1024;
+    while (
+      !this.#failed && this.#running.size > 0 &&
+      (this.#running.size >= this.fileSlots ||
+        this.#runningBytes + meta.size > bytesAhead)
+    ) await Promise.race(this.#running);
+    this.#check();
+    const s = this.#store;
+    this.#track(
+      (async () => {
+        const source = await open();
+        await s.putStream(path, source, {
+          mode: meta.mode,
+          mtime: meta.mtime,
+          copies: meta.copies ?? s.copiesFor(path),
+          onBytes: this.#opts.onBytes,
+        }, this.#opts.stats);
+        this.#opts.onFile?.(path, meta.size);
+      })(),
+      meta.size,
+    );
+  }
+
+  /**
+   * Records the directory `path` (a journal entry). It does not wait for
+   * the commit: entries commit in the order they were queued, so the
+   * directory is committed before any file stored under it.
+   */
+  mkdir(path: string, mode: number, mtime: number): Promise<void> {
+    this.#check();
+    this.#track(this.#store.commit({ op: "mkdir", p: path, mode, mtime }), 0);
+    return Promise.resolve();
+  }
+
+  /** Waits for every file started; throws the first failure. */
+  async finish(): Promise<void> {
+    while (this.#running.size) await Promise.all(this.#running);
+    this.#check();
+  }
+}
