@@ -105,7 +105,11 @@ export {
   type SnapshotObject,
   type TreeEntry,
   type TreeObject,
+  unzipEntry,
+  zipEntries,
+  type ZipEntry,
 } from "./store/namespace.ts";
+export { type PutFileMeta, PutQueue, type PutQueueOptions } from "./store/put.ts";
 export {
   type CheckpointRow,
   type Entry,

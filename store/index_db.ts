@@ -12,6 +12,7 @@ import {
   type Manifest,
   parentOf,
   type SnapshotObject,
+  unzipEntry,
 } from "./namespace.ts";
 
 /** One file or directory of the namespace. */
@@ -164,9 +165,14 @@ export class Index {
 
   /** Sequence number of the last journal entry applied (0 for none). */
   lastSeq(): number {
-    const r = this.#db.prepare("SELECT max(s) AS s FROM journal").get() as { s: number | null };
+    const r = this.#db.prepare("SELECT s, entry FROM journal ORDER BY s DESC LIMIT 1").get() as
+      | { s: number; entry: string }
+      | undefined;
     // The entries before a checkpoint loaded from the cards were never here.
-    return r.s ?? Number(this.meta("base_seq") ?? "0");
+    if (!r) return Number(this.meta("base_seq") ?? "0");
+    // A packed row ("z") stands for its n entries.
+    if (r.entry.startsWith('{"op":"z"')) return r.s + (JSON.parse(r.entry) as { n: number }).n - 1;
+    return r.s;
   }
 
   /** Journal offset of the first entry the index holds (the last checkpoint's, else 0). */
@@ -307,11 +313,25 @@ export class Index {
    * Applies one journal entry (in sequence order). `manifest` gives the
    * chunk list of a `put`'s manifest.
    */
-  apply(e: JournalEntry, manifest?: Manifest, snapshot?: SnapshotObject): void {
+  apply(
+    e: JournalEntry,
+    manifest?: Manifest,
+    snapshot?: SnapshotObject,
+    manifests?: (Manifest | undefined)[],
+  ): void {
     if (e.s !== this.lastSeq() + 1) {
       throw new Error(`journal entry ${e.s} applied after ${this.lastSeq()}`);
     }
+    // One row per journal line: catch-up sends a lagging node these lines
+    // as they are, so its journal is byte for byte the others'.
     this.#db.prepare("INSERT INTO journal VALUES (?, ?)").run(e.s, JSON.stringify(e));
+    if (e.op === "z") {
+      // The entries a packed line holds; `manifests` gives their puts' manifests.
+      unzipEntry(e).forEach((x, i) => this.#effect(x, manifests?.[i]));
+    } else this.#effect(e, manifest, snapshot);
+  }
+
+  #effect(e: JournalEntry, manifest?: Manifest, snapshot?: SnapshotObject): void {
     switch (e.op) {
       case "mkdir":
         this.#mkdirs(e.p, e.mode, e.mtime);

@@ -12,6 +12,7 @@ import { type SerialPort, tryLockFile } from "../link/serial.ts";
 import { type ClusterFile, type NodeEntry, openNodePort, readClusterFile } from "./cluster.ts";
 import { type CheckpointRow, type Entry, Index } from "./index_db.ts";
 import {
+  canZip,
   type CheckpointObject,
   decodeCheckpoint,
   decodeJournal,
@@ -29,6 +30,7 @@ import {
   TREE_PART_BYTES,
   type TreeEntry,
   type TreeObject,
+  zipEntries,
 } from "./namespace.ts";
 import { type PlacementNode, rankNodes } from "./placement.ts";
 
@@ -126,6 +128,12 @@ export interface StoreOptions {
    * `pifs recover` opens card images this way.
    */
   readOnly?: boolean;
+  /**
+   * Pack runs of entries committed together into one deflated journal line
+   * ({@linkcode ZipEntry}; default true). Off, every entry is a plain line,
+   * as hosts before packing wrote them (both kinds read back the same).
+   */
+  zipJournal?: boolean;
 }
 
 /**
@@ -246,8 +254,11 @@ class Semaphore {
   get load(): number {
     return this.#n - this.#free + this.#waiters.length;
   }
-  async run<T>(fn: () => Promise<T>): Promise<T> {
-    while (this.#free === 0) await new Promise<void>((r) => this.#waiters.push(r));
+  /** Runs `fn` when a slot is free; an `urgent` task waits ahead of the others. */
+  async run<T>(fn: () => Promise<T>, urgent = false): Promise<T> {
+    while (this.#free === 0) {
+      await new Promise<void>((r) => urgent ? this.#waiters.unshift(r) : this.#waiters.push(r));
+    }
     this.#free--;
     try {
       return await fn();
@@ -849,11 +860,16 @@ export class Store {
     let objectsNew = 0;
     const limit = Math.max(2, 2 * this.up().length);
     const ids = [...built.objects.keys()]; // children before parents, the root last
+    // Ahead of the data chunks queued for the Pis: commits wait for this.
     await pool(ids.slice(0, -1), limit, async (id) => {
-      const r = await this.storeChunk(built.objects.get(id)!, { id, copies });
+      const r = await this.storeChunk(built.objects.get(id)!, { id, copies, urgent: true });
       if (r.sent) objectsNew++;
     });
-    const r = await this.storeChunk(built.objects.get(built.root)!, { id: built.root, copies });
+    const r = await this.storeChunk(built.objects.get(built.root)!, {
+      id: built.root,
+      copies,
+      urgent: true,
+    });
     if (r.sent) objectsNew++;
     this.#crashPoint("ckpt-objects");
     const entry = { op: "ckpt", gen, root: built.root, s } as JournalEntry;
@@ -939,13 +955,35 @@ export class Store {
         seq++;
         this.#queue.shift();
       }
+      // A run of two or more entries that can be packed goes out as one
+      // deflated line (a "z" entry): many small files cost a third of the
+      // journal bytes, and the journal goes to every node.
+      const lines: Uint8Array[] = [];
+      const records: JournalEntry[] = [];
+      const manifests: (Manifest | undefined | (Manifest | undefined)[])[] = [];
+      const snapshots: (SnapshotObject | undefined)[] = [];
+      for (let i = 0; i < batch.length;) {
+        let j = i;
+        while (j < batch.length && canZip(batch[j].e) && !batch[j].q.snapshot) j++;
+        if (this.#opts.zipJournal !== false && j - i >= 2) {
+          const run = batch.slice(i, j);
+          const z = zipEntries(run.map((x) => x.e));
+          const zb = encodeEntry(z);
+          if (zb.length < run.reduce((a, x) => a + x.b.length, 0)) {
+            records.push(z), lines.push(zb), snapshots.push(undefined);
+            manifests.push(run.map((x) => x.q.manifest));
+            i = j;
+            continue;
+          }
+        }
+        for (const x of batch.slice(i, Math.max(j, i + 1))) {
+          records.push(x.e), lines.push(x.b);
+          manifests.push(x.q.manifest), snapshots.push(x.q.snapshot);
+        }
+        i = Math.max(j, i + 1);
+      }
       try {
-        await this.#append(
-          batch.map((x) => x.e),
-          batch.map((x) => x.b),
-          batch.map((x) => x.q.manifest),
-          batch.map((x) => x.q.snapshot),
-        );
+        await this.#append(records, lines, manifests, snapshots);
       } catch (err) {
         for (const x of batch) x.q.reject(err);
         continue;
@@ -972,7 +1010,7 @@ export class Store {
   async #append(
     entries: JournalEntry[],
     lines: Uint8Array[],
-    manifests: (Manifest | undefined)[],
+    manifests: (Manifest | undefined | (Manifest | undefined)[])[],
     snapshots: (SnapshotObject | undefined)[],
     alsoInTx?: () => void,
   ) {
@@ -983,11 +1021,13 @@ export class Store {
     const up = this.up();
     let ok = 0;
     const e0 = entries[0];
-    const what = entries.length === 1
+    const last = entries[entries.length - 1];
+    const lastS = last.op === "z" ? last.s + last.n - 1 : last.s;
+    const what = entries.length === 1 && lastS === e0.s
       ? `journal entry ${e0.s} (${e0.op}${
         "p" in e0 ? ` ${e0.p}` : "name" in e0 ? ` ${e0.name}` : e0.op === "ckpt" ? ` ${e0.gen}` : ""
       })`
-      : `journal entries ${e0.s}..${entries[entries.length - 1].s}`;
+      : `journal entries ${e0.s}..${lastS}`;
     await Promise.all(up.map(async (st) => {
       try {
         if (st.journalLength !== applied) return; // behind: caught up later
@@ -1009,7 +1049,11 @@ export class Store {
     }
     if (entries[0].op === "ckpt") this.#crashPoint("ckpt-append");
     this.index.tx(() => {
-      entries.forEach((e, i) => this.index.apply(e, manifests[i], snapshots[i]));
+      entries.forEach((e, i) => {
+        const m = manifests[i];
+        if (Array.isArray(m)) this.index.apply(e, undefined, snapshots[i], m);
+        else this.index.apply(e, m, snapshots[i]);
+      });
       this.index.setMeta("journal_bytes", String(applied + bytes.length));
       alsoInTx?.();
     });
@@ -1046,7 +1090,7 @@ export class Store {
    */
   async storeChunk(
     data: Uint8Array,
-    opts: { id?: string; copies?: number } = {},
+    opts: { id?: string; copies?: number; urgent?: boolean } = {},
   ): Promise<{ id: string; nodes: number[]; sent: boolean }> {
     if (this.#opts.readOnly) throw new ReadOnlyError("storing a chunk");
     const id = opts.id ?? await chunkId(data);
@@ -1059,7 +1103,7 @@ export class Store {
         return { id, nodes: this.index.locations(id), sent: false };
       }
     }
-    const p = this.#storeChunk(id, data, copies);
+    const p = this.#storeChunk(id, data, copies, opts.urgent ?? false);
     this.#storing.set(id, p);
     try {
       return await p;
@@ -1072,6 +1116,7 @@ export class Store {
     id: string,
     data: Uint8Array,
     copies: number,
+    urgent: boolean,
   ): Promise<{ id: string; nodes: number[]; sent: boolean }> {
     const have = this.index.locations(id);
     if (have.length >= copies) return { id, nodes: have, sent: false };
@@ -1090,7 +1135,10 @@ export class Store {
         tried.add(nid);
         const st = this.nodes.get(nid)!;
         try {
-          const r = await this.#slots.get(nid)!.run(() => this.#client(st).putChunk(data, { id }));
+          const r = await this.#slots.get(nid)!.run(
+            () => this.#client(st).putChunk(data, { id }),
+            urgent,
+          );
           if (!r.existed) sent = true;
           this.index.addLocation(id, data.length, nid);
           holders.add(nid);
@@ -1199,7 +1247,9 @@ export class Store {
     if (failure) throw failure;
     const manifest: Manifest = { v: 1, size, chunks };
     const mbytes = encodeManifest(manifest);
-    const m = await this.storeChunk(mbytes, { copies });
+    // The manifest goes ahead of the data chunks queued for its Pis: the
+    // file is whole once its own chunks are, not after the queue drains.
+    const m = await this.storeChunk(mbytes, { copies, urgent: true });
     this.index.setManifest(m.id, manifest);
     await this.commit({
       op: "put",

@@ -379,7 +379,8 @@ export async function runJob(
       fileDone(path, "unchanged");
     } else {
       if (store.index.locations(mid).length < copies) {
-        await store.storeChunk(encodeManifest(manifest), { id: mid, copies });
+        // Ahead of queued data chunks: the file lands once its own chunks have.
+        await store.storeChunk(encodeManifest(manifest), { id: mid, copies, urgent: true });
       }
       store.index.setManifest(mid, manifest);
       await store.commit(
