@@ -7,13 +7,14 @@
  *    `ls -l` of the same tree on the local disk.
  *
  *   deno run -A bench/cluster_bench.ts [--quick] [--seconds 8] [--nodes 1,2,4,8]
- *     [--ls-files 10000] [--skip-ls]
+ *     [--ls-files 10000] [--skip-ls] [--file-kib 32] [--files-per-node K] [--no-zip]
  *
  * `--quick`: 2 seconds per configuration, N = 1, 2, 4, and 2,000 files for ls.
  *
  * @module
  */
 import { simDown, simUp } from "../sim/sim.ts";
+import { PutQueue } from "../store/put.ts";
 import { Store } from "../store/store.ts";
 import { opt, quick, random } from "./_util.ts";
 
@@ -24,6 +25,10 @@ const LS_FILES = Number(opt("--ls-files", quick ? "2000" : "10000"));
 const BAUD = Number(opt("--baud", "115200"));
 /** File size: small enough that each node gets many, so placement evens out. */
 const FILE = Number(opt("--file-kib", "32")) * 1024;
+/** Files in flight per Pi (default: what `pifs put` keeps, see store/put.ts). */
+const PER_NODE = args.includes("--files-per-node")
+  ? Number(opt("--files-per-node", ""))
+  : undefined;
 const PIFS = new URL("../pifs", import.meta.url).pathname;
 
 const rows: string[][] = [];
@@ -33,26 +38,40 @@ for (const n of args.includes("--skip-put") ? [] : NODES) {
     const dir = await Deno.makeTempDir({ prefix: "pifs-cbench-" });
     try {
       await simUp(dir, { nodes: n, baud: BAUD, cardSize: "64M" });
-      const s = await Store.open(dir, { copies: r });
+      const s = await Store.open(dir, { copies: r, zipJournal: !args.includes("--no-zip") });
       const line = BAUD / 10;
       // Enough for SECONDS of the ideal aggregate rate.
       const files = Math.max(n, Math.round((line * n / r * SECONDS) / FILE));
       const data = Array.from({ length: files }, () => random(FILE));
+      // The same scheduler as `pifs put` (store/put.ts).
+      const done: number[] = [];
+      const q = new PutQueue(s, {
+        filesPerNode: PER_NODE,
+        onFile: () => done.push(performance.now()),
+      });
       const t0 = performance.now();
-      let next = 0;
-      const worker = async () => {
-        while (next < files) {
-          const i = next++;
-          await s.putStream(`/b/f${i}`, ReadableStream.from([data[i]]), {
+      let lastQueued = t0;
+      try {
+        for (let i = 0; i < files; i++) {
+          await q.add(`/b/f${i}`, () => Promise.resolve(ReadableStream.from([data[i]])), {
+            size: FILE,
             mode: 0o644,
             mtime: Date.now(),
           });
         }
-      };
-      try {
-        await Promise.all(Array.from({ length: 16 * n }, worker)); // as `pifs put` does
+        lastQueued = performance.now();
+        await q.finish();
       } catch (e) {
-        rows.push([String(n), String(r), "-", "-", `failed: ${(e as Error).message}`, "-"]);
+        rows.push([
+          String(n),
+          String(r),
+          "-",
+          "-",
+          `failed: ${(e as Error).message}`,
+          "-",
+          "-",
+          "-",
+        ]);
         console.error(`N=${n} R=${r}: failed: ${(e as Error).message}`);
         await s.close();
         continue;
@@ -60,8 +79,16 @@ for (const n of args.includes("--skip-put") ? [] : NODES) {
       const secs = (performance.now() - t0) / 1000;
       const payload = files * FILE;
       const ideal = line * n / r;
+      // Sustained: files committed while the put still had more files than
+      // it keeps in flight, after as many had landed as it keeps in flight
+      // (the pipeline full). The end of a put is its tail: only the Pis with
+      // the most left to take are still busy then.
+      const from = done[Math.min(done.length - 1, q.fileSlots)];
+      const inWindow = done.filter((t) => t > from && t <= lastQueued).length;
+      const windowSecs = (lastQueued - from) / 1000;
+      const sustained = windowSecs > 5 ? ((inWindow * FILE / windowSecs) / ideal).toFixed(3) : "-";
       // Placement is hashing: with few chunks one node gets more than its
-      // share, and the busiest link bounds the time. Bytes each node holds:
+      // share, and the busiest link bounds the whole put. Bytes each node holds:
       const perNode = new Map<number, number>();
       for (const st of s.up()) {
         for (const c of await st.client!.listChunks()) {
@@ -69,12 +96,15 @@ for (const n of args.includes("--skip-put") ? [] : NODES) {
         }
       }
       const busiest = Math.max(...perNode.values());
+      const mean = [...perNode.values()].reduce((a, b) => a + b, 0) / n;
       rows.push([
         String(n),
         String(r),
         `${(payload / 1024).toFixed(0)} KiB`,
         `${secs.toFixed(1)} s`,
         ((payload / secs) / ideal).toFixed(3),
+        windowSecs > 5 ? `${sustained} (${windowSecs.toFixed(0)} s)` : "-",
+        (mean / busiest).toFixed(3),
         ((busiest / line) / secs).toFixed(3),
       ]);
       console.error(`N=${n} R=${r}: ${((payload / secs) / ideal).toFixed(3)}`);
@@ -88,9 +118,21 @@ for (const n of args.includes("--skip-put") ? [] : NODES) {
 
 console.log(
   `\nAggregate put throughput, hosted nodes paced at ${BAUD} baud, ${FILE / 1024} KiB files, ` +
-    `as a fraction of N/R x line rate (${BAUD / 10} B/s):\n`,
+    `as a fraction of N/R x line rate (${BAUD / 10} B/s).\n` +
+    `"whole put": all files over the whole time. "sustained": files that landed while the put ` +
+    `still had more files than it keeps in flight (the window's length in brackets).\n` +
+    `"placement": the mean Pi's bytes over the busiest Pi's, which bounds the whole put.\n`,
 );
-const head = ["N", "R", "payload", "time", "fraction of N/R x line", "busiest link's utilisation"];
+const head = [
+  "N",
+  "R",
+  "payload",
+  "time",
+  "whole put",
+  "sustained (window)",
+  "placement: mean/busiest",
+  "busiest link busy",
+];
 const all = [head, ...rows];
 const w = head.map((_, i) => Math.max(...all.map((x) => x[i].length)));
 for (const x of all) console.log(x.map((c, i) => c.padEnd(w[i])).join("  "));
