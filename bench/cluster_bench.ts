@@ -40,15 +40,16 @@ for (const n of args.includes("--skip-put") ? [] : NODES) {
       await simUp(dir, { nodes: n, baud: BAUD, cardSize: "64M" });
       const s = await Store.open(dir, { copies: r, zipJournal: !args.includes("--no-zip") });
       const line = BAUD / 10;
-      // Enough for SECONDS of the ideal aggregate rate.
-      const files = Math.max(n, Math.round((line * n / r * SECONDS) / FILE));
-      const data = Array.from({ length: files }, () => random(FILE));
       // The same scheduler as `pifs put` (store/put.ts).
       const done: number[] = [];
       const q = new PutQueue(s, {
         filesPerNode: PER_NODE,
         onFile: () => done.push(performance.now()),
       });
+      // Enough for SECONDS of the ideal aggregate rate with the queue full,
+      // plus what the queue holds.
+      const files = Math.max(n, Math.round((line * n / r * SECONDS) / FILE)) + q.fileSlots;
+      const data = Array.from({ length: files }, () => random(FILE));
       const t0 = performance.now();
       let lastQueued = t0;
       try {

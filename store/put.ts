@@ -7,8 +7,10 @@
  * long while another's runs dry, and the dry link idles. With `W` files in
  * flight over `N` Pis, each Pi is busy about `W / (W + N - 1)` of the time
  * (a closed queueing network of `N` equal stations): 16 files per Pi keep
- * every link busy ~95 % of the time, 64 per Pi ~99 %. Their bytes are
- * bounded too, so big files never pile up in memory.
+ * every link busy ~95 % of the time by that model, and 0.97–0.99 of the
+ * line measured (`bench/cluster_bench.ts`); more only adds latency (at
+ * 115200 baud, 16 files of 32 KiB are 45 s of one Pi's line). Their bytes
+ * are bounded too, so big files never pile up in memory.
  *
  * @example
  * ```ts ignore
@@ -32,7 +34,7 @@ import type { PutStats, Store } from "./store.ts";
 
 /** Options of {@linkcode PutQueue}. */
 export interface PutQueueOptions {
-  /** Files in flight per answering Pi (default 64). */
+  /** Files in flight per answering Pi (default 16). */
   filesPerNode?: number;
   /**
    * Bytes of the files in flight at most (default 64 MiB). A file larger
@@ -90,7 +92,7 @@ export class PutQueue {
 
   /** Files allowed in flight now: `filesPerNode` × the Pis that answer (at least 4). */
   get fileSlots(): number {
-    return Math.max(4, (this.#opts.filesPerNode ?? 64) * this.#store.up().length);
+    return Math.max(4, (this.#opts.filesPerNode ?? 16) * this.#store.up().length);
   }
 
   /** Files being stored now. */
