@@ -8,6 +8,7 @@
  *
  *   deno run -A bench/cluster_bench.ts [--quick] [--seconds 8] [--nodes 1,2,4,8]
  *     [--ls-files 10000] [--skip-ls] [--file-kib 32] [--files-per-node K] [--no-zip]
+ *     [--skip-put] [--skip-placement]
  *
  * `--quick`: 2 seconds per configuration, N = 1, 2, 4, and 2,000 files for ls.
  *
@@ -16,6 +17,7 @@
 import { simDown, simUp } from "../sim/sim.ts";
 import { PutQueue } from "../store/put.ts";
 import { Store } from "../store/store.ts";
+import { placeChunk } from "../store/placement.ts";
 import { opt, quick, random } from "./_util.ts";
 
 const args = Deno.args;
@@ -137,6 +139,41 @@ const head = [
 const all = [head, ...rows];
 const w = head.map((_, i) => Math.max(...all.map((x) => x[i].length)));
 for (const x of all) console.log(x.map((c, i) => c.padEnd(w[i])).join("  "));
+
+// How the placement bound of a whole put grows toward 1 with its size: the
+// mean Pi's copies over the busiest Pi's, for equal files of one chunk each
+// placed by the real placement function (no wire; 20 random puts each).
+if (!args.includes("--skip-placement")) {
+  const sizes = [300, 3_000, 30_000];
+  console.log(
+    `\nPlacement bound of a whole put (mean Pi / busiest Pi, equal Pis, one chunk per file; ` +
+      `mean of 20 puts of random chunk ids):\n`,
+  );
+  const ph = ["N", "R", ...sizes.map((k) => `${k} files`)];
+  const prow: string[][] = [];
+  const hex = (b: Uint8Array) => Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+  for (const n of NODES.filter((k) => k >= 2)) {
+    for (const r of [1, 2]) {
+      if (r > n) continue;
+      const nodes = Array.from({ length: n }, (_, id) => ({ id, weight: 1 }));
+      const cells = sizes.map((k) => {
+        let sum = 0;
+        for (let t = 0; t < 20; t++) {
+          const count = new Array(n).fill(0);
+          for (let i = 0; i < k; i++) {
+            for (const id of placeChunk(hex(random(32)), nodes, r)) count[id]++;
+          }
+          sum += (k * r / n) / Math.max(...count);
+        }
+        return (sum / 20).toFixed(3);
+      });
+      prow.push([String(n), String(r), ...cells]);
+    }
+  }
+  const pall = [ph, ...prow];
+  const pw = ph.map((_, i) => Math.max(...pall.map((x) => x[i].length)));
+  for (const x of pall) console.log(x.map((c, i) => c.padEnd(pw[i])).join("  "));
+}
 
 if (!args.includes("--skip-ls")) {
   // ls -l of LS_FILES files: from the index, against the local disk.
