@@ -50,8 +50,9 @@ for (const n of args.includes("--skip-put") ? [] : NODES) {
         onFile: () => done.push(performance.now()),
       });
       // Enough for SECONDS of the ideal aggregate rate with the queue full,
-      // plus what the queue holds.
-      const files = Math.max(n, Math.round((line * n / r * SECONDS) / FILE)) + q.fileSlots;
+      // plus what the queue holds (--quick: SECONDS in all, no sustained rate).
+      const files = Math.max(n, Math.round((line * n / r * SECONDS) / FILE)) +
+        (quick ? 0 : q.fileSlots);
       const data = Array.from({ length: files }, () => random(FILE));
       const t0 = performance.now();
       let lastQueued = t0;
