@@ -153,7 +153,7 @@ export function registerFiles(program: Command): void {
               const cur = queued.get(rp) ?? s.index.get(rp)?.type;
               if (f.info.isDirectory) {
                 if (cur === "f") throw new UsageError(`${rp}: is a file, not a directory`);
-                if (!cur) await q.mkdir(rp, mode, mtime);
+                if (!cur) q.mkdir(rp, mode, mtime);
                 queued.set(rp, "d");
               } else if (f.info.isFile) {
                 if (cur === "d") throw new UsageError(`${rp}: is a directory`);

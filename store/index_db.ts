@@ -170,9 +170,9 @@ export class Index {
       | undefined;
     // The entries before a checkpoint loaded from the cards were never here.
     if (!r) return Number(this.meta("base_seq") ?? "0");
-    // A packed row ("z") stands for its n entries.
-    if (r.entry.startsWith('{"op":"z"')) return r.s + (JSON.parse(r.entry) as { n: number }).n - 1;
-    return r.s;
+    // A packed row ("z", written as {"op":"z","n":N,…}) stands for its N entries.
+    const z = /^\{"op":"z","n":(\d+),/.exec(r.entry);
+    return z ? r.s + Number(z[1]) - 1 : r.s;
   }
 
   /** Journal offset of the first entry the index holds (the last checkpoint's, else 0). */

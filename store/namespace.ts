@@ -341,7 +341,8 @@ const MAX_ZIP_BYTES = 4 * 1024 * 1024;
  * if (z.s !== 7 || z.n !== 20) throw new Error();
  * const plain = entries.reduce((a, e) => a + encodeEntry(e).length, 0);
  * if (encodeEntry(z).length * 2 > plain) throw new Error("not smaller");
- * if (JSON.stringify(unzipEntry(z)) !== JSON.stringify(entries)) throw new Error();
+ * const line = JSON.parse(new TextDecoder().decode(encodeEntry(z))); // as read back from a Pi
+ * if (JSON.stringify(unzipEntry(line)) !== JSON.stringify(entries)) throw new Error();
  * ```
  */
 export function zipEntries(entries: JournalEntry[]): ZipEntry {
@@ -364,8 +365,17 @@ export function zipEntries(entries: JournalEntry[]): ZipEntry {
   let o = 0;
   for (const b of lines) all.set(b, o), o += b.length;
   const z = Buffer.from(deflateRawSync(all, { level: 9 })).toString("base64");
-  return { op: "z", n: entries.length, z, s: entries[0].s };
+  const out: ZipEntry = { op: "z", n: entries.length, z, s: entries[0].s };
+  unzipped.set(out, [...entries]); // applying it right after packing inflates nothing
+  return out;
 }
+
+/**
+ * What each packed line object holds, once known: a line packed here, or
+ * one inflated and checked while decoding, is not inflated again when
+ * applied.
+ */
+const unzipped = new WeakMap<ZipEntry, JournalEntry[]>();
 
 const ZIPPABLE = new Set(["put", "mkdir", "rm", "attr", "symlink", "mv"]);
 
@@ -380,6 +390,8 @@ export function canZip(e: JournalEntry): boolean {
  * packed) is a {@linkcode JournalError}.
  */
 export function unzipEntry(z: ZipEntry): JournalEntry[] {
+  const known = unzipped.get(z);
+  if (known) return known;
   const where = `journal entry ${z.s} (z)`;
   if (!Number.isSafeInteger(z.n) || z.n < 1 || z.n > MAX_ZIP_ENTRIES || typeof z.z !== "string") {
     throw new JournalError(`${where}: bad count ${z.n} or data`);
@@ -397,6 +409,7 @@ export function unzipEntry(z: ZipEntry): JournalEntry[] {
   for (const e of inner) {
     if (!ZIPPABLE.has(e.op)) throw new JournalError(`${where}: holds a ${e.op} entry`);
   }
+  unzipped.set(z, inner);
   return inner;
 }
 

@@ -51,7 +51,9 @@ Deno.test("zip: a packed line stands for its entries; sequence numbers go on aft
   assertEquals(back, lines);
   const all = expandEntries(back);
   assertEquals(all.map((e) => e.s), Array.from({ length: 32 }, (_, i) => i + 1));
-  assertEquals(unzipEntry(z), puts(2, 30));
+  // back[1] was decoded from bytes: this inflates it (z itself is known from packing).
+  assertEquals(unzipEntry(back[1] as typeof z), puts(2, 30));
+  assertEquals(all.slice(1, 31), puts(2, 30));
   // Re-encoding a decoded line gives the same bytes (catch-up relies on it).
   assertEquals(encodeEntry(back[1]), encodeEntry(z));
 });

@@ -72,7 +72,7 @@ export interface PutFileMeta {
  * import { PutQueue } from "./put.ts";
  * declare const store: import("./store.ts").Store;
  * const q = new PutQueue(store, { filesPerNode: 16, onFile: (p) => console.log(p) });
- * await q.mkdir("/a", 0o755, Date.now());
+ * q.mkdir("/a", 0o755, Date.now());
  * await q.finish();
  * ```
  */
@@ -153,10 +153,9 @@ export class PutQueue {
    * the commit: entries commit in the order they were queued, so the
    * directory is committed before any file stored under it.
    */
-  mkdir(path: string, mode: number, mtime: number): Promise<void> {
+  mkdir(path: string, mode: number, mtime: number): void {
     this.#check();
     this.#track(this.#store.commit({ op: "mkdir", p: path, mode, mtime }), 0);
-    return Promise.resolve();
   }
 
   /** Waits for every file started; throws the first failure. */

@@ -89,7 +89,7 @@ Deno.test("PutQueue: the first failure stops the queue and is thrown; no file st
 Deno.test("PutQueue.mkdir does not wait, and its entry is queued before the files under it", async () => {
   const f = fakeStore(2, 1);
   const q = new PutQueue(f.store);
-  await q.mkdir("/a", 0o755, 0);
+  q.mkdir("/a", 0o755, 0);
   await q.add("/a/x", bytes(3), { size: 3, mode: 0o644, mtime: 0 });
   await q.finish();
   assertEquals(f.log, ["mkdir /a", "put /a/x 3 copies 2"]);

@@ -15,7 +15,7 @@ import { decodeJournal, encodeEntry, expandEntries } from "../store/namespace.ts
 /** `n` small files under `dir`, many in flight at once (as `pifs put` stores a tree). */
 async function putMany(s: Store, dir: string, n: number, from = 0) {
   const q = new PutQueue(s);
-  await q.mkdir(dir, 0o750, 1_700_000_000_000);
+  q.mkdir(dir, 0o750, 1_700_000_000_000);
   for (let i = from; i < from + n; i++) {
     const body = new TextEncoder().encode(`file ${i}\n`.repeat(1 + (i % 7)));
     await q.add(`${dir}/sub${i % 3}/f${i}`, () => Promise.resolve(new Blob([body]).stream()), {
