@@ -6,11 +6,16 @@
  * tree land on Pis at random. With few files in flight one Pi's queue is
  * long while another's runs dry, and the dry link idles. With `W` files in
  * flight over `N` Pis, each Pi is busy about `W / (W + N - 1)` of the time
- * (a closed queueing network of `N` equal stations): 16 files per Pi keep
- * every link busy ~95 % of the time by that model, and 0.97–0.99 of the
- * line measured (`bench/cluster_bench.ts`); more only adds latency (at
- * 115200 baud, 16 files of 32 KiB are 45 s of one Pi's line). Their bytes
- * are bounded too, so big files never pile up in memory.
+ * (a closed queueing network of `N` equal stations), so 16 files per Pi
+ * would keep every link busy ~95 % of the time by that model. With two
+ * copies, though, a file holds its place until its slower copy lands, and
+ * the files in flight pile up behind the busiest Pi while another runs dry
+ * (N=4 R=2 sustained 0.82 of the line with 16 files per Pi and nothing
+ * more). So the queue also watches each Pi's queued bytes: while one has
+ * less than `lowWater` queued, more files start, one at a time, up to
+ * `maxFilesPerNode` per Pi (N=4 R=2 then sustained 0.95; measured by
+ * `bench/cluster_bench.ts`). Their bytes are bounded too, so big files
+ * never pile up in memory.
  *
  * @example
  * ```ts ignore
@@ -36,6 +41,14 @@ import type { PutStats, Store } from "./store.ts";
 export interface PutQueueOptions {
   /** Files in flight per answering Pi (default 16). */
   filesPerNode?: number;
+  /**
+   * A Pi with fewer bytes than this queued for it (default 128 KiB) is
+   * about to run dry: more files are started, beyond `filesPerNode`, until
+   * every Pi has this much queued again...
+   */
+  lowWater?: number;
+  /** ...up to this many files in flight per answering Pi (default 64). */
+  maxFilesPerNode?: number;
   /**
    * Bytes of the files in flight at most (default 64 MiB). A file larger
    * than this is stored alone.
@@ -81,6 +94,9 @@ export class PutQueue {
   #opts: PutQueueOptions;
   #running = new Set<Promise<void>>();
   #runningBytes = 0;
+  /** Files started whose first chunk is not in its Pis' queues yet. */
+  #unplaced = 0;
+  #placed: (() => void)[] = [];
   #failure: unknown;
   #failed = false;
 
@@ -93,6 +109,31 @@ export class PutQueue {
   /** Files allowed in flight now: `filesPerNode` × the Pis that answer (at least 4). */
   get fileSlots(): number {
     return Math.max(4, (this.#opts.filesPerNode ?? 16) * this.#store.up().length);
+  }
+
+  /** The most files in flight: `maxFilesPerNode` × the Pis that answer. */
+  get maxFiles(): number {
+    return Math.max(this.fileSlots, (this.#opts.maxFilesPerNode ?? 64) * this.#store.up().length);
+  }
+
+  /** Whether some answering Pi has less than `lowWater` bytes queued. */
+  #hungry(): boolean {
+    const low = this.#opts.lowWater ?? 128 * 1024;
+    return this.#store.up().some((st) => this.#store.queuedBytes(st.entry.id) < low);
+  }
+
+  /** Whether a file of `size` bytes may start now. */
+  #room(size: number): boolean {
+    const n = this.#running.size;
+    if (n === 0) return true;
+    if (this.#runningBytes + size > (this.#opts.bytesAhead ?? 64 * 1024 * 1024)) return false;
+    if (n < this.fileSlots) return true;
+    // Chunks go to Pis by hash, so the files in flight may leave one Pi
+    // nothing to send while the others have plenty (and with copies on two
+    // Pis, a file holds its place until its slower copy lands). Then more
+    // files start, one at a time, each once the one before it has reached
+    // its Pis' queues, until no Pi is short.
+    return n < this.maxFiles && this.#unplaced === 0 && this.#hungry();
   }
 
   /** Files being stored now. */
@@ -125,23 +166,37 @@ export class PutQueue {
     open: () => Promise<ReadableStream<Uint8Array>>,
     meta: PutFileMeta,
   ): Promise<void> {
-    const bytesAhead = this.#opts.bytesAhead ?? 64 * 1024 * 1024;
-    while (
-      !this.#failed && this.#running.size > 0 &&
-      (this.#running.size >= this.fileSlots ||
-        this.#runningBytes + meta.size > bytesAhead)
-    ) await Promise.race(this.#running);
-    this.#check();
     const s = this.#store;
+    while (!this.#failed && !this.#room(meta.size)) {
+      await Promise.race([
+        ...this.#running,
+        s.copyLanded(),
+        new Promise<void>((r) => this.#placed.push(r)),
+      ]);
+    }
+    this.#check();
+    this.#unplaced++;
+    let unplaced = true;
+    const placed = () => {
+      if (!unplaced) return;
+      unplaced = false;
+      this.#unplaced--;
+      for (const w of this.#placed.splice(0)) w();
+    };
     this.#track(
       (async () => {
-        const source = await open();
-        await s.putStream(path, source, {
-          mode: meta.mode,
-          mtime: meta.mtime,
-          copies: meta.copies ?? s.copiesFor(path),
-          onBytes: this.#opts.onBytes,
-        }, this.#opts.stats);
+        try {
+          const source = await open();
+          await s.putStream(path, source, {
+            mode: meta.mode,
+            mtime: meta.mtime,
+            copies: meta.copies ?? s.copiesFor(path),
+            onBytes: this.#opts.onBytes,
+            onQueued: placed,
+          }, this.#opts.stats);
+        } finally {
+          placed();
+        }
         this.#opts.onFile?.(path, meta.size);
       })(),
       meta.size,

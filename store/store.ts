@@ -297,6 +297,9 @@ export class Store {
   static #lent = new Map<string, Store>();
   #opts: StoreOptions;
   #slots = new Map<number, Semaphore>();
+  /** Bytes of chunk copies waiting for or on their way to each node. */
+  #queued = new Map<number, number>();
+  #landed: (() => void)[] = [];
   #queue: QueuedEntry[] = [];
   #committing = false;
   #storing = new Map<string, Promise<{ id: string; nodes: number[]; sent: boolean }>>();
@@ -1090,25 +1093,32 @@ export class Store {
    */
   async storeChunk(
     data: Uint8Array,
-    opts: { id?: string; copies?: number; urgent?: boolean } = {},
+    opts: { id?: string; copies?: number; urgent?: boolean; onQueued?: () => void } = {},
   ): Promise<{ id: string; nodes: number[]; sent: boolean }> {
     if (this.#opts.readOnly) throw new ReadOnlyError("storing a chunk");
-    const id = opts.id ?? await chunkId(data);
-    const copies = opts.copies ?? this.copies;
-    // The same chunk already on its way (two files sharing it): wait for it.
-    const running = this.#storing.get(id);
-    if (running) {
-      await running.catch(() => {});
-      if (this.index.locations(id).length >= copies) {
-        return { id, nodes: this.index.locations(id), sent: false };
-      }
-    }
-    const p = this.#storeChunk(id, data, copies, opts.urgent ?? false);
-    this.#storing.set(id, p);
+    let onQueued = opts.onQueued;
+    const queued = () => (onQueued?.(), onQueued = undefined);
     try {
-      return await p;
+      const id = opts.id ?? await chunkId(data);
+      const copies = opts.copies ?? this.copies;
+      // The same chunk already on its way (two files sharing it): wait for it.
+      const running = this.#storing.get(id);
+      if (running) {
+        queued();
+        await running.catch(() => {});
+        if (this.index.locations(id).length >= copies) {
+          return { id, nodes: this.index.locations(id), sent: false };
+        }
+      }
+      const p = this.#storeChunk(id, data, copies, opts.urgent ?? false, queued);
+      this.#storing.set(id, p);
+      try {
+        return await p;
+      } finally {
+        if (this.#storing.get(id) === p) this.#storing.delete(id);
+      }
     } finally {
-      if (this.#storing.get(id) === p) this.#storing.delete(id);
+      queued();
     }
   }
 
@@ -1117,6 +1127,7 @@ export class Store {
     data: Uint8Array,
     copies: number,
     urgent: boolean,
+    queued: () => void,
   ): Promise<{ id: string; nodes: number[]; sent: boolean }> {
     const have = this.index.locations(id);
     if (have.length >= copies) return { id, nodes: have, sent: false };
@@ -1131,14 +1142,18 @@ export class Store {
         !holders.has(nid) && !tried.has(nid) && this.nodes.get(nid)!.client
       ).slice(0, copies - holders.size);
       if (targets.length === 0) break;
-      await Promise.all(targets.map(async (nid) => {
+      const sends = targets.map(async (nid) => {
         tried.add(nid);
         const st = this.nodes.get(nid)!;
+        this.#queued.set(nid, (this.#queued.get(nid) ?? 0) + data.length);
         try {
           const r = await this.#slots.get(nid)!.run(
             () => this.#client(st).putChunk(data, { id }),
             urgent,
-          );
+          ).finally(() => {
+            this.#queued.set(nid, this.#queued.get(nid)! - data.length);
+            for (const w of this.#landed.splice(0)) w();
+          });
           if (!r.existed) sent = true;
           this.index.addLocation(id, data.length, nid);
           holders.add(nid);
@@ -1146,7 +1161,9 @@ export class Store {
           if ((e as Error).name === "NodeError") throw e; // the node said no: full, bad data
           this.#markDown(st, e);
         }
-      }));
+      });
+      queued(); // every copy of this round is counted in its node's queue
+      await Promise.all(sends);
     }
     if (holders.size < copies && !(this.#opts.degraded && holders.size > 0)) {
       throw new QuorumError(
@@ -1156,6 +1173,19 @@ export class Store {
       );
     }
     return { id, nodes: [...holders], sent };
+  }
+
+  /**
+   * Bytes of chunk copies waiting for or on their way to node `id`: how long
+   * its link stays busy with what is queued now.
+   */
+  queuedBytes(id: number): number {
+    return this.#queued.get(id) ?? 0;
+  }
+
+  /** Resolves when the next chunk copy being stored lands or fails, on any node. */
+  copyLanded(): Promise<void> {
+    return new Promise((r) => this.#landed.push(r));
   }
 
   /** Reads a chunk from any node that holds it (hash checked). */
@@ -1198,10 +1228,19 @@ export class Store {
   async putStream(
     path: string,
     source: ReadableStream<Uint8Array>,
-    meta: { mode: number; mtime: number; copies?: number; onBytes?: (n: number) => void },
+    meta: {
+      mode: number;
+      mtime: number;
+      copies?: number;
+      onBytes?: (n: number) => void;
+      /** Called once its first chunk is in its Pis' queues (or it has none to send). */
+      onQueued?: () => void;
+    },
     stats?: PutStats,
   ): Promise<Manifest> {
     const copies = meta.copies ?? this.copies;
+    let onQueued = meta.onQueued;
+    const queued = () => (onQueued?.(), onQueued = undefined);
     const chunks: [string, number][] = [];
     const inflight: Promise<void>[] = [];
     const limit = Math.max(2, 2 * this.up().length);
@@ -1213,7 +1252,7 @@ export class Store {
       size += buf.length;
       if (stats) stats.bytesRead += buf.length;
       const p = (async () => {
-        const r = await this.storeChunk(buf, { copies });
+        const r = await this.storeChunk(buf, { copies, onQueued: queued });
         chunks[idx][0] = r.id;
         if (stats) r.sent ? stats.chunksNew++ : stats.chunksDeduplicated++;
         meta.onBytes?.(buf.length);
@@ -1243,6 +1282,7 @@ export class Store {
     if (fill > 0 || chunks.length === 0) {
       if (fill > 0) await flush(pending.slice(0, fill));
     }
+    queued();
     await Promise.all(inflight);
     if (failure) throw failure;
     const manifest: Manifest = { v: 1, size, chunks };
