@@ -56,6 +56,13 @@ for (const n of args.includes("--skip-put") ? [] : NODES) {
       const data = Array.from({ length: files }, () => random(FILE));
       const t0 = performance.now();
       let lastQueued = t0;
+      // Four times a second: which Pis have chunk bytes queued (their line
+      // has work). A Pi with none while the put has files to start is idle.
+      const ids = s.up().map((st) => st.entry.id);
+      const samples: [number, boolean[]][] = [];
+      const sampler = setInterval(() => {
+        samples.push([performance.now(), ids.map((id) => s.queuedBytes(id) > 0)]);
+      }, 250);
       try {
         for (let i = 0; i < files; i++) {
           await q.add(`/b/f${i}`, () => Promise.resolve(ReadableStream.from([data[i]])), {
@@ -67,6 +74,7 @@ for (const n of args.includes("--skip-put") ? [] : NODES) {
         lastQueued = performance.now();
         await q.finish();
       } catch (e) {
+        clearInterval(sampler);
         rows.push([
           String(n),
           String(r),
@@ -77,16 +85,18 @@ for (const n of args.includes("--skip-put") ? [] : NODES) {
           "-",
           "-",
           "-",
+          "-",
         ]);
         console.error(`N=${n} R=${r}: failed: ${(e as Error).message}`);
         await s.close();
         continue;
       }
+      clearInterval(sampler);
       const secs = (performance.now() - t0) / 1000;
       const payload = files * FILE;
       const ideal = line * n / r;
-      // Sustained: the rate files landed at while the put still had more
-      // files than it keeps in flight: the least-squares slope of landed
+      // Sustained: the rate files landed at while the put still had files
+      // to start (the queue full): the least-squares slope of landed
       // bytes over time, from the first landing until the last file was
       // queued (group commits land files in bursts; a slope over the whole
       // staircase is not moved by where a window's edges fall).
@@ -99,8 +109,17 @@ for (const n of args.includes("--skip-put") ? [] : NODES) {
         pts.forEach((t, i) => (num += (t - mt) * (i - my), den += (t - mt) ** 2));
         sustained = (((num / den) * 1000 * FILE) / ideal).toFixed(3);
       }
-      // Journal bytes per file on a Pi, as written and as plain lines.
-      const j = decodeJournal(await s.up()[0].client!.journalRead(0));
+      const inWindow = samples.filter(([t]) => pts.length && t >= pts[0] && t <= lastQueued);
+      const leastFed = inWindow.length
+        ? Math.min(
+          ...ids.map((_, k) => inWindow.filter(([, b]) => b[k]).length / inWindow.length),
+        ).toFixed(3)
+        : "-";
+      // Journal bytes per file on a Pi, as written and as plain lines (of
+      // what a checkpoint left: a long put checkpoints and trims it).
+      const first = s.up()[0];
+      const j = decodeJournal(await first.client!.journalRead(first.journalStart), "any");
+      const puts = expandEntries(j).filter((e) => e.op === "put").length || 1;
       const plain = expandEntries(j).reduce((a, e) => a + encodeEntry(e).length, 0);
       const jb = j.reduce((a, e) => a + encodeEntry(e).length, 0);
       // Placement is hashing: with few chunks one node gets more than its
@@ -120,9 +139,10 @@ for (const n of args.includes("--skip-put") ? [] : NODES) {
         `${secs.toFixed(1)} s`,
         ((payload / secs) / ideal).toFixed(3),
         windowSecs > 20 ? `${sustained} (${windowSecs.toFixed(0)} s)` : "-",
+        windowSecs > 20 ? leastFed : "-",
         (mean / busiest).toFixed(3),
         ((busiest / line) / secs).toFixed(3),
-        `${(jb / files).toFixed(0)} (${(plain / files).toFixed(0)})`,
+        `${(jb / puts).toFixed(0)} (${(plain / puts).toFixed(0)})`,
       ]);
       console.error(`N=${n} R=${r}: ${((payload / secs) / ideal).toFixed(3)}`);
       await s.close();
@@ -137,7 +157,8 @@ console.log(
   `\nAggregate put throughput, hosted nodes paced at ${BAUD} baud, ${FILE / 1024} KiB files, ` +
     `as a fraction of N/R x line rate (${BAUD / 10} B/s).\n` +
     `"whole put": all files over the whole time. "sustained": the rate files landed at while the ` +
-    `put still had more files than it keeps in flight (least-squares slope; the window in brackets).\n` +
+    `put still had files to start (least-squares slope; the window in brackets).\n` +
+    `"least fed Pi": the share of the window the Pi with the least work had chunk bytes queued.\n` +
     `"placement": the mean Pi's bytes over the busiest Pi's, which bounds the whole put.\n`,
 );
 const head = [
@@ -147,6 +168,7 @@ const head = [
   "time",
   "whole put",
   "sustained (window)",
+  "least fed Pi (window)",
   "placement: mean/busiest",
   "busiest link busy",
   "journal B/file (plain)",
