@@ -6,7 +6,7 @@
  * 2. `pifs ls -l` of a directory of 10,000 files (from the index) against
  *    `ls -l` of the same tree on the local disk.
  *
- *   deno run -A bench/cluster_bench.ts [--quick] [--seconds 60] [--nodes 1,2,4,8]
+ *   deno run -A bench/cluster_bench.ts [--quick] [--seconds 60] [--nodes 1,2,4,8] [--copies 1,2]
  *     [--ls-files 10000] [--skip-ls] [--file-kib 32] [--files-per-node K] [--no-zip]
  *     [--skip-put] [--skip-placement]
  *
@@ -24,6 +24,7 @@ import { opt, quick, random } from "./_util.ts";
 const args = Deno.args;
 const SECONDS = Number(opt("--seconds", quick ? "2" : "60"));
 const NODES = opt("--nodes", quick ? "1,2,4" : "1,2,4,8").split(",").map(Number);
+const COPIES = opt("--copies", "1,2").split(",").map(Number);
 const LS_FILES = Number(opt("--ls-files", quick ? "2000" : "10000"));
 const BAUD = Number(opt("--baud", "115200"));
 /** File size: small enough that each node gets many, so placement evens out. */
@@ -36,7 +37,7 @@ const PIFS = new URL("../pifs", import.meta.url).pathname;
 
 const rows: string[][] = [];
 for (const n of args.includes("--skip-put") ? [] : NODES) {
-  for (const r of [1, 2]) {
+  for (const r of COPIES) {
     if (r > n) continue;
     const dir = await Deno.makeTempDir({ prefix: "pifs-cbench-" });
     try {
