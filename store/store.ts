@@ -242,29 +242,56 @@ async function pool<T>(items: T[], n: number, fn: (x: T) => Promise<void>): Prom
   if (failure !== undefined) throw failure;
 }
 
+/** `fn`, called at most once however often the result is called. */
+function once(fn: (() => void) | undefined): () => void {
+  return () => {
+    const f = fn;
+    fn = undefined;
+    f?.();
+  };
+}
+
+/** One node's queue: `n` tasks at a time, the bytes they carry counted. */
 class Semaphore {
   #n: number;
   #free: number;
   #waiters: (() => void)[] = [];
-  constructor(n: number) {
+  #bytes = 0;
+  #done: () => void;
+  /** `done` is called each time a task ends. */
+  constructor(n: number, done: () => void = () => {}) {
     this.#n = n;
     this.#free = n;
+    this.#done = done;
   }
   /** Tasks running or waiting. */
   get load(): number {
     return this.#n - this.#free + this.#waiters.length;
   }
-  /** Runs `fn` when a slot is free; an `urgent` task waits ahead of the others. */
-  async run<T>(fn: () => Promise<T>, urgent = false): Promise<T> {
-    while (this.#free === 0) {
-      await new Promise<void>((r) => urgent ? this.#waiters.unshift(r) : this.#waiters.push(r));
-    }
-    this.#free--;
+  /** Bytes the tasks running or waiting carry. */
+  get bytes(): number {
+    return this.#bytes;
+  }
+  /**
+   * Runs `fn` when a slot is free; an `urgent` task waits ahead of the
+   * others. `bytes` counts in {@linkcode Semaphore.bytes} until it ends.
+   */
+  async run<T>(fn: () => Promise<T>, urgent = false, bytes = 0): Promise<T> {
+    this.#bytes += bytes;
     try {
-      return await fn();
+      while (this.#free === 0) {
+        await new Promise<void>((r) => urgent ? this.#waiters.unshift(r) : this.#waiters.push(r));
+      }
+      this.#free--;
+      try {
+        return await fn();
+      } finally {
+        this.#free++;
+        this.#waiters.shift()?.();
+      }
     } finally {
-      this.#free++;
-      this.#waiters.shift()?.();
+      this.#bytes -= bytes;
+      this.#done();
     }
   }
 }
@@ -297,8 +324,7 @@ export class Store {
   static #lent = new Map<string, Store>();
   #opts: StoreOptions;
   #slots = new Map<number, Semaphore>();
-  /** Bytes of chunk copies waiting for or on their way to each node. */
-  #queued = new Map<number, number>();
+  /** Waiting for the next task on any node to end ({@linkcode Store.copyLanded}). */
   #landed: (() => void)[] = [];
   #queue: QueuedEntry[] = [];
   #committing = false;
@@ -333,7 +359,10 @@ export class Store {
     // of a checkpoint, as a host losing power would stop.
     this.#crashAt = Deno.env.get("PIFS_CRASH_AT") || undefined;
     // Up to 3 chunks in progress per node (the node holds 4 pending puts).
-    for (const n of cluster.nodes) this.#slots.set(n.id, new Semaphore(3));
+    const landed = () => {
+      for (const w of this.#landed.splice(0)) w();
+    };
+    for (const n of cluster.nodes) this.#slots.set(n.id, new Semaphore(3, landed));
   }
 
   /**
@@ -1096,8 +1125,7 @@ export class Store {
     opts: { id?: string; copies?: number; urgent?: boolean; onQueued?: () => void } = {},
   ): Promise<{ id: string; nodes: number[]; sent: boolean }> {
     if (this.#opts.readOnly) throw new ReadOnlyError("storing a chunk");
-    let onQueued = opts.onQueued;
-    const queued = () => (onQueued?.(), onQueued = undefined);
+    const queued = once(opts.onQueued);
     try {
       const id = opts.id ?? await chunkId(data);
       const copies = opts.copies ?? this.copies;
@@ -1145,15 +1173,12 @@ export class Store {
       const sends = targets.map(async (nid) => {
         tried.add(nid);
         const st = this.nodes.get(nid)!;
-        this.#queued.set(nid, (this.#queued.get(nid) ?? 0) + data.length);
         try {
           const r = await this.#slots.get(nid)!.run(
             () => this.#client(st).putChunk(data, { id }),
             urgent,
-          ).finally(() => {
-            this.#queued.set(nid, this.#queued.get(nid)! - data.length);
-            for (const w of this.#landed.splice(0)) w();
-          });
+            data.length,
+          );
           if (!r.existed) sent = true;
           this.index.addLocation(id, data.length, nid);
           holders.add(nid);
@@ -1180,10 +1205,10 @@ export class Store {
    * its link stays busy with what is queued now.
    */
   queuedBytes(id: number): number {
-    return this.#queued.get(id) ?? 0;
+    return this.#slots.get(id)?.bytes ?? 0;
   }
 
-  /** Resolves when the next chunk copy being stored lands or fails, on any node. */
+  /** Resolves when the next chunk copy (or read) on any node lands or fails. */
   copyLanded(): Promise<void> {
     return new Promise((r) => this.#landed.push(r));
   }
@@ -1239,8 +1264,7 @@ export class Store {
     stats?: PutStats,
   ): Promise<Manifest> {
     const copies = meta.copies ?? this.copies;
-    let onQueued = meta.onQueued;
-    const queued = () => (onQueued?.(), onQueued = undefined);
+    const queued = once(meta.onQueued);
     const chunks: [string, number][] = [];
     const inflight: Promise<void>[] = [];
     const limit = Math.max(2, 2 * this.up().length);
