@@ -116,12 +116,6 @@ export class PutQueue {
     return Math.max(this.fileSlots, (this.#opts.maxFilesPerNode ?? 64) * this.#store.up().length);
   }
 
-  /** Whether some answering Pi has less than `lowWater` bytes queued. */
-  #hungry(): boolean {
-    const low = this.#opts.lowWater ?? 128 * 1024;
-    return this.#store.up().some((st) => this.#store.queuedBytes(st.entry.id) < low);
-  }
-
   /** Whether a file of `size` bytes may start now. */
   #room(size: number): boolean {
     const n = this.#running.size;
@@ -133,7 +127,8 @@ export class PutQueue {
     // Pis, a file holds its place until its slower copy lands). Then more
     // files start, one at a time, each once the one before it has reached
     // its Pis' queues, until no Pi is short.
-    return n < this.maxFiles && this.#unplaced === 0 && this.#hungry();
+    return n < this.maxFiles && this.#unplaced === 0 &&
+      this.#store.starved(this.#opts.lowWater);
   }
 
   /** Files being stored now. */

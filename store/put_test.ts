@@ -23,6 +23,7 @@ function fakeStore(
     up: () => Array.from({ length: nodes }, (_, id) => ({ entry: { id } })),
     copiesFor: () => 2,
     queuedBytes: (id: number) => queued[id],
+    starved: (low = 128 * 1024) => queued.some((b) => b < low),
     copyLanded: () => new Promise<void>((r) => landed.push(r)),
     commit: (e: { op: string; p: string }) => {
       log.push(`${e.op} ${e.p}`);

@@ -1208,6 +1208,15 @@ export class Store {
     return this.#slots.get(id)?.bytes ?? 0;
   }
 
+  /**
+   * Whether some answering node has less than `lowWater` bytes of chunk
+   * copies queued (default 128 KiB, about 11 s of a 115200-baud line): its
+   * link runs dry soon unless more work is started for it.
+   */
+  starved(lowWater: number = 128 * 1024): boolean {
+    return this.up().some((st) => this.queuedBytes(st.entry.id) < lowWater);
+  }
+
   /** Resolves when the next chunk copy (or read) on any node lands or fails. */
   copyLanded(): Promise<void> {
     return new Promise((r) => this.#landed.push(r));

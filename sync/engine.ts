@@ -141,9 +141,19 @@ export interface SyncOptions {
   signal?: AbortSignal;
   /** The clock (tests). */
   now?: () => number;
-  /** Files read at once (default 4). */
+  /** Files read at once (default 4), and more while a Pi is about to run dry. */
   parallelFiles?: number;
+  /**
+   * Bytes of chunks in flight (read, not yet stored) beyond which no more
+   * files or chunks are started to feed a Pi about to run dry (default
+   * 4 MiB per answering Pi, at least 16 MiB).
+   */
+  feedBytes?: number;
+  /** A Pi with fewer bytes than this queued is about to run dry (default 128 KiB). */
+  lowWater?: number;
 }
+
+const MiB = 1024 * 1024;
 
 /** Makes the source a spec names. */
 export function sourceFor(spec: SourceSpec): Source {
@@ -185,6 +195,52 @@ function owns(bytes: Uint8Array): boolean {
 /** A file of a run that could not be stored: reported, the run goes on. */
 class FileFailed extends Error {
   override name = "FileFailed";
+}
+
+/**
+ * What keeps every Pi's line fed during a run. Chunks go to Pis by hash, so
+ * with a fixed number of chunks and files in flight the ones still waiting
+ * pile up on the busiest Pi while another runs dry (a closed queue: with 16
+ * chunks over 8 Pis each line is busy about 16 / 23 of the time). So, as
+ * `pifs put` does (store/put.ts), a run starts more chunks and files than
+ * its usual limits while some Pi has less than `low` bytes queued, one at a
+ * time (each once the one before it has reached its Pis' queues, so it never
+ * overshoots on bytes not placed yet), while the chunk bytes in flight stay
+ * under `cap`.
+ */
+class Feed {
+  /** Chunk bytes read and not yet stored (held in memory). */
+  bytes = 0;
+  /** Files started and chunks sent whose copies are not queued on their Pis yet. */
+  #pending = 0;
+  #waiters: (() => void)[] = [];
+
+  constructor(readonly store: Store, readonly cap: number, readonly low: number) {}
+
+  /** Counts one more thing not placed yet; the function returned marks it placed (once). */
+  start(): () => void {
+    this.#pending++;
+    let open = true;
+    return () => {
+      if (!open) return;
+      open = false;
+      this.#pending--;
+      for (const w of this.#waiters.splice(0)) w();
+    };
+  }
+
+  /** Whether more may start beyond the usual limits now. */
+  extra(): boolean {
+    return this.#pending === 0 && this.bytes < this.cap && this.store.starved(this.low);
+  }
+
+  /** Resolves when something is placed or a chunk copy lands. */
+  change(): Promise<void> {
+    return Promise.race([
+      new Promise<void>((r) => this.#waiters.push(r)),
+      this.store.copyLanded(),
+    ]);
+  }
 }
 
 /**
@@ -253,9 +309,26 @@ export async function runJob(
   const slots = Math.max(1, opts.parallelFiles ?? 4);
   const running = new Set<Promise<void>>();
   let fatal: unknown;
+  const up = Math.max(1, store.up().length);
+  const maxFiles = (src: Source) => (src.kind === "http" ? slots : Math.max(slots, 4 * up));
+  const feed = new Feed(
+    store,
+    opts.feedBytes ?? Math.max(16 * MiB, 4 * MiB * up),
+    opts.lowWater ?? 128 * 1024,
+  );
 
-  /** Stores one entry; throws FileFailed for a problem of this file only. */
-  const storeEntry = async (entry: SourceEntry, path: string) => {
+  /**
+   * Stores one entry; throws FileFailed for a problem of this file only.
+   * `extra`: started beyond `slots` (its chunks go out only within the
+   * feed's byte cap); `first` is called once its first chunk is on its way
+   * (or it needs none).
+   */
+  const storeEntry = async (
+    entry: SourceEntry,
+    path: string,
+    extra: boolean,
+    first: () => void,
+  ) => {
     const copies = copiesAt(path);
     // The cache keeps the listed mtime; a source may learn a better one while
     // the file is read (http: Last-Modified), which the file is committed with.
@@ -312,27 +385,41 @@ export async function runJob(
       const idx = chunks.length;
       chunks.push(["", data.length]);
       size += data.length;
+      const placed = feed.start();
+      first(); // the file's own place in the feed passes to its first chunk
+      feed.bytes += data.length;
       const p = (async () => {
-        const id = await chunkId(data);
-        chunks[idx][0] = id;
-        if (store.index.locations(id).length >= copies) {
-          sum.chunks_deduplicated++;
-          done(data, true);
-          return;
+        try {
+          const id = await chunkId(data);
+          chunks[idx][0] = id;
+          if (store.index.locations(id).length >= copies) {
+            sum.chunks_deduplicated++;
+            done(data, true);
+            return;
+          }
+          done(data, false);
+          prog.bytes_planned += data.length * copies;
+          const r = await store.storeChunk(data, { id, copies, onQueued: placed });
+          prog.bytes_stored += data.length * copies;
+          if (r.sent) {
+            sum.chunks_new++;
+            newBytes += data.length;
+          } else sum.chunks_deduplicated++;
+        } finally {
+          placed();
+          feed.bytes -= data.length;
         }
-        done(data, false);
-        prog.bytes_planned += data.length * copies;
-        const r = await store.storeChunk(data, { id, copies });
-        prog.bytes_stored += data.length * copies;
-        if (r.sent) {
-          sum.chunks_new++;
-          newBytes += data.length;
-        } else sum.chunks_deduplicated++;
       })().catch((e) => {
         failure ??= e;
       }).finally(() => inflight.delete(p));
       inflight.add(p);
-      while (inflight.size >= limit) await Promise.race(inflight);
+      // The usual limit (a file started beyond the run's slots keeps to the
+      // feed's byte cap too), or beyond it while a Pi is about to run dry.
+      const full = () =>
+        inflight.size >= limit || (extra && inflight.size > 0 && feed.bytes >= feed.cap);
+      while (!failure && full() && !feed.extra()) {
+        await Promise.race([...inflight, feed.change()]);
+      }
       if (failure) throw failure;
     };
     try {
@@ -419,15 +506,25 @@ export async function runJob(
       prog.files_listed++;
       if (entry.size >= 0) prog.bytes_listed += entry.size;
       else prog.sizes_unknown++;
-      const p: Promise<void> = storeEntry(entry, path).catch((e) => {
+      const extra = running.size >= slots;
+      const first = feed.start();
+      const p: Promise<void> = storeEntry(entry, path, extra, first).catch((e) => {
         if (e instanceof FileFailed) {
           prog.files_done++;
           sum.files_failed++;
           report({ path: entry.path, message: e.message });
         } else fatal ??= e;
-      }).finally(() => running.delete(p));
+      }).finally(() => {
+        first();
+        running.delete(p);
+      });
       running.add(p);
-      while (running.size >= slots) await Promise.race(running);
+      // `slots` files at once, and more (up to `maxFiles`) while a Pi is
+      // about to run dry; an http source keeps to `slots` downloads.
+      while (
+        !fatal && running.size >= slots &&
+        !(running.size < maxFiles(source) && feed.extra())
+      ) await Promise.race([...running, feed.change()]);
     }
     if (fatal) break;
   }
