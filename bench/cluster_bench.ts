@@ -55,6 +55,8 @@ for (const n of args.includes("--skip-put") ? [] : NODES) {
       const files = Math.max(n, Math.round((line * n / r * SECONDS) / FILE)) +
         (quick ? 0 : q.fileSlots);
       const data = Array.from({ length: files }, () => random(FILE));
+      const first = s.up()[0];
+      const journal0 = first.journalLength;
       const t0 = performance.now();
       let lastQueued = t0;
       // Four times a second: which Pis have chunk bytes queued (their line
@@ -116,13 +118,13 @@ for (const n of args.includes("--skip-put") ? [] : NODES) {
           ...ids.map((_, k) => inWindow.filter(([, b]) => b[k]).length / inWindow.length),
         ).toFixed(3)
         : "-";
-      // Journal bytes per file on a Pi, as written and as plain lines (of
-      // what a checkpoint left: a long put checkpoints and trims it).
-      const first = s.up()[0];
+      // Journal bytes per file on a Pi: all it was sent during the put
+      // (checkpoint entries included), and, as plain lines, the entries a
+      // checkpoint left (a long put checkpoints and trims the journal).
       const j = decodeJournal(await first.client!.journalRead(first.journalStart), "any");
       const puts = expandEntries(j).filter((e) => e.op === "put").length || 1;
       const plain = expandEntries(j).reduce((a, e) => a + encodeEntry(e).length, 0);
-      const jb = j.reduce((a, e) => a + encodeEntry(e).length, 0);
+      const jb = (first.journalLength - journal0) / files;
       // Placement is hashing: with few chunks one node gets more than its
       // share, and the busiest link bounds the whole put. Bytes each node holds:
       const perNode = new Map<number, number>();
@@ -143,7 +145,7 @@ for (const n of args.includes("--skip-put") ? [] : NODES) {
         windowSecs > 20 ? leastFed : "-",
         (mean / busiest).toFixed(3),
         ((busiest / line) / secs).toFixed(3),
-        `${(jb / puts).toFixed(0)} (${(plain / puts).toFixed(0)})`,
+        `${jb.toFixed(0)} (${(plain / puts).toFixed(0)})`,
       ]);
       console.error(`N=${n} R=${r}: ${((payload / secs) / ideal).toFixed(3)}`);
       await s.close();
@@ -172,7 +174,7 @@ const head = [
   "least fed Pi (window)",
   "placement: mean/busiest",
   "busiest link busy",
-  "journal B/file (plain)",
+  "journal B/file sent (plain)",
 ];
 const all = [head, ...rows];
 const w = head.map((_, i) => Math.max(...all.map((x) => x[i].length)));
