@@ -109,6 +109,7 @@ export {
   zipEntries,
   type ZipEntry,
 } from "./store/namespace.ts";
+export { Feed, type FeedOptions } from "./store/feed.ts";
 export { type PutFileMeta, PutQueue, type PutQueueOptions } from "./store/put.ts";
 export {
   type CheckpointRow,

@@ -14,8 +14,8 @@
  * more). So the queue also watches each Pi's queued bytes: while one has
  * less than `lowWater` queued, more files start, one at a time, up to
  * `maxFilesPerNode` per Pi (N=4 R=2 then sustained 0.95; measured by
- * `bench/cluster_bench.ts`). Their bytes are bounded too, so big files
- * never pile up in memory.
+ * `bench/cluster_bench.ts`): the rule of {@linkcode Feed}, which sync runs
+ * share. Their bytes are bounded too, so big files never pile up in memory.
  *
  * @example
  * ```ts ignore
@@ -35,6 +35,7 @@
  *
  * @module
  */
+import { Feed } from "./feed.ts";
 import type { PutStats, Store } from "./store.ts";
 
 /** Options of {@linkcode PutQueue}. */
@@ -93,10 +94,8 @@ export class PutQueue {
   #store: Store;
   #opts: PutQueueOptions;
   #running = new Set<Promise<void>>();
-  #runningBytes = 0;
-  /** Files started whose first chunk is not in its Pis' queues yet. */
-  #unplaced = 0;
-  #placed: (() => void)[] = [];
+  /** Bytes of the files in flight; a file is placed once its first chunk is queued. */
+  #feed: Feed;
   #failure: unknown;
   #failed = false;
 
@@ -104,6 +103,10 @@ export class PutQueue {
   constructor(store: Store, opts: PutQueueOptions = {}) {
     this.#store = store;
     this.#opts = opts;
+    this.#feed = new Feed(store, {
+      cap: opts.bytesAhead ?? 64 * 1024 * 1024,
+      lowWater: opts.lowWater,
+    });
   }
 
   /** Files allowed in flight now: `filesPerNode` × the Pis that answer (at least 4). */
@@ -120,15 +123,10 @@ export class PutQueue {
   #room(size: number): boolean {
     const n = this.#running.size;
     if (n === 0) return true;
-    if (this.#runningBytes + size > (this.#opts.bytesAhead ?? 64 * 1024 * 1024)) return false;
+    if (this.#feed.bytes + size > this.#feed.cap) return false;
     if (n < this.fileSlots) return true;
-    // Chunks go to Pis by hash, so the files in flight may leave one Pi
-    // nothing to send while the others have plenty (and with copies on two
-    // Pis, a file holds its place until its slower copy lands). Then more
-    // files start, one at a time, each once the one before it has reached
-    // its Pis' queues, until no Pi is short.
-    return n < this.maxFiles && this.#unplaced === 0 &&
-      this.#store.starved(this.#opts.lowWater);
+    // Beyond `fileSlots`: one more at a time while a Pi is about to run dry.
+    return n < this.maxFiles && this.#feed.extra();
   }
 
   /** Files being stored now. */
@@ -145,10 +143,10 @@ export class PutQueue {
       if (!this.#failed) this.#failed = true, this.#failure = e;
     }).finally(() => {
       this.#running.delete(t);
-      this.#runningBytes -= size;
+      this.#feed.bytes -= size;
     });
     this.#running.add(t);
-    this.#runningBytes += size;
+    this.#feed.bytes += size;
   }
 
   /**
@@ -163,21 +161,10 @@ export class PutQueue {
   ): Promise<void> {
     const s = this.#store;
     while (!this.#failed && !this.#room(meta.size)) {
-      await Promise.race([
-        ...this.#running,
-        s.copyLanded(),
-        new Promise<void>((r) => this.#placed.push(r)),
-      ]);
+      await Promise.race([...this.#running, this.#feed.change()]);
     }
     this.#check();
-    this.#unplaced++;
-    let unplaced = true;
-    const placed = () => {
-      if (!unplaced) return;
-      unplaced = false;
-      this.#unplaced--;
-      for (const w of this.#placed.splice(0)) w();
-    };
+    const placed = this.#feed.start();
     this.#track(
       (async () => {
         try {

@@ -19,6 +19,7 @@ import { sha256 } from "@noble/hashes/sha2.js";
 import { bytesToHex } from "@noble/hashes/utils.js";
 import { chunkId } from "../link/client.ts";
 import type { Store } from "../store/store.ts";
+import { Feed } from "../store/feed.ts";
 import {
   encodeManifest,
   encodeSnapshot,
@@ -198,52 +199,6 @@ class FileFailed extends Error {
 }
 
 /**
- * What keeps every Pi's line fed during a run. Chunks go to Pis by hash, so
- * with a fixed number of chunks and files in flight the ones still waiting
- * pile up on the busiest Pi while another runs dry (a closed queue: with 16
- * chunks over 8 Pis each line is busy about 16 / 23 of the time). So, as
- * `pifs put` does (store/put.ts), a run starts more chunks and files than
- * its usual limits while some Pi has less than `low` bytes queued, one at a
- * time (each once the one before it has reached its Pis' queues, so it never
- * overshoots on bytes not placed yet), while the chunk bytes in flight stay
- * under `cap`.
- */
-class Feed {
-  /** Chunk bytes read and not yet stored (held in memory). */
-  bytes = 0;
-  /** Files started and chunks sent whose copies are not queued on their Pis yet. */
-  #pending = 0;
-  #waiters: (() => void)[] = [];
-
-  constructor(readonly store: Store, readonly cap: number, readonly low: number) {}
-
-  /** Counts one more thing not placed yet; the function returned marks it placed (once). */
-  start(): () => void {
-    this.#pending++;
-    let open = true;
-    return () => {
-      if (!open) return;
-      open = false;
-      this.#pending--;
-      for (const w of this.#waiters.splice(0)) w();
-    };
-  }
-
-  /** Whether more may start beyond the usual limits now. */
-  extra(): boolean {
-    return this.#pending === 0 && this.bytes < this.cap && this.store.starved(this.low);
-  }
-
-  /** Resolves when something is placed or a chunk copy lands. */
-  change(): Promise<void> {
-    return Promise.race([
-      new Promise<void>((r) => this.#waiters.push(r)),
-      this.store.copyLanded(),
-    ]);
-  }
-}
-
-/**
  * Runs one job against an open store: every source, then a snapshot of the
  * target, then retention. Problems with single files are reported in the
  * summary and do not stop the run; a store failure (too few Pis) does.
@@ -311,11 +266,12 @@ export async function runJob(
   let fatal: unknown;
   const up = Math.max(1, store.up().length);
   const maxFiles = (src: Source) => (src.kind === "http" ? slots : Math.max(slots, 4 * up));
-  const feed = new Feed(
-    store,
-    opts.feedBytes ?? Math.max(16 * MiB, 4 * MiB * up),
-    opts.lowWater ?? 128 * 1024,
-  );
+  // As `pifs put` does: more chunks and files than the usual limits while a
+  // Pi is about to run dry (store/feed.ts), within a cap on chunk bytes held.
+  const feed = new Feed(store, {
+    cap: opts.feedBytes ?? Math.max(16 * MiB, 4 * MiB * up),
+    lowWater: opts.lowWater,
+  });
 
   /**
    * Stores one entry; throws FileFailed for a problem of this file only.
