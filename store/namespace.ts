@@ -219,8 +219,63 @@ export interface CheckpointObject {
   rootAttr?: [number, number];
 }
 
-/** Largest encoded tree object before a directory is split into parts. */
+/** Largest part of a split directory, in bytes of JSON (a hard cut, for pathological names). */
 export const TREE_PART_BYTES = 4 * 1024 * 1024;
+
+/**
+ * A directory whose entries take more JSON than this is stored in parts
+ * ({@linkcode splitTree}); smaller ones are one object, as before parts were
+ * content-defined, so their ids did not change.
+ */
+export const TREE_SPLIT_BYTES = 64 * 1024;
+
+/** One part ends, on average, after this many entries of a split directory. */
+export const TREE_PART_ENTRIES = 128;
+
+/** A well-mixed 32-bit hash of a name (FNV-1a over UTF-8, then a murmur3 finaliser). */
+function nameHash(name: string): number {
+  let h = 0x811c9dc5;
+  for (const b of new TextEncoder().encode(name)) h = Math.imul(h ^ b, 0x01000193);
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
+  return h >>> 0;
+}
+
+/**
+ * Cuts a directory's entries (sorted by name) into the parts its tree
+ * objects hold. A directory of up to {@linkcode TREE_SPLIT_BYTES} of JSON is
+ * one part. A larger one is cut after each entry whose name hashes to a
+ * boundary (one name in {@linkcode TREE_PART_ENTRIES}), so parts depend on
+ * the names alone: a file added, changed or removed changes the one part
+ * holding it (or two, where its name is a boundary), and a checkpoint of a
+ * large directory that grew by a few files sends a few small parts, not the
+ * whole listing again. No part exceeds {@linkcode TREE_PART_BYTES}.
+ *
+ * @example
+ * ```ts
+ * import { splitTree, type TreeEntry } from "./namespace.ts";
+ * const few: TreeEntry[] = [["a", "f", 1, 0o644, 0, "m", 2]];
+ * console.assert(splitTree(few).length === 1);
+ * ```
+ */
+export function splitTree(list: readonly TreeEntry[]): TreeEntry[][] {
+  const sizes = list.map((t) => JSON.stringify(t).length + 1);
+  if (sizes.reduce((a, b) => a + b, 0) <= TREE_SPLIT_BYTES) return [list.slice()];
+  const parts: TreeEntry[][] = [];
+  let part: TreeEntry[] = [];
+  let size = 0;
+  list.forEach((t, i) => {
+    if (size + sizes[i] > TREE_PART_BYTES && part.length) parts.push(part), part = [], size = 0;
+    part.push(t);
+    size += sizes[i];
+    if (nameHash(t[0]) % TREE_PART_ENTRIES === 0) parts.push(part), part = [], size = 0;
+  });
+  if (part.length || parts.length === 0) parts.push(part);
+  return parts;
+}
 
 /** Encodes a tree or checkpoint object (canonical JSON: equal content, equal id). */
 export function encodeObject(o: TreeObject | CheckpointObject): Uint8Array {

@@ -27,7 +27,7 @@ import {
   type Manifest,
   parentOf,
   type SnapshotObject,
-  TREE_PART_BYTES,
+  splitTree,
   type TreeEntry,
   type TreeObject,
   zipEntries,
@@ -585,13 +585,16 @@ export class Store {
         objects.push(d.id);
         let list: TreeEntry[];
         if ("parts" in tree) {
-          list = [];
-          for (const pid of tree.parts) {
+          // A large directory's parts, read side by side, kept in order.
+          const parts: TreeEntry[][] = new Array(tree.parts.length);
+          await pool([...tree.parts.keys()], limit, async (k) => {
+            const pid = tree.parts[k];
             const part = decodeTree(await this.getChunk(pid), pid);
             if (!("entries" in part)) throw new JournalError(`tree part ${pid}: has parts itself`);
-            objects.push(pid);
-            list.push(...part.entries);
-          }
+            parts[k] = part.entries;
+          });
+          objects.push(...tree.parts);
+          list = parts.flat();
         } else list = tree.entries;
         for (const [name, type, size, mode, mtime, id, copies] of list) {
           const path = d.path === "/" ? `/${name}` : `${d.path}/${name}`;
@@ -774,8 +777,8 @@ export class Store {
 
   /**
    * The namespace in the index as checkpoint objects: a tree object per
-   * directory (entries by name; split into parts above
-   * {@linkcode TREE_PART_BYTES}), then the root object for generation `gen`
+   * directory (entries by name; a large one in content-defined parts,
+   * {@linkcode splitTree}), then the root object for generation `gen`
    * whose `ckpt` entry is `s`. Unchanged directories give the same ids.
    */
   #buildCheckpoint(gen: number, s: number): BuiltCheckpoint {
@@ -812,18 +815,7 @@ export class Store {
         e.type === "f" ? e.copies : 0,
       ]);
       list.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
-      // Split into parts of at most TREE_PART_BYTES of JSON.
-      const parts: TreeEntry[][] = [[]];
-      let size = 0;
-      for (const t of list) {
-        const n = JSON.stringify(t).length + 1;
-        if (size + n > TREE_PART_BYTES && parts[parts.length - 1].length) {
-          parts.push([]);
-          size = 0;
-        }
-        parts[parts.length - 1].push(t);
-        size += n;
-      }
+      const parts = splitTree(list);
       treeId.set(
         d,
         parts.length === 1 ? put({ v: 1, kind: "tree", entries: parts[0] }) : put({

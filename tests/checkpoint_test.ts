@@ -10,7 +10,13 @@ import { ok, PIFS, pifs, withSim } from "./_cli.ts";
 import { assert, assertEquals } from "./_assert.ts";
 import { readClusterFile } from "../store/cluster.ts";
 import { QuorumError, Store } from "../store/store.ts";
-import { decodeJournal, encodeSnapshot, type SnapshotObject } from "../store/namespace.ts";
+import {
+  decodeCheckpoint,
+  decodeJournal,
+  decodeTree,
+  encodeSnapshot,
+  type SnapshotObject,
+} from "../store/namespace.ts";
 
 /** Runs `pifs ARGS` with extra environment variables. */
 async function pifsEnv(env: Record<string, string>, ...args: string[]) {
@@ -346,6 +352,77 @@ Deno.test("checkpoint: gc after a second checkpoint deletes the first one's unre
       await s2.close();
     }
     // The checkpoint left is whole: a new host loads it.
+    await dropIndex(dir);
+    assertEquals(await dump(dir), before);
+  });
+});
+
+Deno.test("checkpoint: a directory of 1,200 files is stored in parts; one file added sends one small part, not the listing; attach reads it back the same", async () => {
+  await withSim(["--nodes", "3"], async (dir) => {
+    const s = await Store.open(dir, { checkpointEntries: 0 });
+    const sizes = new Map<string, number>();
+    const held = async () => {
+      for (const st of s.up()) {
+        for (const c of await st.client!.listChunks()) sizes.set(c.id, c.size);
+      }
+    };
+    /** The tree object of /big in the current checkpoint, and the ids of its parts. */
+    const bigTree = async () => {
+      const root = s.index.checkpoint()!.root;
+      const ck = decodeCheckpoint(await s.getChunk(root), root);
+      const top = decodeTree(await s.getChunk(ck.tree), ck.tree);
+      assert("entries" in top);
+      const big = top.entries.find((e) => e[0] === "big")!;
+      const t = decodeTree(await s.getChunk(big[5]), big[5]);
+      return { id: big[5], parts: "parts" in t ? t.parts : [] };
+    };
+    let first: string[], second: string[], bigBytes: number, newBytes: number;
+    try {
+      const data = enc.encode("one photo\n");
+      let next = 0;
+      const worker = async () => {
+        while (next < 1200) {
+          const i = next++;
+          await s.putStream(
+            `/big/IMG_${String(i).padStart(5, "0")}.JPG`,
+            ReadableStream.from([data]),
+            {
+              mode: 0o644,
+              mtime: 1_700_000_000_000 + i,
+            },
+          );
+        }
+      };
+      await Promise.all(Array.from({ length: 32 }, worker)); // group commits
+      await s.checkpoint();
+      first = s.index.checkpointObjects();
+      const t1 = await bigTree();
+      assert(t1.parts.length >= 3, `/big in ${t1.parts.length} parts`);
+      await held();
+      bigBytes = t1.parts.reduce((a, id) => a + sizes.get(id)!, 0);
+      await s.putStream("/big/IMG_01200.JPG", ReadableStream.from([data]), {
+        mode: 0o644,
+        mtime: 7,
+      });
+      await s.checkpoint();
+      second = s.index.checkpointObjects();
+      const t2 = await bigTree();
+      const changed = t2.parts.filter((id) => !t1.parts.includes(id));
+      assert(changed.length >= 1 && changed.length <= 2, `${changed.length} parts changed`);
+      await held();
+      newBytes = second.filter((id) => !first.includes(id)).reduce(
+        (a, id) => a + sizes.get(id)!,
+        0,
+      );
+    } finally {
+      await s.close();
+    }
+    // What the second checkpoint sent: the changed part, /big's list of
+    // parts, / and the root; one copy of /big's listing was ~130 KB.
+    assert(bigBytes > 100_000, `/big listing ${bigBytes} bytes`);
+    assert(newBytes < bigBytes / 5, `second checkpoint wrote ${newBytes} new bytes of ${bigBytes}`);
+    const before = await dump(dir);
+    assert(before.ls.includes("IMG_01200.JPG") && before.ls.includes("IMG_00000.JPG"));
     await dropIndex(dir);
     assertEquals(await dump(dir), before);
   });
