@@ -89,6 +89,7 @@ export {
   type CheckpointResult,
   ClusterBusyError,
   type DistributiveOmit,
+  LAZY_JOURNAL_BYTES,
   type NodeState,
   type PutStats,
   QuorumError,

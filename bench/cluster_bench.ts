@@ -8,7 +8,7 @@
  *
  *   deno run -A bench/cluster_bench.ts [--quick] [--seconds 60] [--nodes 1,2,4,8] [--copies 1,2]
  *     [--ls-files 10000] [--skip-ls] [--file-kib 32] [--files-per-node K] [--no-zip]
- *     [--skip-put] [--skip-placement]
+ *     [--skip-put] [--skip-placement] [--lazy-journal-bytes B]
  *
  * `--quick`: 2 seconds per configuration, N = 1, 2, 4, and 2,000 files for ls.
  *
@@ -33,6 +33,10 @@ const FILE = Number(opt("--file-kib", "32")) * 1024;
 const PER_NODE = args.includes("--files-per-node")
   ? Number(opt("--files-per-node", ""))
   : undefined;
+/** Lazy journal followers (`StoreOptions.lazyJournalBytes`; 0: every append to every Pi). */
+const LAZY = args.includes("--lazy-journal-bytes")
+  ? Number(opt("--lazy-journal-bytes", ""))
+  : undefined;
 const PIFS = new URL("../pifs", import.meta.url).pathname;
 
 const rows: string[][] = [];
@@ -42,7 +46,11 @@ for (const n of args.includes("--skip-put") ? [] : NODES) {
     const dir = await Deno.makeTempDir({ prefix: "pifs-cbench-" });
     try {
       await simUp(dir, { nodes: n, baud: BAUD, cardSize: "64M" });
-      const s = await Store.open(dir, { copies: r, zipJournal: !args.includes("--no-zip") });
+      const s = await Store.open(dir, {
+        copies: r,
+        zipJournal: !args.includes("--no-zip"),
+        lazyJournalBytes: LAZY,
+      });
       const line = BAUD / 10;
       // The same scheduler as `pifs put` (store/put.ts).
       const done: number[] = [];
@@ -57,6 +65,7 @@ for (const n of args.includes("--skip-put") ? [] : NODES) {
       const data = Array.from({ length: files }, () => random(FILE));
       const first = s.up()[0];
       const journal0 = first.journalLength;
+      const wire0 = new Map(s.up().map((st) => [st.entry.id, st.client!.bytesWritten]));
       const t0 = performance.now();
       let lastQueued = t0;
       // Four times a second: which Pis have chunk bytes queued (their line
@@ -84,6 +93,7 @@ for (const n of args.includes("--skip-put") ? [] : NODES) {
           "-",
           "-",
           `failed: ${(e as Error).message}`,
+          "-",
           "-",
           "-",
           "-",
@@ -134,6 +144,10 @@ for (const n of args.includes("--skip-put") ? [] : NODES) {
         }
       }
       const busiest = Math.max(...perNode.values());
+      // Everything sent to the busiest Pi (frames, journal, checkpoint
+      // objects) over the chunk bytes it holds.
+      const top = [...perNode].find(([, b]) => b === busiest)![0];
+      const topWire = s.nodes.get(top)!.client!.bytesWritten - wire0.get(top)!;
       const mean = [...perNode.values()].reduce((a, b) => a + b, 0) / n;
       rows.push([
         String(n),
@@ -145,6 +159,7 @@ for (const n of args.includes("--skip-put") ? [] : NODES) {
         windowSecs > 20 ? leastFed : "-",
         (mean / busiest).toFixed(3),
         ((busiest / line) / secs).toFixed(3),
+        (topWire / busiest).toFixed(4),
         `${jb.toFixed(0)} (${(plain / puts).toFixed(0)})`,
       ]);
       console.error(`N=${n} R=${r}: ${((payload / secs) / ideal).toFixed(3)}`);
@@ -162,7 +177,11 @@ console.log(
     `"whole put": all files over the whole time. "sustained": the rate files landed at while the ` +
     `put still had files to start (least-squares slope; the window in brackets).\n` +
     `"least fed Pi": the share of the window the Pi with the least work had chunk bytes queued.\n` +
-    `"placement": the mean Pi's bytes over the busiest Pi's, which bounds the whole put.\n`,
+    `"placement": the mean Pi's bytes over the busiest Pi's, which bounds the whole put.\n` +
+    `"busiest Pi wire/payload": bytes sent to that Pi over the chunk bytes it holds.\n` +
+    `Lazy journal followers: ${
+      LAZY === 0 ? "off" : `from ${LAZY ?? "the default"} bytes queued`
+    }.\n`,
 );
 const head = [
   "N",
@@ -174,6 +193,7 @@ const head = [
   "least fed Pi (window)",
   "placement: mean/busiest",
   "busiest link busy",
+  "busiest Pi wire/payload",
   "journal B/file sent (plain)",
 ];
 const all = [head, ...rows];

@@ -44,6 +44,14 @@ export const CHUNK_SIZE = 256 * 1024;
  */
 export const CHECKPOINT_ENTRIES = 1000;
 /**
+ * A node with this many bytes of chunk copies queued (about 11 s of a
+ * 115200-baud line) is busy enough that a journal append may skip it while
+ * a quorum of the others takes it (`StoreOptions.lazyJournalBytes`). The
+ * busiest Pi paces a put, and the journal goes to every node that takes it:
+ * at 8 Pis and 32 KiB files, about 2 % of a Pi's line.
+ */
+export const LAZY_JOURNAL_BYTES = 128 * 1024;
+/**
  * … or once the journal grew by this many bytes since the last one
  * (`StoreOptions.checkpointBytes`, environment `PIFS_CHECKPOINT_BYTES`; 0: no byte limit).
  */
@@ -134,6 +142,14 @@ export interface StoreOptions {
    * as hosts before packing wrote them (both kinds read back the same).
    */
   zipJournal?: boolean;
+  /**
+   * Lazy followers: a journal append skips the answering nodes with at
+   * least this many bytes of chunk copies queued (the busiest first), as
+   * many as the quorum can spare; they catch up at the next checkpoint or
+   * open, or at once when the others fall short of the quorum (default
+   * {@linkcode LAZY_JOURNAL_BYTES}; 0: every append goes to every node).
+   */
+  lazyJournalBytes?: number;
 }
 
 /**
@@ -749,22 +765,22 @@ export class Store {
         this.#opts.log?.(`node ${st.entry.id}: ${(err as Error).message}`);
       }
       if (st.journalLength >= applied || st.journalLength < start) continue;
-      let len = st.journalLength;
-      // Entries are whole records: find the first one the node lacks.
-      let off = start;
-      for (const e of this.index.journal()) {
-        const b = encodeEntry(e);
-        if (off >= len) {
-          try {
-            len = await st.client!.journalAppend(len, b);
-          } catch (err) {
-            this.#markDown(st, err);
-            break;
-          }
-        }
-        off += b.length;
+      // Entries are whole records: from the first one the node lacks, as
+      // few appends as fit.
+      const lines = this.#linesSince(st.journalLength);
+      if (!lines) {
+        this.#opts.log?.(
+          `node ${st.entry.id}: its journal ends at byte ${st.journalLength}, inside an entry`,
+        );
+        continue;
       }
-      st.journalLength = len;
+      try {
+        for (const part of packLines(lines, MAX_DATA)) {
+          st.journalLength = await st.client!.journalAppend(st.journalLength, part);
+        }
+      } catch (err) {
+        this.#markDown(st, err);
+      }
     }
   }
 
@@ -1052,9 +1068,20 @@ export class Store {
         "p" in e0 ? ` ${e0.p}` : "name" in e0 ? ` ${e0.name}` : e0.op === "ckpt" ? ` ${e0.gen}` : ""
       })`
       : `journal entries ${e0.s}..${lastS}`;
-    await Promise.all(up.map(async (st) => {
+    const quorum = this.quorum();
+    // Sends the entries to a node that holds the journal up to `applied`;
+    // one that lacks entries since the last checkpoint gets those first
+    // (`behind`: a lazy follower, needed now).
+    const send = async (st: NodeState, behind = false) => {
       try {
-        if (st.journalLength !== applied) return; // behind: caught up later
+        if (behind) {
+          const lines = this.#linesSince(st.journalLength);
+          if (!lines) return; // not a prefix of ours: #catchUp's business
+          for (const part of packLines(lines, MAX_DATA)) {
+            st.journalLength = await st.client!.journalAppend(st.journalLength, part);
+          }
+        }
+        if (st.journalLength !== applied) return;
         st.journalLength = await st.client!.journalAppend(applied, bytes);
         ok++;
       } catch (err) {
@@ -1064,11 +1091,26 @@ export class Store {
           this.#opts.log?.(`node ${st.entry.id}: ${what} refused: ${(err as Error).message}`);
         } else this.#markDown(st, err);
       }
-    }));
-    if (ok < this.quorum()) {
+    };
+    // The nodes that hold the journal so far take the entries, but for the
+    // busiest ones the quorum can spare (lazy followers; a `ckpt` entry goes
+    // to all). Nodes behind are caught up later (checkpoint, open)...
+    const inSync = up.filter((st) => st.journalLength === applied);
+    const lazy = entries[0].op === "ckpt" ? [] : this.#lazyFollowers(inSync, quorum);
+    await Promise.all(inSync.filter((st) => !lazy.includes(st)).map((st) => send(st)));
+    // ... unless the others fell short: then they take the entries now,
+    // those behind with the ones they lack.
+    if (ok < quorum) {
+      await Promise.all(
+        this.up().filter((st) => !inSync.includes(st) || lazy.includes(st)).map((st) =>
+          send(st, st.journalLength !== applied)
+        ),
+      );
+    }
+    if (ok < quorum) {
       throw new QuorumError(
         `${what} reached ${ok} of ${this.nodes.size} nodes; ` +
-          `${this.quorum()} needed (down: ${this.#downList()})`,
+          `${quorum} needed (down: ${this.#downList()})`,
       );
     }
     if (entries[0].op === "ckpt") this.#crashPoint("ckpt-append");
@@ -1081,6 +1123,36 @@ export class Store {
       this.index.setMeta("journal_bytes", String(applied + bytes.length));
       alsoInTx?.();
     });
+  }
+
+  /**
+   * Of the nodes in `inSync`, those a journal append may skip: the busiest
+   * (at least `lazyJournalBytes` of chunk copies queued), no more than leaves
+   * `quorum` to take it.
+   */
+  #lazyFollowers(inSync: NodeState[], quorum: number): NodeState[] {
+    const min = this.#opts.lazyJournalBytes ?? LAZY_JOURNAL_BYTES;
+    if (min <= 0 || inSync.length <= quorum) return [];
+    const q = (st: NodeState) => this.queuedBytes(st.entry.id);
+    return inSync.filter((st) => q(st) >= min).sort((a, b) => q(b) - q(a))
+      .slice(0, inSync.length - quorum);
+  }
+
+  /**
+   * The journal lines (as the index holds them) from offset `from` to the
+   * end, or null when `from` is not where one of them starts.
+   */
+  #linesSince(from: number): Uint8Array[] | null {
+    const lines: Uint8Array[] = [];
+    let off = this.index.journalStart();
+    for (const e of this.index.journal()) {
+      const b = encodeEntry(e);
+      if (off >= from) lines.push(b);
+      off += b.length;
+    }
+    if (off !== this.#appliedBytes()) return null;
+    const first = off - lines.reduce((a, b) => a + b.length, 0);
+    return first === from ? lines : null;
   }
 
   #downList(): string {
@@ -1414,6 +1486,25 @@ export class Store {
     this.#lock?.release();
     this.#lock = null;
   }
+}
+
+/** Whole lines concatenated into parts of at most `max` bytes (a longer line alone). */
+function packLines(lines: Uint8Array[], max: number): Uint8Array[] {
+  const parts: Uint8Array[] = [];
+  let run: Uint8Array[] = [], size = 0;
+  const flush = () => {
+    if (!run.length) return;
+    const b = new Uint8Array(size);
+    let o = 0;
+    for (const l of run) b.set(l, o), o += l.length;
+    parts.push(b), run = [], size = 0;
+  };
+  for (const l of lines) {
+    if (size + l.length > max) flush();
+    run.push(l), size += l.length;
+  }
+  flush();
+  return parts;
 }
 
 function sha256Hex(b: Uint8Array): string {
