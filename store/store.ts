@@ -349,6 +349,8 @@ export class Store {
   #ckptEntries: number;
   #ckptBytes: number;
   #autoCkptFailed = false;
+  /** Nodes that refused a journal append this session: not rejoined as lazy followers. */
+  #refused = new Set<number>();
   #crashAt: string | undefined;
   /** The cluster lock (DIR/lines.lock) while open. */
   #lock: { release(): void } | null = null;
@@ -1076,7 +1078,10 @@ export class Store {
       try {
         if (behind) {
           const lines = this.#linesSince(st.journalLength);
-          if (!lines) return; // not a prefix of ours: #catchUp's business
+          if (!lines) { // not where a line of ours starts: #catchUp's business
+            this.#refused.add(st.entry.id);
+            return;
+          }
           for (const part of packLines(lines, MAX_DATA)) {
             st.journalLength = await st.client!.journalAppend(st.journalLength, part);
           }
@@ -1088,21 +1093,27 @@ export class Store {
         // A node that answered with an error (its journal differs, it is
         // full) is not down: it just does not count towards the quorum.
         if ((err as Error).name === "NodeError") {
+          this.#refused.add(st.entry.id);
           this.#opts.log?.(`node ${st.entry.id}: ${what} refused: ${(err as Error).message}`);
         } else this.#markDown(st, err);
       }
     };
-    // The nodes that hold the journal so far take the entries, but for the
-    // busiest ones the quorum can spare (lazy followers; a `ckpt` entry goes
-    // to all). Nodes behind are caught up later (checkpoint, open)...
-    const inSync = up.filter((st) => st.journalLength === applied);
-    const lazy = entries[0].op === "ckpt" ? [] : this.#lazyFollowers(inSync, quorum);
-    await Promise.all(inSync.filter((st) => !lazy.includes(st)).map((st) => send(st)));
+    // The nodes that hold the journal so far, and the lazy followers whose
+    // line has room again (they get the lines they lack first), take the
+    // entries, but for the busiest ones the quorum can spare (a `ckpt`
+    // entry goes to all). Other nodes behind are caught up later
+    // (checkpoint, open)...
+    const ckpt = entries[0].op === "ckpt";
+    const takers = up.filter((st) => st.journalLength === applied);
+    if (!ckpt) takers.push(...this.#rejoining(up, applied));
+    const lazy = ckpt ? [] : this.#lazyFollowers(takers, quorum);
+    const first = takers.filter((st) => !lazy.includes(st));
+    await Promise.all(first.map((st) => send(st, st.journalLength !== applied)));
     // ... unless the others fell short: then they take the entries now,
     // those behind with the ones they lack.
     if (ok < quorum) {
       await Promise.all(
-        this.up().filter((st) => !inSync.includes(st) || lazy.includes(st)).map((st) =>
+        this.up().filter((st) => !first.includes(st)).map((st) =>
           send(st, st.journalLength !== applied)
         ),
       );
@@ -1130,12 +1141,31 @@ export class Store {
    * (at least `lazyJournalBytes` of chunk copies queued), no more than leaves
    * `quorum` to take it.
    */
-  #lazyFollowers(inSync: NodeState[], quorum: number): NodeState[] {
+  #lazyFollowers(takers: NodeState[], quorum: number): NodeState[] {
     const min = this.#opts.lazyJournalBytes ?? LAZY_JOURNAL_BYTES;
-    if (min <= 0 || inSync.length <= quorum) return [];
+    if (min <= 0 || takers.length <= quorum) return [];
     const q = (st: NodeState) => this.queuedBytes(st.entry.id);
-    return inSync.filter((st) => q(st) >= min).sort((a, b) => q(b) - q(a))
-      .slice(0, inSync.length - quorum);
+    return takers.filter((st) => q(st) >= min).sort((a, b) => q(b) - q(a))
+      .slice(0, takers.length - quorum);
+  }
+
+  /**
+   * Nodes up whose journal stops short of `applied` at a line boundary since
+   * the last checkpoint (lazy followers, or nodes back from being away) and
+   * whose line has less than `lazyJournalBytes` queued: they take the next
+   * append, after the lines they lack. So the followers skipped are the
+   * Pis busiest now, not those that were busiest first. Lazy followers off:
+   * none (nodes behind wait for the next checkpoint or open, as before).
+   */
+  #rejoining(up: NodeState[], applied: number): NodeState[] {
+    const min = this.#opts.lazyJournalBytes ?? LAZY_JOURNAL_BYTES;
+    if (min <= 0) return [];
+    const start = this.index.journalStart();
+    return up.filter((st) =>
+      st.journalLength !== applied && st.journalLength >= start &&
+      st.journalLength < applied && !this.#refused.has(st.entry.id) &&
+      this.queuedBytes(st.entry.id) < min
+    );
   }
 
   /**
