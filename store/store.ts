@@ -273,6 +273,7 @@ class Semaphore {
   #free: number;
   #waiters: (() => void)[] = [];
   #bytes = 0;
+  #total = 0;
   #done: () => void;
   /** `done` is called each time a task ends. */
   constructor(n: number, done: () => void = () => {}) {
@@ -288,12 +289,17 @@ class Semaphore {
   get bytes(): number {
     return this.#bytes;
   }
+  /** Bytes of every task started so far. */
+  get total(): number {
+    return this.#total;
+  }
   /**
    * Runs `fn` when a slot is free; an `urgent` task waits ahead of the
    * others. `bytes` counts in {@linkcode Semaphore.bytes} until it ends.
    */
   async run<T>(fn: () => Promise<T>, urgent = false, bytes = 0): Promise<T> {
     this.#bytes += bytes;
+    this.#total += bytes;
     try {
       while (this.#free === 0) {
         await new Promise<void>((r) => urgent ? this.#waiters.unshift(r) : this.#waiters.push(r));
@@ -1144,28 +1150,46 @@ export class Store {
   #lazyFollowers(takers: NodeState[], quorum: number): NodeState[] {
     const min = this.#opts.lazyJournalBytes ?? LAZY_JOURNAL_BYTES;
     if (min <= 0 || takers.length <= quorum) return [];
-    const q = (st: NodeState) => this.queuedBytes(st.entry.id);
-    return takers.filter((st) => q(st) >= min).sort((a, b) => q(b) - q(a))
+    const t = (st: NodeState) => this.#sentBytes(st);
+    return takers.filter((st) => this.queuedBytes(st.entry.id) >= min)
+      .sort((a, b) => t(b) - t(a))
       .slice(0, takers.length - quorum);
+  }
+
+  /** Bytes of chunk copies queued for node `st` since open: what its line has carried, and carries. */
+  #sentBytes(st: NodeState): number {
+    return this.#slots.get(st.entry.id)?.total ?? 0;
   }
 
   /**
    * Nodes up whose journal stops short of `applied` at a line boundary since
-   * the last checkpoint (lazy followers, or nodes back from being away) and
-   * whose line has less than `lazyJournalBytes` queued: they take the next
-   * append, after the lines they lack. So the followers skipped are the
-   * Pis busiest now, not those that were busiest first. Lazy followers off:
-   * none (nodes behind wait for the next checkpoint or open, as before).
+   * the last checkpoint (lazy followers, or nodes back from being away) that
+   * take the next append, after the lines they lack: those whose line is
+   * idle (catching up costs nothing), and those another busy node has
+   * overtaken in bytes sent since open by a quarter and 256 KiB (the skip
+   * moves to the Pi that carries the most, which placement keeps the
+   * busiest). A follower otherwise stays behind, so the lines it skipped
+   * never cross its line if a checkpoint trims them first. Lazy followers
+   * off: none (nodes behind wait for the next checkpoint or open, as before).
    */
   #rejoining(up: NodeState[], applied: number): NodeState[] {
     const min = this.#opts.lazyJournalBytes ?? LAZY_JOURNAL_BYTES;
     if (min <= 0) return [];
     const start = this.index.journalStart();
-    return up.filter((st) =>
-      st.journalLength !== applied && st.journalLength >= start &&
-      st.journalLength < applied && !this.#refused.has(st.entry.id) &&
-      this.queuedBytes(st.entry.id) < min
+    const busiest = Math.max(
+      0,
+      ...up.filter((st) => st.journalLength === applied && this.queuedBytes(st.entry.id) >= min)
+        .map((st) => this.#sentBytes(st)),
     );
+    return up.filter((st) => {
+      if (
+        st.journalLength === applied || st.journalLength < start || st.journalLength > applied ||
+        this.#refused.has(st.entry.id)
+      ) return false;
+      const t = this.#sentBytes(st);
+      return this.queuedBytes(st.entry.id) === 0 ||
+        (busiest >= t * 1.25 && busiest - t >= 256 * 1024);
+    });
   }
 
   /**
