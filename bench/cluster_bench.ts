@@ -8,7 +8,7 @@
  *
  *   deno run -A bench/cluster_bench.ts [--quick] [--seconds 60] [--nodes 1,2,4,8] [--copies 1,2]
  *     [--ls-files 10000] [--skip-ls] [--file-kib 32] [--files-per-node K] [--no-zip]
- *     [--skip-put] [--skip-placement] [--lazy-journal-bytes B]
+ *     [--skip-put] [--skip-placement] [--lazy-journal-bytes B] [--per-pi]
  *
  * `--quick`: 2 seconds per configuration, N = 1, 2, 4, and 2,000 files for ls.
  *
@@ -149,6 +149,16 @@ for (const n of args.includes("--skip-put") ? [] : NODES) {
       // objects) over the chunk bytes it holds.
       const top = [...perNode].find(([, b]) => b === busiest)![0];
       const topWire = s.nodes.get(top)!.client!.bytesWritten - wire0.get(top)!;
+      if (args.includes("--per-pi")) {
+        for (const st of s.up()) {
+          const id = st.entry.id;
+          console.error(
+            `  Pi ${id}: chunk bytes ${perNode.get(id)}, wire/payload ${
+              ((st.client!.bytesWritten - wire0.get(id)!) / perNode.get(id)!).toFixed(4)
+            }, journal ${st.journalLength - journal0} bytes${id === top ? " (busiest)" : ""}`,
+          );
+        }
+      }
       const mean = [...perNode.values()].reduce((a, b) => a + b, 0) / n;
       rows.push([
         String(n),

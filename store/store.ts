@@ -273,7 +273,6 @@ class Semaphore {
   #free: number;
   #waiters: (() => void)[] = [];
   #bytes = 0;
-  #total = 0;
   #done: () => void;
   /** `done` is called each time a task ends. */
   constructor(n: number, done: () => void = () => {}) {
@@ -289,17 +288,12 @@ class Semaphore {
   get bytes(): number {
     return this.#bytes;
   }
-  /** Bytes of every task started so far. */
-  get total(): number {
-    return this.#total;
-  }
   /**
    * Runs `fn` when a slot is free; an `urgent` task waits ahead of the
    * others. `bytes` counts in {@linkcode Semaphore.bytes} until it ends.
    */
   async run<T>(fn: () => Promise<T>, urgent = false, bytes = 0): Promise<T> {
     this.#bytes += bytes;
-    this.#total += bytes;
     try {
       while (this.#free === 0) {
         await new Promise<void>((r) => urgent ? this.#waiters.unshift(r) : this.#waiters.push(r));
@@ -355,8 +349,6 @@ export class Store {
   #ckptEntries: number;
   #ckptBytes: number;
   #autoCkptFailed = false;
-  /** Nodes that refused a journal append this session: not rejoined as lazy followers. */
-  #refused = new Set<number>();
   #crashAt: string | undefined;
   /** The cluster lock (DIR/lines.lock) while open. */
   #lock: { release(): void } | null = null;
@@ -755,41 +747,45 @@ export class Store {
   async #catchUp() {
     const applied = this.#appliedBytes();
     const start = this.index.journalStart();
-    for (const st of this.up()) {
-      try {
-        if (st.journalStart < start) {
-          const r = await st.client!.journalTrim(start);
-          st.journalStart = r.start;
-          st.journalLength = r.length;
+    // Side by side: each node's journal is its own (lazy followers can lack
+    // a checkpoint's worth of lines after a long put).
+    await Promise.all(
+      this.up().map(async (st) => {
+        try {
+          if (st.journalStart < start) {
+            const r = await st.client!.journalTrim(start);
+            st.journalStart = r.start;
+            st.journalLength = r.length;
+          }
+        } catch (err) {
+          if ((err as Error).name !== "NodeError") {
+            this.#markDown(st, err);
+            return;
+          }
+          // Refused (a diverged journal, or firmware without JOURNAL_TRIM):
+          // it keeps its old entries; it can still take the new ones if it
+          // holds everything up to the checkpoint.
+          this.#opts.log?.(`node ${st.entry.id}: ${(err as Error).message}`);
         }
-      } catch (err) {
-        if ((err as Error).name !== "NodeError") {
+        if (st.journalLength >= applied || st.journalLength < start) return;
+        // Entries are whole records: from the first one the node lacks, as
+        // few appends as fit.
+        const lines = this.#linesSince(st.journalLength);
+        if (!lines) {
+          this.#opts.log?.(
+            `node ${st.entry.id}: its journal ends at byte ${st.journalLength}, inside an entry`,
+          );
+          return;
+        }
+        try {
+          for (const part of packLines(lines, MAX_DATA)) {
+            st.journalLength = await st.client!.journalAppend(st.journalLength, part);
+          }
+        } catch (err) {
           this.#markDown(st, err);
-          continue;
         }
-        // Refused (a diverged journal, or firmware without JOURNAL_TRIM):
-        // it keeps its old entries; it can still take the new ones if it
-        // holds everything up to the checkpoint.
-        this.#opts.log?.(`node ${st.entry.id}: ${(err as Error).message}`);
-      }
-      if (st.journalLength >= applied || st.journalLength < start) continue;
-      // Entries are whole records: from the first one the node lacks, as
-      // few appends as fit.
-      const lines = this.#linesSince(st.journalLength);
-      if (!lines) {
-        this.#opts.log?.(
-          `node ${st.entry.id}: its journal ends at byte ${st.journalLength}, inside an entry`,
-        );
-        continue;
-      }
-      try {
-        for (const part of packLines(lines, MAX_DATA)) {
-          st.journalLength = await st.client!.journalAppend(st.journalLength, part);
-        }
-      } catch (err) {
-        this.#markDown(st, err);
-      }
-    }
+      }),
+    );
   }
 
   // ---- checkpoints ----
@@ -1084,10 +1080,7 @@ export class Store {
       try {
         if (behind) {
           const lines = this.#linesSince(st.journalLength);
-          if (!lines) { // not where a line of ours starts: #catchUp's business
-            this.#refused.add(st.entry.id);
-            return;
-          }
+          if (!lines) return; // not a prefix of ours: #catchUp's business
           for (const part of packLines(lines, MAX_DATA)) {
             st.journalLength = await st.client!.journalAppend(st.journalLength, part);
           }
@@ -1099,27 +1092,21 @@ export class Store {
         // A node that answered with an error (its journal differs, it is
         // full) is not down: it just does not count towards the quorum.
         if ((err as Error).name === "NodeError") {
-          this.#refused.add(st.entry.id);
           this.#opts.log?.(`node ${st.entry.id}: ${what} refused: ${(err as Error).message}`);
         } else this.#markDown(st, err);
       }
     };
-    // The nodes that hold the journal so far, and the lazy followers whose
-    // line has room again (they get the lines they lack first), take the
-    // entries, but for the busiest ones the quorum can spare (a `ckpt`
-    // entry goes to all). Other nodes behind are caught up later
-    // (checkpoint, open)...
-    const ckpt = entries[0].op === "ckpt";
-    const takers = up.filter((st) => st.journalLength === applied);
-    if (!ckpt) takers.push(...this.#rejoining(up, applied));
-    const lazy = ckpt ? [] : this.#lazyFollowers(takers, quorum);
-    const first = takers.filter((st) => !lazy.includes(st));
-    await Promise.all(first.map((st) => send(st, st.journalLength !== applied)));
+    // The nodes that hold the journal so far take the entries, but for the
+    // busiest ones the quorum can spare (lazy followers; a `ckpt` entry goes
+    // to all). Nodes behind are caught up later (checkpoint, open)...
+    const inSync = up.filter((st) => st.journalLength === applied);
+    const lazy = entries[0].op === "ckpt" ? [] : this.#lazyFollowers(inSync, quorum);
+    await Promise.all(inSync.filter((st) => !lazy.includes(st)).map((st) => send(st)));
     // ... unless the others fell short: then they take the entries now,
     // those behind with the ones they lack.
     if (ok < quorum) {
       await Promise.all(
-        this.up().filter((st) => !first.includes(st)).map((st) =>
+        this.up().filter((st) => !inSync.includes(st) || lazy.includes(st)).map((st) =>
           send(st, st.journalLength !== applied)
         ),
       );
@@ -1147,49 +1134,12 @@ export class Store {
    * (at least `lazyJournalBytes` of chunk copies queued), no more than leaves
    * `quorum` to take it.
    */
-  #lazyFollowers(takers: NodeState[], quorum: number): NodeState[] {
+  #lazyFollowers(inSync: NodeState[], quorum: number): NodeState[] {
     const min = this.#opts.lazyJournalBytes ?? LAZY_JOURNAL_BYTES;
-    if (min <= 0 || takers.length <= quorum) return [];
-    const t = (st: NodeState) => this.#sentBytes(st);
-    return takers.filter((st) => this.queuedBytes(st.entry.id) >= min)
-      .sort((a, b) => t(b) - t(a))
-      .slice(0, takers.length - quorum);
-  }
-
-  /** Bytes of chunk copies queued for node `st` since open: what its line has carried, and carries. */
-  #sentBytes(st: NodeState): number {
-    return this.#slots.get(st.entry.id)?.total ?? 0;
-  }
-
-  /**
-   * Nodes up whose journal stops short of `applied` at a line boundary since
-   * the last checkpoint (lazy followers, or nodes back from being away) that
-   * take the next append, after the lines they lack: those whose line is
-   * idle (catching up costs nothing), and those another busy node has
-   * overtaken in bytes sent since open by a quarter and 256 KiB (the skip
-   * moves to the Pi that carries the most, which placement keeps the
-   * busiest). A follower otherwise stays behind, so the lines it skipped
-   * never cross its line if a checkpoint trims them first. Lazy followers
-   * off: none (nodes behind wait for the next checkpoint or open, as before).
-   */
-  #rejoining(up: NodeState[], applied: number): NodeState[] {
-    const min = this.#opts.lazyJournalBytes ?? LAZY_JOURNAL_BYTES;
-    if (min <= 0) return [];
-    const start = this.index.journalStart();
-    const busiest = Math.max(
-      0,
-      ...up.filter((st) => st.journalLength === applied && this.queuedBytes(st.entry.id) >= min)
-        .map((st) => this.#sentBytes(st)),
-    );
-    return up.filter((st) => {
-      if (
-        st.journalLength === applied || st.journalLength < start || st.journalLength > applied ||
-        this.#refused.has(st.entry.id)
-      ) return false;
-      const t = this.#sentBytes(st);
-      return this.queuedBytes(st.entry.id) === 0 ||
-        (busiest >= t * 1.25 && busiest - t >= 256 * 1024);
-    });
+    if (min <= 0 || inSync.length <= quorum) return [];
+    const q = (st: NodeState) => this.queuedBytes(st.entry.id);
+    return inSync.filter((st) => q(st) >= min).sort((a, b) => q(b) - q(a))
+      .slice(0, inSync.length - quorum);
   }
 
   /**
