@@ -768,18 +768,11 @@ export class Store {
           this.#opts.log?.(`node ${st.entry.id}: ${(err as Error).message}`);
         }
         if (st.journalLength >= applied || st.journalLength < start) return;
-        // Entries are whole records: from the first one the node lacks, as
-        // few appends as fit.
-        const lines = this.#linesSince(st.journalLength);
-        if (!lines) {
-          this.#opts.log?.(
-            `node ${st.entry.id}: its journal ends at byte ${st.journalLength}, inside an entry`,
-          );
-          return;
-        }
         try {
-          for (const part of packLines(lines, MAX_DATA)) {
-            st.journalLength = await st.client!.journalAppend(st.journalLength, part);
+          if (!(await this.#appendMissing(st))) {
+            this.#opts.log?.(
+              `node ${st.entry.id}: its journal ends at byte ${st.journalLength}, inside an entry`,
+            );
           }
         } catch (err) {
           this.#markDown(st, err);
@@ -1058,9 +1051,7 @@ export class Store {
     snapshots: (SnapshotObject | undefined)[],
     alsoInTx?: () => void,
   ) {
-    const bytes = new Uint8Array(lines.reduce((a, b) => a + b.length, 0));
-    let o = 0;
-    for (const b of lines) bytes.set(b, o), o += b.length;
+    const bytes = concat(lines);
     const applied = this.#appliedBytes();
     const up = this.up();
     let ok = 0;
@@ -1078,13 +1069,8 @@ export class Store {
     // (`behind`: a lazy follower, needed now).
     const send = async (st: NodeState, behind = false) => {
       try {
-        if (behind) {
-          const lines = this.#linesSince(st.journalLength);
-          if (!lines) return; // not a prefix of ours: #catchUp's business
-          for (const part of packLines(lines, MAX_DATA)) {
-            st.journalLength = await st.client!.journalAppend(st.journalLength, part);
-          }
-        }
+        // Not where a line of ours starts: #catchUp's business.
+        if (behind && !(await this.#appendMissing(st))) return;
         if (st.journalLength !== applied) return;
         st.journalLength = await st.client!.journalAppend(applied, bytes);
         ok++;
@@ -1140,6 +1126,21 @@ export class Store {
     const q = (st: NodeState) => this.queuedBytes(st.entry.id);
     return inSync.filter((st) => q(st) >= min).sort((a, b) => q(b) - q(a))
       .slice(0, inSync.length - quorum);
+  }
+
+  /**
+   * Appends to node `st` the journal lines it lacks since the last
+   * checkpoint, whole lines packed into as few appends as fit in a frame
+   * (link errors are thrown). False when its journal does not end where one
+   * of the lines starts.
+   */
+  async #appendMissing(st: NodeState): Promise<boolean> {
+    const lines = this.#linesSince(st.journalLength);
+    if (!lines) return false;
+    for (const part of packLines(lines, MAX_DATA)) {
+      st.journalLength = await st.client!.journalAppend(st.journalLength, part);
+    }
+    return true;
   }
 
   /**
@@ -1497,11 +1498,7 @@ function packLines(lines: Uint8Array[], max: number): Uint8Array[] {
   const parts: Uint8Array[] = [];
   let run: Uint8Array[] = [], size = 0;
   const flush = () => {
-    if (!run.length) return;
-    const b = new Uint8Array(size);
-    let o = 0;
-    for (const l of run) b.set(l, o), o += l.length;
-    parts.push(b), run = [], size = 0;
+    if (run.length) parts.push(concat(run)), run = [], size = 0;
   };
   for (const l of lines) {
     if (size + l.length > max) flush();
@@ -1509,6 +1506,14 @@ function packLines(lines: Uint8Array[], max: number): Uint8Array[] {
   }
   flush();
   return parts;
+}
+
+/** The parts one after another, in one buffer. */
+function concat(parts: Uint8Array[]): Uint8Array {
+  const b = new Uint8Array(parts.reduce((a, x) => a + x.length, 0));
+  let o = 0;
+  for (const x of parts) b.set(x, o), o += x.length;
+  return b;
 }
 
 function sha256Hex(b: Uint8Array): string {
