@@ -488,6 +488,9 @@ export function registerMount(
       }
       const dir = st.row.source.startsWith("pifs:") ? st.row.source.slice(5) : undefined;
       const state = dir ? await readState(dir) : undefined;
+      const ours = state !== undefined && state.mountpoint === abs;
+      // Asked before unmounting: once unmounted, a daemon may end before we look.
+      const serving = ours && st.kind !== "dead" && alive(state.pid);
       const r = await runFusermount(o.lazy ? ["-u", "-z", abs] : ["-u", abs]);
       if (!r.ok) {
         throw new UsageError(
@@ -497,9 +500,9 @@ export function registerMount(
       }
       // The daemon ends once the kernel closed the connection.
       let daemon = st.kind === "dead" ? "had died" : "none";
-      if (state && state.mountpoint === abs && (st.kind === "dead" || !alive(state.pid))) {
+      if (ours && !serving) {
         await Deno.remove(`${dir}/mount.json`).catch(() => {}); // left by a dead daemon
-      } else if (state && state.mountpoint === abs) {
+      } else if (ours) {
         // A read-write daemon commits the files still open before it ends.
         const t0 = Date.now();
         let said = false;

@@ -437,7 +437,10 @@ Deno.test({
       const um = await pifs("umount", mp);
       assertEquals(um.code, 0, um.err);
       assertEquals(await mountsOf(mp), []);
-      assert(/ended/.test(um.err), um.err);
+      assert(
+        /ended/.test(um.err),
+        `${um.err}\nmount.log:\n${await Deno.readTextFile(`${dir}/c/mount.log`).catch(() => "")}`,
+      );
       // Gone, or a zombie its new parent has not reaped yet.
       const ps = await run("ps", "-o", "stat=", "-p", String(info.pid));
       const pidGone = ps.code !== 0 || ps.out.trim().startsWith("Z");
