@@ -349,6 +349,10 @@ export class Store {
   #ckptEntries: number;
   #ckptBytes: number;
   #autoCkptFailed = false;
+  /** A background catch-up is queued and has not started yet. */
+  #catchUpQueued = false;
+  /** `close()` began: a background catch-up stops after the append on the line. */
+  #closing = false;
   #crashAt: string | undefined;
   /** The cluster lock (DIR/lines.lock) while open. */
   #lock: { release(): void } | null = null;
@@ -529,7 +533,10 @@ export class Store {
       await this.#applyRead(decodeJournal(tail, this.index.lastSeq() + 1), applied);
     }
     await this.#fillMissing();
-    if (!this.#opts.readOnly) await this.#catchUp();
+    // Nodes behind (a lazy follower after a long put, a node that was away)
+    // are caught up in the background, between commits: a command does not
+    // wait for lines it does not need (a quorum holds every entry).
+    if (!this.#opts.readOnly) this.#queueCatchUp();
   }
 
   /** Applies entries read from a journal, the first at offset `at`, each in its own transaction. */
@@ -744,13 +751,73 @@ export class Store {
    * end when it lacks entries the index no longer has: its journal then
    * starts empty at the checkpoint), then gets the entries it lacks.
    */
-  async #catchUp() {
+  /**
+   * Brings the journal of every node that answers up to the index's: nodes
+   * behind a checkpoint are trimmed to it, then sent the lines they lack.
+   * Runs between commits, like a checkpoint, and resolves when done. A store
+   * does this by itself after it opens, in the background and only while
+   * nothing else waits; this waits for all of it.
+   */
+  catchUp(): Promise<void> {
+    if (this.#opts.readOnly) return Promise.reject(new ReadOnlyError("journal catch-up"));
+    return new Promise<void>((resolve, reject) => {
+      this.#queue.push({
+        entry: undefined as never,
+        task: async () => void await this.#catchUp(),
+        resolve: resolve as (v?: unknown) => void,
+        reject,
+      });
+      if (!this.#committing) this.#drained = this.#drain();
+    });
+  }
+
+  /**
+   * Queues a background catch-up, if nodes are behind: an append of one
+   * frame per node at a time, giving way to commits that wait (it queues
+   * itself again behind them) and stopping when the store closes.
+   */
+  #queueCatchUp() {
+    if (this.#catchUpQueued || this.#closing || !this.#behind().length) return;
+    this.#catchUpQueued = true;
+    this.#queue.push({
+      entry: undefined as never,
+      task: async () => {
+        this.#catchUpQueued = false;
+        if (this.#closing) return;
+        const yielded = await this.#catchUp(() => this.#closing || this.#queue.length > 0);
+        if (yielded) this.#queueCatchUp();
+      },
+      resolve: () => {},
+      reject: (e) => this.#opts.log?.(`journal catch-up: ${(e as Error).message}`),
+    });
+    if (!this.#committing) this.#drained = this.#drain();
+  }
+
+  /** Nodes that answer and lack journal lines the index holds (or still hold trimmed ones). */
+  #behind(): NodeState[] {
     const applied = this.#appliedBytes();
     const start = this.index.journalStart();
+    return this.up().filter((st) =>
+      st.journalStart < start || (st.journalLength < applied && st.journalLength >= start)
+    );
+  }
+
+  /**
+   * Catches up the nodes behind (see {@linkcode Store.catchUp}). With
+   * `giveWay`, asked after each append: true stops there, and the result is
+   * true if a node was left behind that way.
+   */
+  async #catchUp(giveWay?: () => boolean): Promise<boolean> {
+    const applied = this.#appliedBytes();
+    const start = this.index.journalStart();
+    let stopped = false;
     // Side by side: each node's journal is its own (lazy followers can lack
     // a checkpoint's worth of lines after a long put).
     await Promise.all(
       this.up().map(async (st) => {
+        const lacking = () => st.journalLength < applied && st.journalLength >= start;
+        if (st.journalStart >= start && !lacking()) return;
+        if (giveWay?.()) return void (stopped = true);
         try {
           if (st.journalStart < start) {
             const r = await st.client!.journalTrim(start);
@@ -767,18 +834,19 @@ export class Store {
           // holds everything up to the checkpoint.
           this.#opts.log?.(`node ${st.entry.id}: ${(err as Error).message}`);
         }
-        if (st.journalLength >= applied || st.journalLength < start) return;
+        if (!lacking()) return;
         try {
-          if (!(await this.#appendMissing(st))) {
+          if (!(await this.#appendMissing(st, giveWay))) {
             this.#opts.log?.(
               `node ${st.entry.id}: its journal ends at byte ${st.journalLength}, inside an entry`,
             );
-          }
+          } else if (lacking()) stopped = true; // gave way part-way
         } catch (err) {
           this.#markDown(st, err);
         }
       }),
     );
+    return stopped;
   }
 
   // ---- checkpoints ----
@@ -1132,13 +1200,14 @@ export class Store {
    * Appends to node `st` the journal lines it lacks since the last
    * checkpoint, whole lines packed into as few appends as fit in a frame
    * (link errors are thrown). False when its journal does not end where one
-   * of the lines starts.
+   * of the lines starts. `giveWay`, asked after each append, stops it there.
    */
-  async #appendMissing(st: NodeState): Promise<boolean> {
+  async #appendMissing(st: NodeState, giveWay?: () => boolean): Promise<boolean> {
     const lines = this.#linesSince(st.journalLength);
     if (!lines) return false;
     for (const part of packLines(lines, MAX_DATA)) {
       st.journalLength = await st.client!.journalAppend(st.journalLength, part);
+      if (giveWay?.()) break;
     }
     return true;
   }
@@ -1485,6 +1554,7 @@ export class Store {
       this.#lender = null;
       return;
     }
+    this.#closing = true; // a background catch-up stops; the next open goes on with it
     await this.#drained.catch(() => {});
     await Promise.all(this.up().map((s) => s.client!.close().catch(() => {})));
     this.index.close();
