@@ -2,7 +2,7 @@
  * `deno task bench`: every benchmark of the issues, one after the other, in
  * one report.
  *
- *   deno task bench [--quick] [--only link,cluster,cdc,sync,e2e,repair,rebalance,mount] [--out report.md]
+ *   deno task bench [--quick] [--only link,cluster,catchup,cdc,sync,e2e,repair,rebalance,mount] [--out report.md]
  *
  * Each section is a program of its own in `bench/`, run here as a subprocess
  * so that it has its own memory (the sync section measures the peak RSS of
@@ -42,6 +42,11 @@ export const SECTIONS: Section[] = [
     title:
       "Cluster: aggregate put throughput against N/R × line rate; ls -l of many files (issue 3)",
     file: "cluster_bench.ts",
+  },
+  {
+    name: "catchup",
+    title: "A short command with a node's journal behind, against all in sync (issue 3)",
+    file: "catchup_bench.ts",
   },
   {
     name: "cdc",

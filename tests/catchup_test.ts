@@ -43,7 +43,11 @@ Deno.test("journal: a node that was away catches up in the background; a commit 
       assert(lag0 > 48_000, `node 2 is ${lag0} bytes behind`);
       await s1.commit({ op: "mkdir", p: "/d/first", mode: 0o755, mtime: 3 });
       lag1 = behindBy(s1);
-      assert(lag1 > 16384, `node 2 is ${lag1} bytes behind after the commit (was ${lag0})`);
+      // At most one background append (2 KiB) went ahead of it.
+      assert(
+        lag1 >= lag0 - 2 * 2048,
+        `node 2 is ${lag1} bytes behind after the commit (was ${lag0})`,
+      );
     } finally {
       await s1.close();
     }

@@ -92,7 +92,8 @@ Deno.test("journal: files committed together are packed into z lines; journals a
     // Files land a few at a time on unpaced lines: smaller runs, less gained.
     assert(zipBytes < 0.8 * plainBytes, `${zipBytes} bytes packed, ${plainBytes} plain`);
 
-    // Node 2 misses the next files; opening the cluster catches it up.
+    // Node 2 misses the next files; opening the cluster catches it up (in
+    // the background; catchUp waits for all of it).
     const c = await readClusterFile(dir);
     Deno.kill(c.nodes[2].pid!, "SIGKILL");
     const s1 = await Store.open(dir, { checkpointEntries: 0 });
@@ -102,9 +103,10 @@ Deno.test("journal: files committed together are packed into z lines; journals a
       await s1.close();
     }
     await ok("sim", "up", "--dir", dir);
-    const before = await listing(dir); // this open brings node 2 up to date
+    const before = await listing(dir);
     const s2 = await Store.open(dir, { checkpointEntries: 0 });
     try {
+      await s2.catchUp();
       const [j0, j1, j2] = await journals(s2);
       assertEquals(j1, j0);
       assertEquals(j2, j0);
