@@ -104,6 +104,13 @@ export function registerStatus(program: Command): void {
           await held?.close();
         }
       });
+      // A journal shorter than the longest one lacks lines a quorum holds (a
+      // lazy follower, a node that was away): caught up in the background
+      // by the next session that stays open, or trimmed by a checkpoint.
+      const longest = Math.max(0, ...rows.map((r) => (r.journal_bytes as number) ?? 0));
+      for (const r of rows) {
+        if (r.answers) r.journal_behind = longest - (r.journal_bytes as number);
+      }
       if (o.json) {
         console.log(JSON.stringify({ nodes: rows }));
       } else {
@@ -116,7 +123,9 @@ export function registerStatus(program: Command): void {
                 humanBytes(r.free as number)
               } free of ${
                 humanBytes(r.capacity as number)
-              }, ${r.chunks} chunks, journal bytes ${r.journal_start}..${r.journal_bytes}, log ${r.log_used}/${r.log_half} sectors`
+              }, ${r.chunks} chunks, journal bytes ${r.journal_start}..${r.journal_bytes}${
+                r.journal_behind ? ` (${r.journal_behind} behind)` : ""
+              }, log ${r.log_used}/${r.log_half} sectors`
               : `node ${r.id}: DOWN (${r.error})`,
           );
         }

@@ -51,6 +51,14 @@ Deno.test("journal: a node that was away catches up in the background; a commit 
     } finally {
       await s1.close();
     }
+    // `pifs status` says how far behind (and does not catch it up).
+    const st = JSON.parse(await ok("status", "--json", "--cluster", dir)).nodes as {
+      journal_bytes: number;
+      journal_behind: number;
+    }[];
+    assertEquals(st.map((n) => n.journal_behind > 0), [false, false, true], JSON.stringify(st));
+    assertEquals(st[2].journal_behind, st[0].journal_bytes - st[2].journal_bytes);
+    assert(/\(\d+ behind\)/.test(await ok("status", "--cluster", dir)), "no 'behind' in status");
     // Closing stopped it part-way: still behind, its journal whole lines.
     const s2 = await Store.open(dir, opts);
     try {
