@@ -753,14 +753,10 @@ export class Store {
   }
 
   /**
-   * Brings each answering node's journal to the index's: a node that still
-   * holds entries before the last checkpoint is trimmed to it (TRIM past its
-   * end when it lacks entries the index no longer has: its journal then
-   * starts empty at the checkpoint), then gets the entries it lacks.
-   */
-  /**
-   * Brings the journal of every node that answers up to the index's: nodes
-   * behind a checkpoint are trimmed to it, then sent the lines they lack.
+   * Brings the journal of every node that answers up to the index's: a node
+   * that still holds entries before the last checkpoint is trimmed to it
+   * (TRIM past its end when it lacks entries the index no longer has: its
+   * journal then starts empty at the checkpoint), then gets the lines it lacks.
    * Runs between commits, like a checkpoint, and resolves when done. A store
    * does this by itself after it opens, in the background and only while
    * nothing else waits; this waits for all of it.
@@ -779,9 +775,9 @@ export class Store {
   }
 
   /**
-   * Queues a background catch-up, if nodes are behind: an append of one
-   * frame per node at a time, giving way to commits that wait (it queues
-   * itself again behind them) and stopping when the store closes.
+   * Queues a background catch-up, if nodes are behind: appends of at most
+   * {@linkcode CATCH_UP_PART} bytes, giving way to commits that wait (it
+   * queues itself again behind them) and stopping when the store closes.
    */
   #queueCatchUp() {
     if (this.#catchUpQueued || this.#closing || !this.#behind().length) return;
@@ -811,8 +807,9 @@ export class Store {
 
   /**
    * Catches up the nodes behind (see {@linkcode Store.catchUp}). With
-   * `giveWay`, asked after each append: true stops there, and the result is
-   * true if a node was left behind that way.
+   * `giveWay`, asked before each node's first request and after each
+   * append: true stops there, and the result is true if a node was left
+   * behind that way.
    */
   async #catchUp(giveWay?: () => boolean): Promise<boolean> {
     const applied = this.#appliedBytes();
