@@ -356,8 +356,6 @@ export class Store {
   #ckptEntries: number;
   #ckptBytes: number;
   #autoCkptFailed = false;
-  /** A background catch-up is queued and has not started yet. */
-  #catchUpQueued = false;
   /** `close()` began: a background catch-up stops after the append on the line. */
   #closing = false;
   #crashAt: string | undefined;
@@ -761,39 +759,23 @@ export class Store {
    * does this by itself after it opens, in the background and only while
    * nothing else waits; this waits for all of it.
    */
-  catchUp(): Promise<void> {
-    if (this.#opts.readOnly) return Promise.reject(new ReadOnlyError("journal catch-up"));
-    return new Promise<void>((resolve, reject) => {
-      this.#queue.push({
-        entry: undefined as never,
-        task: async () => void await this.#catchUp(),
-        resolve: resolve as (v?: unknown) => void,
-        reject,
-      });
-      if (!this.#committing) this.#drained = this.#drain();
-    });
+  async catchUp(): Promise<void> {
+    if (this.#opts.readOnly) throw new ReadOnlyError("journal catch-up");
+    await this.#task(() => this.#catchUp());
   }
 
   /**
    * Queues a background catch-up, if nodes are behind: appends of at most
    * {@linkcode CATCH_UP_PART} bytes, giving way to commits that wait (it
    * queues itself again behind them) and stopping when the store closes.
+   * Open queues it once; only the task itself queues it again, so there is
+   * never more than one.
    */
   #queueCatchUp() {
-    if (this.#catchUpQueued || this.#closing || !this.#behind().length) return;
-    this.#catchUpQueued = true;
-    this.#queue.push({
-      entry: undefined as never,
-      task: async () => {
-        this.#catchUpQueued = false;
-        if (this.#closing) return;
-        const yielded = await this.#catchUp(() => this.#closing || this.#queue.length > 0);
-        if (yielded) this.#queueCatchUp();
-      },
-      resolve: () => {},
-      reject: (e) => this.#opts.log?.(`journal catch-up: ${(e as Error).message}`),
-    });
-    if (!this.#committing) this.#drained = this.#drain();
+    if (this.#closing || !this.#behind().length) return;
+    this.#task(async () => {
+      if (await this.#catchUp(() => this.#closing || this.#queue.length > 0)) this.#queueCatchUp();
+    }).catch((e) => this.#opts.log?.(`journal catch-up: ${(e as Error).message}`));
   }
 
   /** Nodes that answer and lack journal lines the index holds (or still hold trimmed ones). */
@@ -818,9 +800,8 @@ export class Store {
     // Side by side: each node's journal is its own (lazy followers can lack
     // a checkpoint's worth of lines after a long put).
     await Promise.all(
-      this.up().map(async (st) => {
+      this.#behind().map(async (st) => {
         const lacking = () => st.journalLength < applied && st.journalLength >= start;
-        if (st.journalStart >= start && !lacking()) return;
         if (giveWay?.()) return void (stopped = true);
         try {
           if (st.journalStart < start) {
@@ -945,10 +926,15 @@ export class Store {
    * offset on every node that answers. Commits wait meanwhile.
    */
   checkpoint(): Promise<CheckpointResult> {
-    return new Promise<CheckpointResult>((resolve, reject) => {
+    return this.#task(() => this.#checkpointNow());
+  }
+
+  /** Runs `fn` alone between commits (queued behind those waiting), resolving with its result. */
+  #task<T>(fn: () => Promise<T>): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
       this.#queue.push({
         entry: undefined as never,
-        task: () => this.#checkpointNow(),
+        task: fn,
         resolve: resolve as (v?: unknown) => void,
         reject,
       });
