@@ -14,6 +14,7 @@
  *
  * @module
  */
+export { errorCode, isOsError, PifsError, printable } from "./errors.ts";
 export * from "./link/codec.ts";
 export * from "./link/crc32c.ts";
 export * from "./link/client.ts";
@@ -91,19 +92,24 @@ export {
   type DistributiveOmit,
   LAZY_JOURNAL_BYTES,
   type NodeState,
+  NoSpaceError,
   type PutStats,
   QuorumError,
+  ReadOnlyError,
   Store,
   type StoreOptions,
 } from "./store/store.ts";
 export {
   type CheckpointObject,
   type CheckpointSnapshot,
+  checkWritable,
+  entryPaths,
   type JournalEntry,
   type Manifest,
   normalizePath,
   PathError,
   type SnapshotObject,
+  SNAPSHOTS_DIR,
   splitTree,
   TREE_PART_BYTES,
   TREE_PART_ENTRIES,

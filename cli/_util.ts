@@ -3,6 +3,7 @@
  *
  * @module
  */
+import { PifsError } from "../errors.ts";
 import type { NodeClient } from "../link/client.ts";
 import {
   clusterDir,
@@ -13,7 +14,11 @@ import {
 } from "../store/cluster.ts";
 
 /** A bad command-line argument: printed without a stack trace. */
-export class UsageError extends Error {
+export class UsageError extends PifsError {
+  /** What kind of failure this is (see `PifsError.code`). */
+  override readonly code: string = "USAGE";
+  /** A usage error: the CLI exits with 2. */
+  override readonly exitCode: number = 2;
   /** The error's name. */
   override name = "UsageError";
 }

@@ -5,7 +5,10 @@
  */
 import { type Command, Option } from "commander";
 import type { Entry } from "../store/index_db.ts";
-import { baseName, normalizePath, parentOf } from "../store/namespace.ts";
+import { resolve } from "node:path";
+import { isOsError, PifsError, printable } from "../errors.ts";
+import { NOT_UTF8, openLocalFile, specialKind, walkLocalTree } from "../pipelines/folder.ts";
+import { baseName, checkWritable, normalizePath, parentOf, PathError } from "../store/namespace.ts";
 import { CHECKPOINT_ENTRIES, type PutStats, Store, type StoreOptions } from "../store/store.ts";
 import { clusterDir } from "../store/cluster.ts";
 import { MultiProgress } from "./_progress.ts";
@@ -52,32 +55,183 @@ function lsLine(e: Entry, long: boolean, shown?: string): string {
   return `${modeString(e)} ${String(e.size).padStart(12)} ${t} ${name}${tail}`;
 }
 
+/** A local path named on the command line, or an entry under it, that was not stored. */
+interface NotStored {
+  /** The local path. */
+  path: string;
+  /** Why. */
+  message: string;
+}
+
 async function localStat(p: string): Promise<Deno.FileInfo> {
   try {
     return await Deno.stat(p);
   } catch (e) {
+    if (e instanceof Deno.errors.NotFound && p.includes("\uFFFD")) {
+      throw new UsageError(`${p}: ${NOT_UTF8}`);
+    }
     if (e instanceof Deno.errors.NotFound) {
       throw new UsageError(`${p}: no such local file or directory`);
     }
+    if (e instanceof Deno.errors.PermissionDenied) throw new UsageError(`${p}: permission denied`);
     throw e;
   }
 }
 
-/** Local files under `root` (recursively), with their paths relative to it. */
-async function* walkLocal(
-  root: string,
-  rel = "",
-): AsyncGenerator<{ abs: string; rel: string; info: Deno.FileInfo }> {
-  const abs = rel ? `${root}/${rel}` : root;
-  const st = await Deno.lstat(abs);
-  if (st.isSymlink) return; // symlinks are not stored yet; skipped, not followed
-  yield { abs, rel, info: st };
-  if (st.isDirectory) {
-    const names: string[] = [];
-    for await (const d of Deno.readDir(abs)) names.push(d.name);
-    names.sort();
-    for (const n of names) yield* walkLocal(root, rel ? `${rel}/${n}` : n);
+function plural(n: number, word: string): string {
+  return `${n} ${word}${n === 1 ? "" : "s"}`;
+}
+
+/** One thing `put` stores: a file, a directory or a symbolic link, at `dest`. */
+type PutItem =
+  | { kind: "file"; local: string; dest: string; size: number; mode: number; mtime: number }
+  | { kind: "dir"; dest: string; mode: number; mtime: number }
+  | { kind: "symlink"; dest: string; target: string; mtime: number };
+
+/**
+ * What `put` stores, in order (a directory before what it holds), from the
+ * LOCAL paths `infos`: each walked by the one local walk of pifs
+ * ({@linkcode walkLocalTree}). An entry that cannot be stored goes to
+ * `fail` with why, and the rest of the plan stands.
+ */
+async function planPut(
+  s: Store,
+  infos: { path: string; info: Deno.FileInfo }[],
+  target: string,
+  intoDir: boolean,
+  fail: (path: string, message: string) => void,
+): Promise<PutItem[]> {
+  const plan: PutItem[] = [];
+  // What this put has planned: the index does not show it, and a file must
+  // not replace a directory (or the other way round) that an earlier LOCAL made.
+  const planned = new Map<string, "d" | "f" | "l">();
+  const kindAt = (p: string) => planned.get(p) ?? s.index.get(p)?.type;
+  const bits = (m: number | null | undefined, dflt: number) => (m ?? dflt) & 0o777;
+  for (const x of infos) {
+    // The local name, even for "." or "..": the real directory's name.
+    const localName = baseName(await Deno.realPath(x.path));
+    let dest: string;
+    try {
+      dest = intoDir ? checkWritable(normalizePath(`${target}/${localName}`)) : target;
+    } catch (e) {
+      if (!(e instanceof PathError)) throw e;
+      fail(x.path, e.message);
+      continue;
+    }
+    if (parentOf(dest) !== "/" && kindAt(parentOf(dest)) === "f") {
+      fail(x.path, `${parentOf(dest)}: is a file, not a directory`);
+      continue;
+    }
+    const mtime = x.info.mtime?.getTime() ?? Date.now();
+    if (x.info.isFile) {
+      if (kindAt(dest) === "d") {
+        fail(x.path, `${dest}: is a directory`);
+        continue;
+      }
+      planned.set(dest, "f");
+      const mode = bits(x.info.mode, 0o644);
+      plan.push({ kind: "file", local: x.path, dest, size: x.info.size, mode, mtime });
+      continue;
+    }
+    if (!x.info.isDirectory) {
+      fail(x.path, `${specialKind(x.info)} skipped (not a regular file)`);
+      continue;
+    }
+    if (kindAt(dest) === "f" || kindAt(dest) === "l") {
+      fail(x.path, `${dest}: is a file, not a directory`);
+      continue;
+    }
+    if (!kindAt(dest)) plan.push({ kind: "dir", dest, mode: bits(x.info.mode, 0o755), mtime });
+    planned.set(dest, "d");
+    const local = (rel: string) => `${x.path === "/" ? "" : x.path}/${rel}`;
+    const walk = walkLocalTree(
+      resolve(x.path),
+      { directories: true, keepSymlinks: true },
+      (p) => fail(local(p.path), p.message),
+    );
+    const refused = new Set<string>(); // directories not stored: nothing under them is
+    for await (const it of walk) {
+      const cut = it.relPath.lastIndexOf("/");
+      if (cut > 0 && refused.has(it.relPath.slice(0, cut))) {
+        if (it.type === "dir") refused.add(it.relPath);
+        continue;
+      }
+      let rp: string;
+      try {
+        rp = normalizePath(`${dest}/${it.relPath}`);
+      } catch (e) {
+        if (!(e instanceof PathError)) throw e;
+        fail(local(it.relPath), e.message);
+        if (it.type === "dir") refused.add(it.relPath);
+        continue;
+      }
+      const cur = kindAt(rp);
+      if (it.type === "dir") {
+        if (cur === "f" || cur === "l") {
+          fail(local(it.relPath), `${rp}: is a file, not a directory`);
+          refused.add(it.relPath);
+          continue;
+        }
+        if (!cur) {
+          plan.push({ kind: "dir", dest: rp, mode: bits(it.mode, 0o755), mtime: it.mtimeMs });
+        }
+        planned.set(rp, "d");
+      } else if (cur === "d") {
+        fail(local(it.relPath), `${rp}: is a directory`);
+      } else if (it.type === "symlink") {
+        planned.set(rp, "l");
+        plan.push({ kind: "symlink", dest: rp, target: it.target, mtime: it.mtimeMs });
+      } else {
+        planned.set(rp, "f");
+        const mode = bits(it.mode, 0o644);
+        plan.push({
+          kind: "file",
+          local: it.absPath,
+          dest: rp,
+          size: it.size,
+          mode,
+          mtime: it.mtimeMs,
+        });
+      }
+    }
   }
+  return plan;
+}
+
+/** Writes all of `b` to `w`. */
+async function writeAll(w: { write(b: Uint8Array): Promise<number> }, b: Uint8Array) {
+  for (let off = 0; off < b.length;) off += await w.write(b.subarray(off));
+}
+
+/** Refuses a LOCAL whose parent directory does not exist or is not a directory (as cp does). */
+async function checkLocalParent(path: string): Promise<void> {
+  const cut = path.replace(/\/+$/, "").lastIndexOf("/");
+  const parent = cut < 0 ? "." : cut === 0 ? "/" : path.slice(0, cut);
+  const st = await Deno.stat(parent).catch(() => undefined);
+  if (!st) throw new UsageError(`${path}: cannot create it: ${parent}: no such directory`);
+  if (!st.isDirectory) {
+    throw new UsageError(`${path}: cannot create it: ${parent}: not a directory`);
+  }
+}
+
+/** Makes the local directory `path` (its parent exists); one already there is kept. */
+async function makeLocalDir(path: string, mode: number): Promise<void> {
+  try {
+    await Deno.mkdir(path, { mode });
+  } catch (e) {
+    if (!(e instanceof Deno.errors.AlreadyExists)) throw e;
+    if (!(await Deno.stat(path)).isDirectory) {
+      throw new UsageError("exists and is not a directory");
+    }
+  }
+}
+
+/** An error while writing to the local disk, in words (the path is said apart). */
+function localErrorText(e: unknown): string {
+  if (e instanceof Deno.errors.NotADirectory) return "a parent is not a directory";
+  if (e instanceof Deno.errors.PermissionDenied) return "permission denied";
+  if (e instanceof Deno.errors.AlreadyExists) return "exists and is not a directory";
+  return (e as Error).message;
 }
 
 /** Adds the file commands to `program`. */
@@ -92,7 +246,9 @@ export function registerFiles(program: Command): void {
   program.command("put")
     .description(
       "store local files and directories (recursively) at REMOTE, as cp -r would: into REMOTE " +
-        "if it is a directory, else as REMOTE",
+        "if it is a directory, else as REMOTE. Symbolic links inside a directory are stored as " +
+        "links. An entry that cannot be stored (unreadable, a special file, a name the store " +
+        "refuses) is named and skipped, the rest is stored, and the exit code is 1",
     )
     .argument("<paths...>", "LOCAL... REMOTE: local files or directories, then the remote path")
     .addOption(clusterOpt())
@@ -102,12 +258,14 @@ export function registerFiles(program: Command): void {
     .action(async (paths: string[], o) => {
       if (paths.length < 2) throw new UsageError("put needs LOCAL... REMOTE (at least two paths)");
       const locals = paths.slice(0, -1), remote = paths[paths.length - 1];
-      const target = normalizePath(remote);
+      const target = checkWritable(normalizePath(remote));
       const infos: { path: string; info: Deno.FileInfo }[] = [];
       for (const l of locals) {
         infos.push({ path: l.replace(/\/+$/, "") || "/", info: await localStat(l) });
       }
       const stats: PutStats = { files: 0, bytesRead: 0, chunksNew: 0, chunksDeduplicated: 0 };
+      const notStored: NotStored[] = [];
+      const fail = (path: string, message: string) => notStored.push({ path, message });
       const t0 = performance.now();
       await withStore(o, async (s) => {
         const existing = s.index.get(target);
@@ -117,10 +275,9 @@ export function registerFiles(program: Command): void {
             `${target}: is a file; cannot put a directory or several files there`,
           );
         }
+        const plan = await planPut(s, infos, target, intoDir, fail);
         let total = 0;
-        for (const x of infos) {
-          for await (const f of walkLocal(x.path)) if (f.info.isFile) total += f.info.size;
-        }
+        for (const p of plan) if (p.kind === "file") total += p.size;
         let done = 0;
         const copies = o.copies ?? s.copies;
         const wire0 = s.wireBytes;
@@ -132,99 +289,174 @@ export function registerFiles(program: Command): void {
             st.client?.bytesWritten ?? 0,
           ]),
         ]);
-        // Many files in flight (store/put.ts says why), each visible once whole.
-        const q = new PutQueue(s, { stats, onBytes: (n) => done += n });
-        // What this put has queued but maybe not committed yet: the index
-        // does not show it, and a file must not replace a directory (or the
-        // other way round) that an earlier LOCAL made.
-        const queued = new Map<string, "d" | "f">();
+        const localOf = new Map<string, string>();
+        const stored = new Set<string>();
+        // Many files in flight (store/put.ts says why), each visible once whole;
+        // a file that cannot be read is named and the others go on.
+        const q = new PutQueue(s, {
+          stats,
+          onBytes: (n) => done += n,
+          onFile: (p) => stored.add(p),
+          onFailed: (p, e) => {
+            const local = localOf.get(p) ?? p;
+            fail(
+              local,
+              e.message.startsWith(`${local}: `) ? e.message.slice(local.length + 2) : e.message,
+            );
+          },
+        });
+        let fatal: Error | undefined;
         try {
-          for (const x of infos) {
-            // The local name, even for "." or "..": the real directory's name.
-            const localName = baseName(await Deno.realPath(x.path));
-            const dest = intoDir ? normalizePath(`${target}/${localName}`) : target;
-            if (parentOf(dest) !== "/" && s.index.get(parentOf(dest))?.type === "f") {
-              throw new UsageError(`${parentOf(dest)}: is a file, not a directory`);
-            }
-            for await (const f of walkLocal(x.path)) {
-              const rp = f.rel ? normalizePath(`${dest}/${f.rel}`) : dest;
-              const mtime = f.info.mtime?.getTime() ?? Date.now();
-              const mode = (f.info.mode ?? 0o644) & 0o777;
-              const cur = queued.get(rp) ?? s.index.get(rp)?.type;
-              if (f.info.isDirectory) {
-                if (cur === "f") throw new UsageError(`${rp}: is a file, not a directory`);
-                if (!cur) q.mkdir(rp, mode, mtime);
-                queued.set(rp, "d");
-              } else if (f.info.isFile) {
-                if (cur === "d") throw new UsageError(`${rp}: is a directory`);
-                if (infos.length > 1) queued.set(rp, "f"); // only another LOCAL can clash
-                await q.add(rp, async () => (await Deno.open(f.abs, { read: true })).readable, {
-                  size: f.info.size,
-                  mode,
-                  mtime,
-                });
-              }
+          for (const p of plan) {
+            if (p.kind === "dir") q.mkdir(p.dest, p.mode, p.mtime);
+            else if (p.kind === "symlink") q.symlink(p.dest, p.target, p.mtime);
+            else {
+              localOf.set(p.dest, p.local);
+              const listed = { size: p.size, mtimeMs: p.mtime };
+              await q.add(p.dest, () => openLocalFile(p.local, listed, p.local), {
+                size: p.size,
+                mode: p.mode,
+                mtime: p.mtime,
+              });
             }
           }
           await q.finish();
         } catch (e) {
           await q.finish().catch(() => {}); // let the files in flight land or fail first
-          throw e;
+          fatal = e instanceof Error ? e : new Error(String(e));
         } finally {
           bar.done();
         }
         const secs = (performance.now() - t0) / 1000;
+        // Stopped by an error of the store: what it did not get to.
+        const failedLocal = new Set(notStored.map((n) => n.path));
+        const left = fatal === undefined
+          ? []
+          : plan.flatMap((p) =>
+            p.kind === "file" && !stored.has(p.dest) && !failedLocal.has(p.local) ? [p.local] : []
+          );
         const summary = {
           files: stats.files,
+          files_failed: notStored.length,
+          failed: notStored,
+          files_not_reached: left.length,
+          not_reached: left,
           bytes_read: stats.bytesRead,
           chunks_new: stats.chunksNew,
           chunks_deduplicated: stats.chunksDeduplicated,
           wire_bytes: s.wireBytes,
           seconds: Number(secs.toFixed(3)),
+          complete: fatal === undefined && notStored.length === 0,
         };
         if (o.json) console.log(JSON.stringify(summary));
         else {
+          for (const n of notStored) info(`not stored: ${printable(n.path)}: ${n.message}`);
           info(
-            `stored ${stats.files} files, ${humanBytes(stats.bytesRead)} in ${
-              secs.toFixed(1)
-            } s: ` +
-              `${stats.chunksNew} chunks sent, ${stats.chunksDeduplicated} already stored`,
+            `stored ${plural(stats.files, "file")} in ${secs.toFixed(1)} s: ` +
+              `${humanBytes(stats.bytesRead)} read, ${stats.chunksNew} chunks sent, ` +
+              `${stats.chunksDeduplicated} already stored` +
+              (notStored.length ? `; ${notStored.length} not stored (listed above)` : "") +
+              (fatal !== undefined
+                ? `; stopped by the error below: ${plural(left.length, "file")} not stored`
+                : ""),
           );
+          if (left.length) {
+            const shown = left.slice(0, 10).map(printable).join(", ");
+            info(`not stored: ${shown}${left.length > 10 ? `, and ${left.length - 10} more` : ""}`);
+          }
         }
+        if (fatal !== undefined) {
+          if (fatal instanceof PifsError && q.failedPath !== undefined) {
+            const local = localOf.get(q.failedPath) ?? q.failedPath;
+            fatal.message = `${local}: ${fatal.message}`;
+          }
+          throw fatal;
+        }
+        if (notStored.length) Deno.exitCode = 1;
       });
     });
 
   program.command("get")
-    .description("copy REMOTE (a file or a directory tree) to LOCAL, as cp -r would")
+    .description(
+      "copy REMOTE (a file or a directory tree) to LOCAL, as cp -r would (LOCAL's parent must " +
+        "exist; - writes a file to standard output). An entry that cannot be written is named " +
+        "and skipped, the rest is written, and the exit code is 1",
+    )
     .argument("<remote>")
     .argument("<local>")
     .addOption(clusterOpt())
+    .option("--json", "print a JSON summary")
     .action(async (remote: string, local: string, o) => {
       const src = normalizePath(remote);
       await withStore(o, async (s) => {
-        need(s, src);
+        const top = need(s, src);
+        if (local === "-") {
+          if (top.type !== "f") {
+            throw new UsageError(
+              `${src}: is a ${
+                top.type === "d" ? "directory" : "symbolic link"
+              }: only a file can be written to standard output`,
+            );
+          }
+          const m = await s.manifestOf(top.manifest!);
+          for await (const b of s.fileStream(m)) await writeAll(Deno.stdout, b);
+          return;
+        }
         const lst = await Deno.stat(local).catch(() => undefined);
         const dest = lst?.isDirectory
           ? `${local.replace(/\/+$/, "")}/${baseName(src) || "root"}`
           : local;
-        for (const x of s.index.walk(src)) {
+        await checkLocalParent(dest);
+        const t0 = performance.now();
+        const notWritten: NotStored[] = [];
+        const refused = new Set<string>(); // store directories not written: nothing under them is
+        let files = 0, bytes = 0;
+        const rows = s.index.walk(src);
+        for (const x of rows) {
+          if (refused.has(parentOf(x.path))) {
+            if (x.type === "d") refused.add(x.path);
+            continue;
+          }
           const lp = dest + x.path.slice(src.length);
-          if (x.type === "d") {
-            await Deno.mkdir(lp, { recursive: true, mode: x.mode });
-            continue;
+          try {
+            if (x.type === "d") await makeLocalDir(lp, x.mode);
+            else if (x.type === "l") {
+              await Deno.remove(lp).catch(() => {});
+              await Deno.symlink(x.target!, lp);
+            } else {
+              await writeLocalFile(s, x.manifest!, lp, x.mode, x.mtime);
+              files++;
+              bytes += x.size;
+            }
+          } catch (e) {
+            if (!(e instanceof PifsError) && !isOsError(e)) throw e;
+            notWritten.push({ path: lp, message: localErrorText(e) });
+            if (x.type === "d") refused.add(x.path);
           }
-          if (x.type === "l") {
-            await Deno.remove(lp).catch(() => {});
-            await Deno.symlink(x.target!, lp);
-            continue;
-          }
-          await writeLocalFile(s, x.manifest!, lp, x.mode, x.mtime);
         }
-        for (const x of s.index.walk(src).reverse()) {
-          if (x.type === "d") {
-            await Deno.utime(dest + x.path.slice(src.length), new Date(x.mtime), new Date(x.mtime));
+        for (const x of rows.reverse()) {
+          if (x.type === "d" && !refused.has(x.path)) {
+            const lp = dest + x.path.slice(src.length);
+            await Deno.utime(lp, new Date(x.mtime), new Date(x.mtime)).catch(() => {});
           }
         }
+        const secs = (performance.now() - t0) / 1000;
+        if (o.json) {
+          console.log(JSON.stringify({
+            files,
+            bytes,
+            files_failed: notWritten.length,
+            failed: notWritten,
+            seconds: Number(secs.toFixed(3)),
+          }));
+        } else {
+          for (const n of notWritten) info(`not written: ${printable(n.path)}: ${n.message}`);
+          info(
+            `wrote ${plural(files, "file")}, ${humanBytes(bytes)} in ${secs.toFixed(1)} s` +
+              (notWritten.length ? `; ${notWritten.length} not written (listed above)` : ""),
+          );
+        }
+        if (notWritten.length) Deno.exitCode = 1;
       });
     });
 
@@ -396,7 +628,12 @@ export function registerFiles(program: Command): void {
 
   program.command("gc")
     .description("delete chunks that no file references, first stored longer ago than --grace")
-    .option("--grace <seconds>", "grace period (default 3600)", intOption("--grace", 0, 1e9), 3600)
+    .option(
+      "--grace <seconds>",
+      "keep chunks first stored less than this long ago (a put may still need them)",
+      intOption("--grace", 0, 1e9),
+      3600,
+    )
     .addOption(clusterOpt())
     .option("--json", "machine-readable output")
     .action(async (o) => {

@@ -103,7 +103,7 @@ async function pointState(abs: string): Promise<PointState> {
 
 function isNotConnected(e: unknown): boolean {
   return e instanceof Deno.errors.NotConnected ||
-    /not connected|ENOTCONN/i.test((e as Error)?.message ?? "");
+    (e as { code?: unknown } | null)?.code === "ENOTCONN";
 }
 
 function deadMessage(abs: string): string {

@@ -5,6 +5,8 @@
  */
 import { type Command, Option } from "commander";
 import { Cron } from "croner";
+import { resolve } from "node:path";
+import { printable } from "../errors.ts";
 import { ClusterBusyError, Store } from "../store/store.ts";
 import { clusterDir, readClusterFile } from "../store/cluster.ts";
 import { type JobSpec, loadSpec, SpecError, specJsonSchema } from "../sync/spec.ts";
@@ -33,6 +35,7 @@ function summaryText(s: SyncSummary): string {
   const lines = [
     `${s.job}: ${s.files_new} new, ${s.files_changed} changed, ${s.files_unchanged} unchanged` +
     (s.files_failed ? `, ${s.files_failed} FAILED` : "") +
+    (s.files_skipped ? `, ${s.files_skipped} skipped` : "") +
     (s.duplicates ? `, ${s.duplicates} duplicate${s.duplicates === 1 ? "" : "s"} left out` : "") +
     ` in ${s.seconds.toFixed(1)} s`,
     `  read ${humanBytes(s.bytes_read)}, sent ${humanBytes(s.wire_bytes)} on the wires; ` +
@@ -42,7 +45,21 @@ function summaryText(s: SyncSummary): string {
   if (s.snapshots_removed.length) {
     lines.push(`  retention removed ${s.snapshots_removed.join(", ")}`);
   }
-  for (const p of s.problems) lines.push(`  problem: ${p.path}: ${p.message}`);
+  const notes = new Map<string, string[]>();
+  for (const n of s.notes) notes.set(n.note, [...(notes.get(n.note) ?? []), n.path]);
+  for (const [note, paths] of notes) {
+    const shown = paths.slice(0, 10).map(printable).join(", ");
+    lines.push(`  ${paths.length} ${note}: ${shown}${paths.length > 10 ? `, …` : ""}`);
+  }
+  for (const p of s.problems) {
+    lines.push(`  ${p.skipped ? "skipped" : "FAILED"}: ${printable(p.path)}: ${p.message}`);
+  }
+  if (s.files_failed) {
+    lines.push(
+      `  ${s.files_failed} file${s.files_failed === 1 ? " was" : "s were"} not stored: the run ` +
+        `is partial (exit code 1)`,
+    );
+  }
   return lines.join("\n");
 }
 
@@ -74,6 +91,24 @@ export function syncRows(
     });
   }
   return rows;
+}
+
+/**
+ * What a run of `job` would find missing now: local source folders that do
+ * not exist or are not directories (the job file is valid; the run would
+ * fail on them).
+ */
+async function sourceWarnings(job: JobSpec): Promise<string[]> {
+  const folders = job.sources.flatMap((s) =>
+    s.kind === "folder" ? [s.path] : s.kind === "photos" ? s.paths : []
+  );
+  const out: string[] = [];
+  for (const f of folders) {
+    const st = await Deno.stat(f).catch(() => undefined);
+    if (!st) out.push(`source folder ${f} does not exist (yet?)`);
+    else if (!st.isDirectory) out.push(`source ${f} is not a directory`);
+  }
+  return out;
 }
 
 /** Loads every job of the spec files; a bad spec is a UsageError with all its issues. */
@@ -168,12 +203,11 @@ async function runLogged(
   try {
     const sum = await runJob(store, job, opts);
     bar?.done();
-    const { problems: _p, ...rest } = sum;
-    r = record({
-      outcome: sum.files_failed ? "partial" : "ok",
-      summary: { ...rest, problems: sum.problems.length },
-    });
-    if (json) console.log(JSON.stringify({ ...rest, problems: sum.problems.length }));
+    // In jobs.log and the last line: counts (the "done" event has the lists).
+    const { problems: _p, notes: _n, ...rest } = sum;
+    const counted = { ...rest, problems: sum.problems.length, notes: sum.notes.length };
+    r = record({ outcome: sum.files_failed ? "partial" : "ok", summary: counted });
+    if (json) console.log(JSON.stringify(counted));
     else console.log(summaryText(sum));
   } catch (e) {
     bar?.done();
@@ -217,9 +251,10 @@ export class SpecWatcher {
   #stopped = false;
   #refreshing?: Promise<void>;
 
-  /** Watches `files`; messages go to `log`. */
+  /** Watches `files` (relative to the working directory); messages go to `log`. */
   constructor(files: string[], log: (msg: string) => void, pollMs = 1000) {
-    this.#files = files;
+    // Absolute, as the jobs' `specFile`: the jobs of a file are found by it.
+    this.#files = files.map((f) => resolve(f));
     this.#log = log;
     this.#pollMs = pollMs;
   }
@@ -408,10 +443,14 @@ export function registerSync(program: Command): void {
           console.log(
             `${j.specFile}: job ${j.name} ok: ${j.sources.length} source(s) into ${j.target}`,
           );
+          for (const w of await sourceWarnings(j)) {
+            info(`${j.specFile}: job ${j.name}: warning: ${w}`);
+          }
         }
         return;
       }
       const dir = clusterDir(o.cluster);
+      await readClusterFile(dir); // no cluster there: say so, not that a lock file is missing
       let failed = false;
       await withSyncLock(dir, async () => {
         for (const job of chosen) {
@@ -529,7 +568,9 @@ export function registerSync(program: Command): void {
     .option("--job <name>", "only this job's runs")
     .option("--json", "JSON output")
     .action(async (o) => {
-      const runs = (await readRuns(clusterDir(o.cluster))).filter((r) => !o.job || r.job === o.job);
+      const dir = clusterDir(o.cluster);
+      await readClusterFile(dir); // no cluster there: say so, not "no runs"
+      const runs = (await readRuns(dir)).filter((r) => !o.job || r.job === o.job);
       if (o.json) console.log(JSON.stringify(runs));
       else {
         for (const r of runs) {

@@ -8,11 +8,15 @@
  *
  * @module
  */
+import { PifsError } from "../errors.ts";
 import {
   decodeManifest,
   encodeManifest,
   type Manifest,
+  MAX_NAME,
+  MAX_PATH,
   type SnapshotObject,
+  SNAPSHOTS_DIR,
 } from "../store/namespace.ts";
 import type { DiskChunkCache } from "./disk_cache.ts";
 import {
@@ -168,7 +172,9 @@ export interface FsOptions {
 }
 
 /** An error carrying the errno to answer with. */
-export class FsError extends Error {
+export class FsError extends PifsError {
+  /** What kind of failure this is (see `PifsError.code`). */
+  override readonly code: string = "FS";
   /** The error's name. */
   override name = "FsError";
   /** Positive errno. */
@@ -180,9 +186,14 @@ export class FsError extends Error {
   }
 }
 
-/** The name of the directory under the root that holds the snapshots. */
-export const SNAPSHOT_DIR = ".snapshots";
-const SNAP_PREFIX = `/${SNAPSHOT_DIR}`;
+const SNAP_PREFIX = `/${SNAPSHOTS_DIR}`;
+
+/**
+ * The largest file the mount makes (4 TiB, as FAT32 cards of a handful of
+ * Pis hold less): a write or truncate past it is EFBIG, before the host's
+ * spool is asked for the room.
+ */
+export const MAX_FILE_BYTES = 4 * 1024 ** 4;
 
 interface Inode {
   /** Its path; null once unlinked (or replaced by a rename) while the kernel still holds it. */
@@ -312,8 +323,28 @@ export class ChunkCache {
   }
 }
 
+const utf8 = new TextEncoder();
+
+/**
+ * The path of `name` in the directory `dir`: ENAMETOOLONG, before anything
+ * is made, for a name or a path longer than the store keeps (the kernel
+ * passes names of up to 255 bytes and paths of any length).
+ */
 function join(dir: string, name: string): string {
-  return dir === "/" ? `/${name}` : `${dir}/${name}`;
+  const path = dir === "/" ? `/${name}` : `${dir}/${name}`;
+  if (name.length > MAX_NAME / 3 && utf8.encode(name).length > MAX_NAME) {
+    throw new FsError(
+      Errno.ENAMETOOLONG,
+      `${path.slice(0, 60)}…: name longer than ${MAX_NAME} bytes`,
+    );
+  }
+  if (path.length > MAX_PATH / 3 && utf8.encode(path).length > MAX_PATH) {
+    throw new FsError(
+      Errno.ENAMETOOLONG,
+      `${path.slice(0, 60)}…: path longer than ${MAX_PATH} bytes`,
+    );
+  }
+  return path;
 }
 
 function parent(path: string): string {
@@ -503,7 +534,7 @@ export class PifsFs {
     // /.snapshots is listed in the root when there is a snapshot to show.
     if (path === "/" && !real && this.#b.snapshots().length > 0) {
       list.push({
-        name: SNAPSHOT_DIR,
+        name: SNAPSHOTS_DIR,
         node: { type: "d", size: 0, mode: 0o555, mtime: 0, manifest: null },
       });
       list.sort(byName);
@@ -1192,7 +1223,7 @@ export class PifsFs {
           if (!h || h.kind !== "o") throw new FsError(Errno.EBADF, "write: no such open file");
           const of = this.#open.get(h.ino);
           if (!of) throw new FsError(Errno.EBADF, "write: no such open file");
-          if (off + size > Number.MAX_SAFE_INTEGER) throw new FsError(Errno.EFBIG, "write");
+          if (off + size > MAX_FILE_BYTES) throw new FsError(Errno.EFBIG, "write");
           await of.lock.run(async () => {
             const f = await this.#spool(of, false);
             const at = h.append ? of.size : off;
@@ -1374,8 +1405,12 @@ export class PifsFs {
       if (want(SetAttr.SIZE)) {
         if (n.type === "d") throw new FsError(Errno.EISDIR, `truncate ${label}`);
         if (n.type !== "f") throw new FsError(Errno.EINVAL, `truncate ${label}`);
-        if (st.size < 0 || st.size > Number.MAX_SAFE_INTEGER) {
-          throw new FsError(Errno.EINVAL, `truncate ${label} to ${st.size}`);
+        if (st.size < 0) throw new FsError(Errno.EINVAL, `truncate ${label} to ${st.size}`);
+        if (st.size > MAX_FILE_BYTES) {
+          throw new FsError(
+            Errno.EFBIG,
+            `truncate ${label} to ${st.size}: larger than a file can be`,
+          );
         }
         if (!of) {
           of = this.#open.get(ino) ?? this.#openFile(ino, n, path !== null && !!this.#b.get(path));

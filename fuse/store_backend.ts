@@ -6,7 +6,8 @@
  *
  * @module
  */
-import { CHUNK_SIZE, type Store } from "../store/store.ts";
+import { CHUNK_SIZE, NoSpaceError, ReadOnlyError, type Store } from "../store/store.ts";
+import { NodeError } from "../link/client.ts";
 import { Status } from "../link/codec.ts";
 import type { Entry } from "../store/index_db.ts";
 import {
@@ -51,12 +52,15 @@ function nodeOf(e: Entry): FsNode {
  */
 export function errnoOf(e: unknown): number {
   if (e instanceof FsError) return e.errno;
-  const err = e as Error & { status?: number };
-  if (err?.name === "NodeError" && err.status === Status.ENOSPC) return Errno.ENOSPC;
-  if (/\bENOSPC\b/.test(err?.message ?? "")) return Errno.ENOSPC;
-  if (err?.name === "ReadOnlyError") return Errno.EROFS;
+  if (e instanceof NoSpaceError) return Errno.ENOSPC;
+  if (e instanceof NodeError && e.status === Status.ENOSPC) return Errno.ENOSPC;
+  if (e instanceof ReadOnlyError) return Errno.EROFS;
   if (e instanceof PathError) {
-    return /longer than/.test(e.message) ? Errno.ENAMETOOLONG : Errno.EINVAL;
+    return e.code === "NAME_TOO_LONG"
+      ? Errno.ENAMETOOLONG
+      : e.code === "RESERVED"
+      ? Errno.EROFS
+      : Errno.EINVAL;
   }
   return Errno.EIO;
 }

@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { PifsError } from "../errors.ts";
 import {
   encodeFrame,
   FLAG_RESPONSE,
@@ -49,7 +50,9 @@ export interface ClientOptions {
 }
 
 /** A failed request: names the node, the operation and the status. */
-export class NodeError extends Error {
+export class NodeError extends PifsError {
+  /** What kind of failure this is (see `PifsError.code`). */
+  override readonly code: string = "NODE";
   /** The error's name. */
   override name = "NodeError";
   /** The operation's name. */
@@ -65,10 +68,15 @@ export class NodeError extends Error {
 }
 
 /** The node did not answer in time, even after retransmissions. */
-export class TimeoutError extends Error {
+export class TimeoutError extends PifsError {
+  /** What kind of failure this is (see `PifsError.code`). */
+  override readonly code: string = "TIMEOUT";
   /** The error's name. */
   override name = "TimeoutError";
 }
+
+/** A GET answered with another length than asked: likely the answer to another request. */
+class WrongLengthError extends ProtocolError {}
 
 /** What HELLO reports. */
 export interface Hello {
@@ -782,11 +790,11 @@ export class NodeClient {
     try {
       const g = await this.#get(id, off, n, small ? undefined : 1);
       if (g.data.length !== n) {
-        throw new ProtocolError(`GET @${off}: ${g.data.length} bytes for ${n} asked`);
+        throw new WrongLengthError(`GET @${off}: ${g.data.length} bytes for ${n} asked`);
       }
       out.set(g.data, off);
     } catch (e) {
-      if (small && e instanceof ProtocolError && /bytes for/.test(e.message) && mismatches < 3) {
+      if (small && e instanceof WrongLengthError && mismatches < 3) {
         // Not the answer to this request: ask again (the chunk's hash is checked at the end).
         return await this.#getRange(id, off, n, out, mismatches + 1);
       }

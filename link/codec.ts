@@ -7,6 +7,7 @@
  *
  * @module
  */
+import { PifsError } from "../errors.ts";
 import { crc32c } from "./crc32c.ts";
 
 /** Protocol version spoken by this codec. */
@@ -456,7 +457,9 @@ export class Reader {
 }
 
 /** A malformed or unexpected frame from the node. */
-export class ProtocolError extends Error {
+export class ProtocolError extends PifsError {
+  /** What kind of failure this is (see `PifsError.code`). */
+  override readonly code: string = "PROTOCOL";
   /** The error's name. */
   override name = "ProtocolError";
 }

@@ -8,6 +8,7 @@
  *
  * @module
  */
+import { PifsError } from "../errors.ts";
 import { Op, ProtocolError } from "./codec.ts";
 import { type ByteLink, NodeClient, TimeoutError } from "./client.ts";
 import { crc32c } from "./crc32c.ts";
@@ -25,7 +26,9 @@ export interface ImageInfo {
 }
 
 /** A file that is not a pifs firmware image, or a Pi that refused one. */
-export class DeployError extends Error {
+export class DeployError extends PifsError {
+  /** What kind of failure this is (see `PifsError.code`). */
+  override readonly code: string = "DEPLOY";
   /** The error's name. */
   override name = "DeployError";
 }

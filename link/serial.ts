@@ -25,6 +25,7 @@
  *
  * @module
  */
+import { PifsError } from "../errors.ts";
 
 const IS_DARWIN = Deno.build.os === "darwin";
 
@@ -279,7 +280,9 @@ export interface SerialErrorOptions extends ErrorOptions {
  * }
  * ```
  */
-export class SerialError extends Error {
+export class SerialError extends PifsError {
+  /** What kind of failure this is (see `PifsError.code`). */
+  override readonly code: string = "SERIAL";
   /** The port's path. */
   readonly path: string;
   /** The libc call that failed, if any. */
@@ -339,6 +342,8 @@ export function tryLockFile(path: string): { release(): void } | null {
 
 /** The baud rate given to {@link SerialPort.open} is not supported here. */
 export class UnsupportedBaudError extends SerialError {
+  /** What kind of failure this is (see `PifsError.code`). */
+  override readonly code: string = "UNSUPPORTED_BAUD";
   /** The rejected baud rate. */
   readonly baud: number;
 

@@ -24,6 +24,10 @@ export const READ_PIECE = 256 * 1024;
 /** The message reported for a symbolic link while links are not followed. */
 export const SYMLINK_SKIPPED = "symbolic link skipped (follow_symlinks is off)";
 
+/** The message reported for a name that is not valid UTF-8. */
+export const NOT_UTF8 =
+  "name is not valid UTF-8, skipped: pifs cannot store such a name yet (rename the file)";
+
 /** The message a file's stream errors with when it changed after it was listed. */
 export const CHANGED_WHILE_READ = "changed while being read";
 
@@ -43,10 +47,47 @@ export interface LocalFile {
   key: string;
 }
 
-/** How {@linkcode walkLocalFiles} walks. */
+/** A directory found by {@linkcode walkLocalTree} (listed before what it holds). */
+export interface LocalDir {
+  /** Where it is: the root joined with {@linkcode LocalDir.relPath}. */
+  absPath: string;
+  /** Path relative to the walked root, with POSIX separators. */
+  relPath: string;
+  /** Modification time in ms since the epoch (0 when unknown). */
+  mtimeMs: number;
+  /** Permission bits (`mode & 0o7777`), when the platform has them. */
+  mode?: number;
+}
+
+/** A symbolic link found by {@linkcode walkLocalTree} with `keepSymlinks`: kept as a link. */
+export interface LocalSymlink {
+  /** Where it is: the root joined with {@linkcode LocalSymlink.relPath}. */
+  absPath: string;
+  /** Path relative to the walked root, with POSIX separators. */
+  relPath: string;
+  /** What it points to, as written in the link. */
+  target: string;
+  /** Modification time of the link itself, ms since the epoch (0 when unknown). */
+  mtimeMs: number;
+}
+
+/** What {@linkcode walkLocalTree} yields: a regular file, a directory or a symbolic link. */
+export type LocalItem =
+  | ({ type: "file" } & LocalFile)
+  | ({ type: "dir" } & LocalDir)
+  | ({ type: "symlink" } & LocalSymlink);
+
+/** How {@linkcode walkLocalFiles} and {@linkcode walkLocalTree} walk. */
 export interface WalkOptions {
   /** Follow symbolic links to files and directories (default false). */
   followSymlinks?: boolean;
+  /**
+   * Without `followSymlinks`: yield symbolic links as `symlink` items (to be
+   * stored as links, as `cp -r` does) instead of reporting them skipped.
+   */
+  keepSymlinks?: boolean;
+  /** Yield each directory below the root as a `dir` item, before its entries. */
+  directories?: boolean;
   /**
    * Decides by base name whether a non-directory entry is wanted; entries it
    * rejects are skipped without a report (and without a stat). Symbolic links
@@ -98,7 +139,8 @@ function byName(a: Deno.DirEntry, b: Deno.DirEntry): number {
   return a.name < b.name ? -1 : a.name > b.name ? 1 : 0;
 }
 
-function specialKind(info: Deno.FileInfo): string {
+/** What a file that is neither regular, a directory nor a link is, in words ("fifo", "socket"...). */
+export function specialKind(info: Deno.FileInfo): string {
   if (info.isFifo) return "fifo";
   if (info.isSocket) return "socket";
   if (info.isBlockDevice) return "block device";
@@ -122,7 +164,33 @@ export async function* walkLocalFiles(
   options: WalkOptions,
   report: (problem: SourceProblem) => void,
 ): AsyncGenerator<LocalFile> {
+  const files = { ...options, keepSymlinks: false, directories: false };
+  for await (const item of walkLocalTree(root, files, report)) {
+    if (item.type === "file") {
+      const { type: _, ...file } = item;
+      yield file;
+    }
+  }
+}
+
+/**
+ * The one walk of a local tree, behind every way files enter the store from
+ * a local disk (`pifs put`, the folder and photos sources of `pifs sync`):
+ * depth-first in name order, yielding regular files, and directories and
+ * symbolic links as `options` ask. Problems with single entries (unreadable,
+ * special files, loops, names that are not UTF-8) are reported with `path`
+ * relative to the root and the entry skipped; a symbolic link skipped because
+ * links are neither followed nor kept is reported with `skipped: true`. A
+ * root that is missing, not a directory or not readable throws a
+ * {@linkcode SourceError} naming it.
+ */
+export async function* walkLocalTree(
+  root: string,
+  options: WalkOptions,
+  report: (problem: SourceProblem) => void,
+): AsyncGenerator<LocalItem> {
   const { followSymlinks = false, accept, signal } = options;
+  const keepSymlinks = !followSymlinks && (options.keepSymlinks ?? false);
   if (!isAbsolutePath(root)) throw new SourceError(`folder ${root} is not an absolute path`);
   let rootInfo: Deno.FileInfo;
   try {
@@ -140,7 +208,7 @@ export async function* walkLocalFiles(
   // dev:ino of the directories on the current path, for loop detection.
   const onPath = new Set<string>([await dirId(rootInfo, root)]);
 
-  async function* walk(absDir: string, relDir: string): AsyncGenerator<LocalFile> {
+  async function* walk(absDir: string, relDir: string): AsyncGenerator<LocalItem> {
     const entries: Deno.DirEntry[] = [];
     try {
       for await (const entry of Deno.readDir(absDir)) entries.push(entry);
@@ -163,8 +231,29 @@ export async function* walkLocalFiles(
       try {
         info = await Deno.lstat(absPath);
       } catch (e) {
+        if (e instanceof Deno.errors.NotFound && entry.name.includes("\uFFFD")) {
+          // The directory listing decodes names as UTF-8, replacing what is
+          // not; such a name cannot be opened again by its decoded form.
+          report({ path: relPath, message: NOT_UTF8 });
+          continue;
+        }
         if (e instanceof Deno.errors.NotFound) continue; // removed while listing
         report({ path: relPath, message: `cannot stat, skipped: ${errorText(e)}` });
+        continue;
+      }
+      if (info.isSymlink && keepSymlinks) {
+        let target: string;
+        try {
+          target = await Deno.readLink(absPath);
+        } catch (e) {
+          report({
+            path: relPath,
+            message: `symbolic link not readable, skipped: ${errorText(e)}`,
+          });
+          continue;
+        }
+        if (accept && !accept(entry.name)) continue;
+        yield { type: "symlink", absPath, relPath, target, mtimeMs: info.mtime?.getTime() ?? 0 };
         continue;
       }
       if (info.isSymlink) {
@@ -174,7 +263,7 @@ export async function* walkLocalFiles(
             const target = await Deno.stat(absPath).catch(() => undefined);
             if (!target?.isDirectory) continue;
           }
-          report({ path: relPath, message: SYMLINK_SKIPPED });
+          report({ path: relPath, message: SYMLINK_SKIPPED, skipped: true });
           continue;
         }
         try {
@@ -204,6 +293,10 @@ export async function* walkLocalFiles(
         }
         onPath.add(id);
         try {
+          if (options.directories) {
+            const { mtimeMs, mode } = fileFacts(info, absPath);
+            yield { type: "dir", absPath, relPath, mtimeMs, mode };
+          }
           yield* walk(absPath, relPath);
         } finally {
           onPath.delete(id);
@@ -222,7 +315,7 @@ export async function* walkLocalFiles(
         report({ path: relPath, message: `file not readable, skipped: ${errorText(e)}` });
         continue;
       }
-      yield { absPath, relPath, ...fileFacts(info, absPath) };
+      yield { type: "file", absPath, relPath, ...fileFacts(info, absPath) };
     }
   }
 

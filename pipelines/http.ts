@@ -72,6 +72,8 @@ export interface HttpEntry extends SourceEntry {
 
 /** A {@linkcode SourceError} for an HTTP status that is not retried (e.g. 404). */
 export class HttpStatusError extends SourceError {
+  /** What kind of failure this is (see `PifsError.code`). */
+  override readonly code: string = "HTTP_STATUS";
   /** The error's name. */
   override name = "HttpStatusError";
   /** The HTTP status. */

@@ -8,9 +8,11 @@
  * `CreateDate`, then `ModifyDate`, read by `exifr` from the head of the file
  * (64 KiB, then 256 KiB when that was not enough); the file's mtime is used
  * when there is none. EXIF dates are the camera's wall clock and are used as
- * written (no time-zone shifting); the mtime fallback is the local wall clock.
+ * written (no time-zone shifting); the mtime fallback is the date in UTC, so
+ * the same library is filed the same way on every host, whatever its `TZ`.
  * Videos are not parsed (exifr 7 has no QuickTime/MP4 parser): they are placed
- * by mtime.
+ * by mtime. Each file dated by its mtime carries a {@linkcode SourceEntry.note}
+ * saying so, which the run's summary lists.
  *
  * Problems are reported with `path` = the absolute source path of the file
  * (its target path is not known, or not used, when it is skipped).
@@ -206,18 +208,32 @@ export function parseCaptureDate(value: unknown): CaptureDate | undefined {
   return { year, month, day, hour, minute, second };
 }
 
-/** The local wall-clock fields of a time in ms since the epoch. */
-export function localCaptureDate(ms: number): CaptureDate {
+/**
+ * The capture date of a file with no date in its metadata: its mtime, in
+ * UTC (not the host's time zone: the same files are filed the same way on
+ * any host).
+ *
+ * @example
+ * ```ts
+ * import { fileTimeCaptureDate } from "./photos.ts";
+ * const d = fileTimeCaptureDate(Date.UTC(2024, 4, 2, 23, 30));
+ * if (d.year !== 2024 || d.month !== 5 || d.day !== 2 || d.hour !== 23) throw new Error();
+ * ```
+ */
+export function fileTimeCaptureDate(ms: number): CaptureDate {
   const d = new Date(ms);
   return {
-    year: d.getFullYear(),
-    month: d.getMonth() + 1,
-    day: d.getDate(),
-    hour: d.getHours(),
-    minute: d.getMinutes(),
-    second: d.getSeconds(),
+    year: d.getUTCFullYear(),
+    month: d.getUTCMonth() + 1,
+    day: d.getUTCDate(),
+    hour: d.getUTCHours(),
+    minute: d.getUTCMinutes(),
+    second: d.getUTCSeconds(),
   };
 }
+
+/** The note of a photo placed by its file time. */
+export const DATED_BY_FILE_TIME = "dated by its file time (UTC): no capture date in its metadata";
 
 async function readHead(absPath: string, length: number): Promise<Uint8Array> {
   const file = await Deno.open(absPath, { read: true });
@@ -463,7 +479,7 @@ export class PhotosSource implements Source {
         for (const file of group.sidecars) {
           const name = file.relPath.slice(file.relPath.lastIndexOf("/") + 1);
           const sidecar = attachSidecar(file, name, group.medias);
-          if (!sidecar) report({ path: file.absPath, message: ORPHAN_SIDECAR });
+          if (!sidecar) report({ path: file.absPath, message: ORPHAN_SIDECAR, skipped: true });
         }
       }
     }
@@ -519,6 +535,7 @@ export class PhotosSource implements Source {
             path: sidecar.source,
             message:
               `sidecar of duplicate ${m.source} skipped: ${first.source} has its own .${sidecar.kind}`,
+            skipped: true,
           });
         } else {
           first.sidecars.push({ ...sidecar, inherited: true });
@@ -530,7 +547,7 @@ export class PhotosSource implements Source {
 
   /** Target paths for a media file and its sidecars, free in `used`; marks them used. */
   #place(media: Media, meta: PhotoMetadata, used: Set<string>): SourceEntry[] {
-    const date = meta.date ?? localCaptureDate(media.file.mtimeMs);
+    const date = meta.date ?? fileTimeCaptureDate(media.file.mtimeMs);
     const camera = cameraSegment(meta.make, meta.model);
     const dot = media.name.lastIndexOf(".");
     const stem = media.name.slice(0, dot);
@@ -548,10 +565,9 @@ export class PhotosSource implements Source {
       const all = [path, ...sidecarPaths].map((p) => p.toLowerCase());
       if (all.some((p) => used.has(p)) || new Set(all).size !== all.length) continue;
       for (const p of all) used.add(p);
-      return [
-        localFileEntry(media.file, path, media.sha256),
-        ...media.sidecars.map((s, i) => localFileEntry(s.file, sidecarPaths[i])),
-      ];
+      const entry = localFileEntry(media.file, path, media.sha256);
+      if (!meta.date) entry.note = DATED_BY_FILE_TIME;
+      return [entry, ...media.sidecars.map((s, i) => localFileEntry(s.file, sidecarPaths[i]))];
     }
   }
 }

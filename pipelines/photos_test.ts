@@ -1,9 +1,9 @@
-import { assert, assertEquals, assertRejects } from "../tests/_assert.ts";
+import assert from "node:assert/strict";
 import exifr from "exifr";
 import { type SourceEntry, SourceError, type SourceProblem } from "./source.ts";
 import {
   cameraSegment,
-  localCaptureDate,
+  fileTimeCaptureDate,
   ORPHAN_SIDECAR,
   parseCaptureDate,
   photosSource,
@@ -78,7 +78,7 @@ function tiffBlock(exif: NonNullable<JpegSpec["exif"]>): number[] {
   writeIfd(ifd0Tags, true);
   writeIfd(exifTags, false);
   dataAt = b.out.length;
-  assertEquals(dataAt, exifAt + ifdSize(exifTags.length));
+  assert.deepStrictEqual(dataAt, exifAt + ifdSize(exifTags.length));
   return [...b.out, ...data];
 }
 
@@ -141,7 +141,7 @@ async function readAll(stream: ReadableStream<Uint8Array>): Promise<Uint8Array> 
 }
 
 function ymd(mtime: Date): string {
-  const d = localCaptureDate(mtime.getTime());
+  const d = fileTimeCaptureDate(mtime.getTime());
   const p = (n: number, w = 2) => String(n).padStart(w, "0");
   return `${p(d.year, 4)}/${p(d.month)}/${p(d.day)}`;
 }
@@ -151,27 +151,27 @@ function ymd(mtime: Date): string {
 Deno.test("photos: the test JPEG builder's bytes are parsed by exifr", async () => {
   const jpeg = buildJpeg({ exif: CANON });
   const out = await exifr.parse(jpeg, { reviveValues: false });
-  assertEquals(
+  assert.deepStrictEqual(
     [out.Make, out.Model, out.DateTimeOriginal],
     ["Canon", "Canon EOS 5D", "2019:07:04 12:34:56"],
   );
-  assertEquals(await exifr.parse(buildJpeg(), { reviveValues: false }), undefined);
+  assert.deepStrictEqual(await exifr.parse(buildJpeg(), { reviveValues: false }), undefined);
 });
 
 Deno.test("photos: photoTargetPath fills zero-padded fields, name and camera; rejects bad layouts", () => {
   const date = { year: 2019, month: 7, day: 4 };
-  assertEquals(
+  assert.deepStrictEqual(
     photoTargetPath("{yyyy}/{mm}/{dd}/{name}", { date, name: "a.jpg" }),
     "2019/07/04/a.jpg",
   );
-  assertEquals(
+  assert.deepStrictEqual(
     photoTargetPath("{camera}/{yyyy}-{mm}/{name}", {
       date: { year: 812, month: 12, day: 31 },
       name: "b.png",
     }),
     "unknown/0812-12/b.png",
   );
-  assertEquals(
+  assert.deepStrictEqual(
     photoTargetPath("{camera}/{name}", { date, name: "c.jpg", camera: "Pixel 7" }),
     "Pixel 7/c.jpg",
   );
@@ -184,15 +184,15 @@ Deno.test("photos: photoTargetPath fills zero-padded fields, name and camera; re
     }
     assert(err instanceof SourceError, `${layout}: ${err}`);
   }
-  assertEquals(cameraSegment("NIKON CORPORATION", "NIKON D750"), "NIKON D750");
-  assertEquals(cameraSegment("Apple", "iPhone 12 Pro"), "Apple iPhone 12 Pro");
-  assertEquals(cameraSegment(" Odd/Make ", "Mo:del\u0001 "), "Odd_Make Mo_del_");
-  assertEquals(cameraSegment(undefined, undefined), "unknown");
-  assertEquals(cameraSegment("..", ""), "unknown");
-  assertEquals(parseCaptureDate("2019:07:04 12:34:56")?.hour, 12);
-  assertEquals(parseCaptureDate("2018-01-02T03:04:05+02:00")?.hour, 3); // as written
-  assertEquals(parseCaptureDate("0000:00:00 00:00:00"), undefined);
-  assertEquals(parseCaptureDate("2019:02:30 00:00:00"), undefined);
+  assert.deepStrictEqual(cameraSegment("NIKON CORPORATION", "NIKON D750"), "NIKON D750");
+  assert.deepStrictEqual(cameraSegment("Apple", "iPhone 12 Pro"), "Apple iPhone 12 Pro");
+  assert.deepStrictEqual(cameraSegment(" Odd/Make ", "Mo:del\u0001 "), "Odd_Make Mo_del_");
+  assert.deepStrictEqual(cameraSegment(undefined, undefined), "unknown");
+  assert.deepStrictEqual(cameraSegment("..", ""), "unknown");
+  assert.deepStrictEqual(parseCaptureDate("2019:07:04 12:34:56")?.hour, 12);
+  assert.deepStrictEqual(parseCaptureDate("2018-01-02T03:04:05+02:00")?.hour, 3); // as written
+  assert.deepStrictEqual(parseCaptureDate("0000:00:00 00:00:00"), undefined);
+  assert.deepStrictEqual(parseCaptureDate("2019:02:30 00:00:00"), undefined);
 });
 
 Deno.test("photos: EXIF date and camera place the photo; the layout's {camera} is Make+Model", async () => {
@@ -212,21 +212,24 @@ Deno.test("photos: EXIF date and camera place the photo; the layout's {camera} i
     await put(`${root}/DCIM/notes.txt`, "ignored silently");
 
     const { entries, problems } = await collect({ roots: [root] });
-    assertEquals(problems, []);
-    assertEquals(entries.map((e) => e.path), ["2019/07/04/IMG_1.jpg", "2020/12/31/nikon.JPG"]);
+    assert.deepStrictEqual(problems, []);
+    assert.deepStrictEqual(entries.map((e) => e.path), [
+      "2019/07/04/IMG_1.jpg",
+      "2020/12/31/nikon.JPG",
+    ]);
     const info = await Deno.stat(`${root}/DCIM/IMG_1.jpg`);
     const e = entries[0];
-    assertEquals([e.size, e.mtimeMs, e.mode, e.key], [
+    assert.deepStrictEqual([e.size, e.mtimeMs, e.mode, e.key], [
       jpeg.length,
       info.mtime!.getTime(),
       info.mode! & 0o7777,
       `${info.dev}:${info.ino}`,
     ]);
-    assertEquals(await readAll(await e.open()), jpeg);
-    assertEquals(await readAll(await e.open(10)), jpeg.subarray(10));
+    assert.deepStrictEqual(await readAll(await e.open()), jpeg);
+    assert.deepStrictEqual(await readAll(await e.open(10)), jpeg.subarray(10));
 
     const byCamera = await collect({ roots: [root], layout: "{camera}/{yyyy}-{mm}/{name}" });
-    assertEquals(byCamera.entries.map((e) => e.path), [
+    assert.deepStrictEqual(byCamera.entries.map((e) => e.path), [
       "Canon EOS 5D/2019-07/IMG_1.jpg",
       "NIKON D750/2020-12/nikon.JPG",
     ]);
@@ -239,10 +242,17 @@ Deno.test("photos: EXIF beyond the first 64 KiB is found in the first 256 KiB", 
     // The first 64 KiB alone do not give the date.
     const head = (await Deno.readFile(`${root}/far.jpg`)).subarray(0, 64 * 1024);
     const first = await exifr.parse(head, { reviveValues: false }).catch(() => undefined);
-    assertEquals(first?.DateTimeOriginal, undefined);
+    assert.deepStrictEqual(first?.DateTimeOriginal, undefined);
     const meta = await readPhotoMetadata(`${root}/far.jpg`);
-    assertEquals(meta.date, { year: 2019, month: 7, day: 4, hour: 12, minute: 34, second: 56 });
-    assertEquals([meta.make, meta.model], ["Canon", "Canon EOS 5D"]);
+    assert.deepStrictEqual(meta.date, {
+      year: 2019,
+      month: 7,
+      day: 4,
+      hour: 12,
+      minute: 34,
+      second: 56,
+    });
+    assert.deepStrictEqual([meta.make, meta.model], ["Canon", "Canon EOS 5D"]);
   });
 });
 
@@ -261,14 +271,14 @@ Deno.test("photos: without EXIF (photo or video) the mtime dates the file and {c
       roots: [root],
       layout: "{yyyy}/{mm}/{dd}/{camera}/{name}",
     });
-    assertEquals(problems, []);
-    assertEquals(entries.map((e) => e.path), [
+    assert.deepStrictEqual(problems, []);
+    assert.deepStrictEqual(entries.map((e) => e.path), [
       `${ymd(videoTime)}/unknown/clip.MP4`,
       `${ymd(videoTime)}/unknown/old.mov`,
       `${ymd(mtime)}/unknown/plain.jpg`,
     ]);
-    assertEquals(entries[0].size, video.length);
-    assertEquals(await readPhotoMetadata(`${root}/clips/clip.MP4`), {});
+    assert.deepStrictEqual(entries[0].size, video.length);
+    assert.deepStrictEqual(await readPhotoMetadata(`${root}/clips/clip.MP4`), {});
   });
 });
 
@@ -287,16 +297,20 @@ Deno.test("photos: sidecars follow their photo; an orphan sidecar is reported", 
     await put(`${root}/b/scan.aae`, "<plist/>");
 
     const { entries, problems } = await collect({ roots: [root] });
-    assertEquals(entries.map((e) => e.path), [
+    assert.deepStrictEqual(entries.map((e) => e.path), [
       "2019/07/04/IMG_1.jpg",
       "2019/07/04/IMG_1.jpg.json",
       "2019/07/04/IMG_1.xmp",
       `${ymd(mtime)}/scan.png`,
       `${ymd(mtime)}/scan.aae`,
     ]);
-    assertEquals(problems, [{ path: `${root}/a/IMG_9.XMP`, message: ORPHAN_SIDECAR }]);
+    assert.deepStrictEqual(problems, [{
+      path: `${root}/a/IMG_9.XMP`,
+      message: ORPHAN_SIDECAR,
+      skipped: true,
+    }]);
     const xmp = entries.find((e) => e.path.endsWith(".xmp"))!;
-    assertEquals(new TextDecoder().decode(await readAll(await xmp.open())), "<xmp/>");
+    assert.deepStrictEqual(new TextDecoder().decode(await readAll(await xmp.open())), "<xmp/>");
   });
 });
 
@@ -313,13 +327,13 @@ Deno.test("photos: an exact duplicate in a second root is collapsed and reported
     await put(`${r2}/other.jpg`, buildJpeg({ exif: CANON, salt: 1 }));
 
     const { entries, problems } = await collect({ roots: [r1, r2] });
-    assertEquals(entries.map((e) => e.path), [
+    assert.deepStrictEqual(entries.map((e) => e.path), [
       "2019/07/04/IMG_1.jpg",
       "2019/07/04/IMG_1.jpg.json",
       "2019/07/04/IMG_1.xmp", // the duplicate's, named after the kept photo
       "2019/07/04/other.jpg",
     ]);
-    assertEquals(problems.map((p) => [p.path, p.message.replace(dir, "DIR")]), [
+    assert.deepStrictEqual(problems.map((p) => [p.path, p.message.replace(dir, "DIR")]), [
       [`${r2}/IMG_1 copy.jpg`, `duplicate of DIR/one/a/IMG_1.jpg, skipped`],
       [
         `${r2}/IMG_1 copy.jpg.json`,
@@ -330,13 +344,16 @@ Deno.test("photos: an exact duplicate in a second root is collapsed and reported
       new Uint8Array(await crypto.subtle.digest("SHA-256", jpeg)),
       (b) => b.toString(16).padStart(2, "0"),
     ).join("");
-    assertEquals(entries[0].sha256, hex);
-    assertEquals(new TextDecoder().decode(await readAll(await entries[2].open())), "<from-dup/>");
+    assert.deepStrictEqual(entries[0].sha256, hex);
+    assert.deepStrictEqual(
+      new TextDecoder().decode(await readAll(await entries[2].open())),
+      "<from-dup/>",
+    );
 
     // With dedupe off both are kept.
     const all = await collect({ roots: [r1, r2], dedupe: false });
-    assertEquals(all.problems, []);
-    assertEquals(all.entries.map((e) => e.path), [
+    assert.deepStrictEqual(all.problems, []);
+    assert.deepStrictEqual(all.entries.map((e) => e.path), [
       "2019/07/04/IMG_1.jpg",
       "2019/07/04/IMG_1.jpg.json",
       "2019/07/04/IMG_1 copy.jpg",
@@ -357,8 +374,8 @@ Deno.test("photos: different photos with the same name and date get distinct pat
     await put(`${r1}/b/img_1.xmp`, "<b/>");
 
     const { entries, problems } = await collect({ roots: [r1, r2] });
-    assertEquals(problems, []);
-    assertEquals(entries.map((e) => e.path), [
+    assert.deepStrictEqual(problems, []);
+    assert.deepStrictEqual(entries.map((e) => e.path), [
       "2019/07/04/img_1.JPG",
       "2019/07/04/img_1.xmp",
       "2019/07/04/IMG_1 (2).jpg",
@@ -366,19 +383,21 @@ Deno.test("photos: different photos with the same name and date get distinct pat
       "2019/07/04/IMG_1 (3).jpg",
     ]);
     const moved = entries[3];
-    assertEquals(new TextDecoder().decode(await readAll(await moved.open())), "<z/>");
+    assert.deepStrictEqual(new TextDecoder().decode(await readAll(await moved.open())), "<z/>");
 
     // The same run again gives the same paths.
     const again = await collect({ roots: [r1, r2] });
-    assertEquals(again.entries.map((e) => e.path), entries.map((e) => e.path));
+    assert.deepStrictEqual(again.entries.map((e) => e.path), entries.map((e) => e.path));
   });
 });
 
 Deno.test("photos: a missing root is a SourceError; bad options are rejected", async () => {
   await withTempDir(async (dir) => {
-    const err = await assertRejects(() => collect({ roots: [dir, `${dir}/missing`] }));
-    assert(err instanceof SourceError, String(err));
-    assert(err.message.includes(`${dir}/missing`), err.message);
+    await assert.rejects(() => collect({ roots: [dir, `${dir}/missing`] }), (err) => {
+      assert(err instanceof SourceError, String(err));
+      assert(err.message.includes(`${dir}/missing`), err.message);
+      return true;
+    });
     for (
       const options of [{ roots: [] }, { roots: ["rel"] }, { roots: [dir], layout: "{yyyy}/{mm}" }]
     ) {

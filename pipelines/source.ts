@@ -7,6 +7,7 @@
  *
  * @module
  */
+import { PifsError } from "../errors.ts";
 
 /** One file a source offers. */
 export interface SourceEntry {
@@ -41,6 +42,10 @@ export interface SourceEntry {
    * stored, instead of leaving it to the garbage collector, which keeps the
    * resident memory of a fast sync down. */
   freshPieces?: boolean;
+  /** A remark on how the source placed the entry (photos: dated by its file
+   * time, for lack of a date in its metadata): listed in the run's summary
+   * (`notes`), not a problem. */
+  note?: string;
 }
 
 /** A sync source. */
@@ -65,10 +70,17 @@ export interface SourceProblem {
    * (this is that file's source path): not a problem, the content is stored
    * once; the engine counts it in `duplicates`, not in `problems`. */
   duplicateOf?: string;
+  /** Set when the entry was left out by the job's own rules (a symbolic link
+   * while `follow_symlinks` is off, a sidecar without its photo): named and
+   * counted in `files_skipped`, but not a failure. Any other problem is a
+   * file asked for and not stored: it counts in `files_failed`. */
+  skipped?: boolean;
 }
 
 /** A source failed in a way that names its cause (and the entry, when one). */
-export class SourceError extends Error {
+export class SourceError extends PifsError {
+  /** What kind of failure this is (see `PifsError.code`). */
+  override readonly code: string = "SOURCE";
   /** The error's name. */
   override name = "SourceError";
   /** The entry's path in the target, when the error concerns one entry. */

@@ -1,5 +1,8 @@
 /** Runs an external program and throws a clear error when it fails. */
-export class CommandError extends Error {
+import { PifsError } from "../errors.ts";
+export class CommandError extends PifsError {
+  /** What kind of failure this is (see `PifsError.code`). */
+  override readonly code: string = "COMMAND";
   /** The error's name. */
   override name = "CommandError";
   /** The command line that failed. */

@@ -13,6 +13,7 @@
  *
  * @module
  */
+import { PifsError } from "../errors.ts";
 import { crc32c } from "../link/crc32c.ts";
 import { run } from "./_run.ts";
 
@@ -61,13 +62,17 @@ export const PIFS_CONFIG_TXT = [
 ].join("\n");
 
 /** A bad card, a bad size, or a card that could not be made. */
-export class CardError extends Error {
+export class CardError extends PifsError {
+  /** What kind of failure this is (see `PifsError.code`). */
+  override readonly code: string = "CARD";
   /** The error's name. */
   override name = "CardError";
 }
 
 /** The card holds data and `force` was not given: nothing was written. */
 export class CardHoldsDataError extends CardError {
+  /** What kind of failure this is (see `PifsError.code`). */
+  override readonly code: string = "CARD_HOLDS_DATA";
   /** What is on the card. */
   readonly survey: CardSurvey;
   /** A refusal to overwrite `survey`. */

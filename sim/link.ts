@@ -17,6 +17,7 @@
  *
  * @module
  */
+import { PifsError } from "../errors.ts";
 import { run } from "./_run.ts";
 
 /** Options of {@linkcode startLink}. */
@@ -96,7 +97,9 @@ export interface LinkHandle {
 }
 
 /** A bad link option, or a link that could not start or stop cleanly. */
-export class LinkError extends Error {
+export class LinkError extends PifsError {
+  /** What kind of failure this is (see `PifsError.code`). */
+  override readonly code: string = "LINK";
   /** The error's name. */
   override name = "LinkError";
 }

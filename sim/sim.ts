@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { PifsError } from "../errors.ts";
 import { fromHex, NodeClient, TimeoutError, toHex } from "../link/client.ts";
 import { statusToStr } from "../link/codec.ts";
 import { SerialPort } from "../link/serial.ts";
@@ -104,7 +105,9 @@ export async function firmwareImage(board: string): Promise<string> {
 }
 
 /** A bad `sim` request. */
-export class SimError extends Error {
+export class SimError extends PifsError {
+  /** What kind of failure this is (see `PifsError.code`). */
+  override readonly code: string = "SIM";
   /** The error's name. */
   override name = "SimError";
 }
@@ -457,9 +460,16 @@ export async function simUp(dir: string, opts: SimUpOptions = {}): Promise<Clust
         log(`node ${n.id} formatted: ${(info.capacity / 1024 ** 2).toFixed(1)} MiB for chunks`);
       } else {
         const info = await client.info();
-        if (info.status !== 0 || info.clusterId !== c.cluster_id) {
+        if (info.status !== 0) {
           throw new SimError(
-            `node ${n.id}: card ${n.card} is not this cluster's (status ${info.status}, cluster ${info.clusterId})`,
+            `node ${n.id}: card ${n.card} cannot be used: ${statusToStr(info.status)}; nothing ` +
+              `was written to it`,
+          );
+        }
+        if (info.clusterId !== c.cluster_id) {
+          throw new SimError(
+            `node ${n.id}: card ${n.card} holds another cluster's store (cluster ` +
+              `${info.clusterId}, this one is ${c.cluster_id}); nothing was written to it`,
           );
         }
       }

@@ -3,6 +3,7 @@
  *
  * @module
  */
+import { PifsError } from "../errors.ts";
 import { z } from "zod";
 import { type ClientOptions, NodeClient } from "../link/client.ts";
 import { SerialPort } from "../link/serial.ts";
@@ -107,7 +108,9 @@ const ClusterFileSchema: z.ZodType<ClusterFile> = z.object({
 });
 
 /** A cluster directory that is missing or not valid. */
-export class ClusterError extends Error {
+export class ClusterError extends PifsError {
+  /** What kind of failure this is (see `PifsError.code`). */
+  override readonly code: string = "CLUSTER";
   /** The error's name. */
   override name = "ClusterError";
   /** The cluster directory. */

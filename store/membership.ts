@@ -16,6 +16,7 @@
  *
  * @module
  */
+import { PifsError } from "../errors.ts";
 import { fromHex } from "../link/client.ts";
 import { Status, statusToStr } from "../link/codec.ts";
 import {
@@ -52,7 +53,9 @@ export interface AddNodeResult {
 }
 
 /** A Pi that cannot join: its port is a member already, its card holds another store. */
-export class NodeAddError extends Error {
+export class NodeAddError extends PifsError {
+  /** What kind of failure this is (see `PifsError.code`). */
+  override readonly code: string = "NODE_ADD";
   /** The error's name. */
   override name = "NodeAddError";
 }

@@ -5,20 +5,60 @@
  *
  * @module
  */
+import { PifsError, printable } from "../errors.ts";
 import { Buffer } from "node:buffer";
 import { deflateRawSync, inflateRawSync } from "node:zlib";
 
 /** A remote path that is not acceptable. */
-export class PathError extends Error {
+export class PathError extends PifsError {
+  /** What kind of failure this is (see `PifsError.code`). */
+  override readonly code: string = "PATH";
   /** The error's name. */
   override name = "PathError";
   /** The offending path. */
   readonly path: string;
-  /** A problem with `path`. */
-  constructor(path: string, message: string) {
-    super(`remote path '${path}': ${message}`);
+  /**
+   * A problem with `path`; `code` is `NAME_TOO_LONG` for a name or path over
+   * {@linkcode MAX_NAME} or {@linkcode MAX_PATH} bytes, `RESERVED` for a path
+   * in {@linkcode SNAPSHOTS_DIR}, `PATH` otherwise.
+   */
+  constructor(path: string, message: string, code = "PATH") {
+    super(`remote path '${printable(path)}': ${message}`);
     this.path = path;
+    this.code = code;
   }
+}
+
+/**
+ * The top-level directory under which the mount shows the snapshots
+ * (`/.snapshots/NAME/...`): reserved, so nothing can be stored there.
+ */
+export const SNAPSHOTS_DIR = ".snapshots";
+
+/**
+ * Throws a {@linkcode PathError} (code `RESERVED`) if the normalised path
+ * `path` is {@linkcode SNAPSHOTS_DIR} or lies under it; returns `path`.
+ * Every path that names something to create, move or change in the store
+ * passes here ({@linkcode Store.commit} checks each entry).
+ *
+ * @example
+ * ```ts
+ * import { checkWritable } from "./namespace.ts";
+ * if (checkWritable("/photos") !== "/photos") throw new Error();
+ * let refused = false;
+ * try { checkWritable("/.snapshots/x"); } catch { refused = true; }
+ * if (!refused) throw new Error("/.snapshots accepted");
+ * ```
+ */
+export function checkWritable(path: string): string {
+  if (path === `/${SNAPSHOTS_DIR}` || path.startsWith(`/${SNAPSHOTS_DIR}/`)) {
+    throw new PathError(
+      path,
+      `/${SNAPSHOTS_DIR} is reserved for the snapshots (read them with pifs snapshots or the mount)`,
+      "RESERVED",
+    );
+  }
+  return path;
 }
 
 /** Longest name of one path component, in UTF-8 bytes. */
@@ -42,7 +82,7 @@ export const MAX_PATH = 4096;
 export function normalizePath(path: string): string {
   if (typeof path !== "string" || path.length === 0) throw new PathError(path, "empty path");
   if (new TextEncoder().encode(path).length > MAX_PATH) {
-    throw new PathError(path.slice(0, 40) + "…", `longer than ${MAX_PATH} bytes`);
+    throw new PathError(path.slice(0, 40) + "…", `longer than ${MAX_PATH} bytes`, "NAME_TOO_LONG");
   }
   // deno-lint-ignore no-control-regex
   if (/[\x00-\x1f\x7f]/.test(path)) throw new PathError(path, "contains a control character");
@@ -53,10 +93,44 @@ export function normalizePath(path: string): string {
     if (p === "") throw new PathError(path, "has an empty name (//)");
     if (p === "." || p === "..") throw new PathError(path, `'${p}' is not allowed`);
     if (new TextEncoder().encode(p).length > MAX_NAME) {
-      throw new PathError(path, `name '${p.slice(0, 20)}…' is longer than ${MAX_NAME} bytes`);
+      throw new PathError(
+        path,
+        `name '${p.slice(0, 20)}…' is longer than ${MAX_NAME} bytes`,
+        "NAME_TOO_LONG",
+      );
     }
   }
   return "/" + parts.join("/");
+}
+
+/** Omit over each member of a union. */
+export type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
+
+/**
+ * The store paths a journal entry creates, removes or changes (both ends of
+ * a `mv`); none for entries that name no path (snapshots, checkpoints).
+ *
+ * @example
+ * ```ts
+ * import { entryPaths } from "./namespace.ts";
+ * const paths = entryPaths({ op: "mv", p: "/a", to: "/b", mtime: 0 });
+ * if (paths.join() !== "/a,/b") throw new Error();
+ * ```
+ */
+export function entryPaths(entry: DistributiveOmit<JournalEntry, "s">): string[] {
+  switch (entry.op) {
+    case "put":
+    case "mkdir":
+    case "rm":
+    case "attr":
+    case "symlink":
+    case "copies":
+      return [entry.p];
+    case "mv":
+      return [entry.p, entry.to];
+    default:
+      return [];
+  }
 }
 
 /** Parent directory of a normalised path ("/" for top-level names). */
@@ -370,7 +444,9 @@ export function encodeEntry(e: JournalEntry): Uint8Array {
 }
 
 /** A journal that cannot be read back as entries. */
-export class JournalError extends Error {
+export class JournalError extends PifsError {
+  /** What kind of failure this is (see `PifsError.code`). */
+  override readonly code: string = "JOURNAL";
   /** The error's name. */
   override name = "JournalError";
 }

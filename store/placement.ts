@@ -40,6 +40,7 @@
  *
  * @module
  */
+import { PifsError } from "../errors.ts";
 
 /**
  * A node that chunks can be placed on.
@@ -76,7 +77,9 @@ export interface PlacementNode {
  * }
  * ```
  */
-export class PlacementError extends Error {
+export class PlacementError extends PifsError {
+  /** What kind of failure this is (see `PifsError.code`). */
+  override readonly code: string = "PLACEMENT";
   /** The error's name. */
   override name = "PlacementError";
   /** The offending value. */

@@ -35,6 +35,7 @@
  *
  * @module
  */
+import { SourceError } from "../pipelines/source.ts";
 import { Feed } from "./feed.ts";
 import type { PutStats, Store } from "./store.ts";
 
@@ -61,6 +62,13 @@ export interface PutQueueOptions {
   onBytes?: (n: number) => void;
   /** Called when a file is committed (visible, whole). */
   onFile?: (path: string, size: number) => void;
+  /**
+   * Called when a file's own source fails (it cannot be opened or read, or
+   * it changed while read: a {@linkcode SourceError}): the file is not
+   * stored and the queue goes on. Without it, such a failure stops the
+   * queue as any other does.
+   */
+  onFailed?: (path: string, error: SourceError) => void;
 }
 
 /** What {@linkcode PutQueue.add} needs to know of a file. */
@@ -77,9 +85,11 @@ export interface PutFileMeta {
 
 /**
  * Stores files several at a time, so that every Pi's link stays busy; each
- * file becomes visible once it is whole. The first failure stops the queue:
- * it is thrown by the next {@linkcode PutQueue.add} or by
- * {@linkcode PutQueue.finish}, and no file is started after it.
+ * file becomes visible once it is whole. A failure of one file's source goes
+ * to {@linkcode PutQueueOptions.onFailed} when given; any other failure (the
+ * store's: no quorum, no space) stops the queue: it is thrown by the next
+ * {@linkcode PutQueue.add} or by {@linkcode PutQueue.finish}, and no file
+ * is started after it ({@linkcode PutQueue.failedPath} names its file).
  *
  * @example
  * ```ts ignore
@@ -98,6 +108,7 @@ export class PutQueue {
   #feed: Feed;
   #failure: unknown;
   #failed = false;
+  #failedPath?: string;
 
   /** A queue that stores into `store`. */
   constructor(store: Store, opts: PutQueueOptions = {}) {
@@ -134,13 +145,22 @@ export class PutQueue {
     return this.#running.size;
   }
 
+  /** The file whose failure stopped the queue, if one did (undefined for a directory or link). */
+  get failedPath(): string | undefined {
+    return this.#failedPath;
+  }
+
   #check() {
     if (this.#failed) throw this.#failure;
   }
 
-  #track(p: Promise<void>, size: number) {
+  #track(p: Promise<void>, size: number, path?: string) {
     const t: Promise<void> = p.catch((e) => {
-      if (!this.#failed) this.#failed = true, this.#failure = e;
+      if (e instanceof SourceError && path !== undefined && this.#opts.onFailed) {
+        this.#opts.onFailed(path, e);
+        return;
+      }
+      if (!this.#failed) this.#failed = true, this.#failure = e, this.#failedPath = path;
     }).finally(() => {
       this.#running.delete(t);
       this.#feed.bytes -= size;
@@ -182,6 +202,7 @@ export class PutQueue {
         this.#opts.onFile?.(path, meta.size);
       })(),
       meta.size,
+      path,
     );
   }
 
@@ -193,6 +214,15 @@ export class PutQueue {
   mkdir(path: string, mode: number, mtime: number): void {
     this.#check();
     this.#track(this.#store.commit({ op: "mkdir", p: path, mode, mtime }), 0);
+  }
+
+  /**
+   * Records the symbolic link `path` pointing to `target` (a journal entry,
+   * committed in order as {@linkcode PutQueue.mkdir}'s are).
+   */
+  symlink(path: string, target: string, mtime: number): void {
+    this.#check();
+    this.#track(this.#store.commit({ op: "symlink", p: path, target, mtime }), 0);
   }
 
   /** Waits for every file started; throws the first failure. */

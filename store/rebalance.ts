@@ -28,7 +28,8 @@
  *
  * @module
  */
-import { chunkId } from "../link/client.ts";
+import { PifsError } from "../errors.ts";
+import { chunkId, NodeError } from "../link/client.ts";
 import { rankNodes } from "./placement.ts";
 import type { Store } from "./store.ts";
 
@@ -77,7 +78,9 @@ export interface RebalanceResult {
 }
 
 /** Input that rebalance or drain refuses: a node that is down, an unknown node. */
-export class RebalanceError extends Error {
+export class RebalanceError extends PifsError {
+  /** What kind of failure this is (see `PifsError.code`). */
+  override readonly code: string = "REBALANCE";
   /** The error's name. */
   override name = "RebalanceError";
 }
@@ -240,7 +243,7 @@ async function lineOp<T>(n: number, fn: () => Promise<T>): Promise<T> {
   try {
     return await fn();
   } catch (e) {
-    if ((e as Error).name === "NodeError") throw e;
+    if (e instanceof NodeError) throw e;
     throw new RebalanceError(
       `node ${n} stopped answering (${(e as Error).message}); ` +
         "nothing is lost: run the command again once it is back",

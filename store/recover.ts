@@ -23,6 +23,7 @@
  *
  * @module
  */
+import { PifsError } from "../errors.ts";
 import { statusToStr } from "../link/codec.ts";
 import { nodeBinary } from "../sim/sim.ts";
 import { type ClusterFile, connectNode } from "./cluster.ts";
@@ -76,7 +77,9 @@ export interface RecoverReport {
 }
 
 /** Input `recover` refuses: named images, an output directory that holds data. */
-export class RecoverError extends Error {
+export class RecoverError extends PifsError {
+  /** What kind of failure this is (see `PifsError.code`). */
+  override readonly code: string = "RECOVER";
   /** The error's name. */
   override name = "RecoverError";
 }

@@ -4,24 +4,28 @@
  *
  * @module
  */
+import { PifsError } from "../errors.ts";
 import { sha256 } from "@noble/hashes/sha2.js";
 import { bytesToHex } from "@noble/hashes/utils.js";
-import { chunkId, NodeClient, type NodeInfo } from "../link/client.ts";
-import { MAX_DATA } from "../link/codec.ts";
+import { chunkId, NodeClient, NodeError, type NodeInfo } from "../link/client.ts";
+import { MAX_DATA, ProtocolError, Status } from "../link/codec.ts";
 import { type SerialPort, tryLockFile } from "../link/serial.ts";
 import { type ClusterFile, type NodeEntry, openNodePort, readClusterFile } from "./cluster.ts";
 import { type CheckpointRow, type Entry, Index } from "./index_db.ts";
 import {
   canZip,
   type CheckpointObject,
+  checkWritable,
   decodeCheckpoint,
   decodeJournal,
   decodeManifest,
   decodeSnapshot,
   decodeTree,
+  type DistributiveOmit,
   encodeEntry,
   encodeManifest,
   encodeObject,
+  entryPaths,
   type JournalEntry,
   JournalError,
   type Manifest,
@@ -68,13 +72,35 @@ const CATCH_UP_PART = 2048;
 export const READ_AHEAD_BYTES = 32 * 1024 * 1024;
 
 /** Too few nodes answer for the copies or the journal quorum asked for. */
-export class QuorumError extends Error {
+export class QuorumError extends PifsError {
+  /** What kind of failure this is (see `PifsError.code`). */
+  override readonly code: string = "QUORUM";
   /** The error's name. */
   override name = "QuorumError";
 }
 
+/**
+ * Nodes answered that their cards are full (ENOSPC): they are up, and named
+ * in {@linkcode NoSpaceError.nodes}; what could not be stored is in the message.
+ */
+export class NoSpaceError extends PifsError {
+  /** What kind of failure this is (see `PifsError.code`). */
+  override readonly code: string = "ENOSPC";
+  /** The error's name. */
+  override name = "NoSpaceError";
+  /** The ids of the nodes that said their card is full. */
+  readonly nodes: number[];
+  /** `message` names what was not stored; `nodes` the full nodes. */
+  constructor(message: string, nodes: number[], options?: ErrorOptions) {
+    super(message, options);
+    this.nodes = nodes;
+  }
+}
+
 /** Another program (another pifs command) holds some of the cluster's serial lines. */
-export class ClusterBusyError extends Error {
+export class ClusterBusyError extends PifsError {
+  /** What kind of failure this is (see `PifsError.code`). */
+  override readonly code: string = "CLUSTER_BUSY";
   /** The error's name. */
   override name = "ClusterBusyError";
   /** The cluster directory. */
@@ -169,7 +195,9 @@ export interface StoreOptions {
  * if (!e.message.includes("read-only")) throw e;
  * ```
  */
-export class ReadOnlyError extends Error {
+export class ReadOnlyError extends PifsError {
+  /** What kind of failure this is (see `PifsError.code`). */
+  override readonly code: string = "READ_ONLY";
   /** The error's name. */
   override name = "ReadOnlyError";
   /** A write (`what`) refused by a read-only store. */
@@ -498,6 +526,8 @@ export class Store {
 
   #markDown(st: NodeState, e: unknown) {
     if (!st.client) return; // already down
+    // Requests still in flight when the store closes fail: that is not the node.
+    if (this.#closing && e instanceof ProtocolError) return;
     st.error = (e as Error).message ?? String(e);
     this.#opts.log?.(`node ${st.entry.id} is down: ${st.error}`);
     const c = st.client;
@@ -810,7 +840,7 @@ export class Store {
             st.journalLength = r.length;
           }
         } catch (err) {
-          if ((err as Error).name !== "NodeError") {
+          if (!(err instanceof NodeError)) {
             this.#markDown(st, err);
             return;
           }
@@ -1014,6 +1044,11 @@ export class Store {
     snapshot?: SnapshotObject,
   ): Promise<void> {
     if (this.#opts.readOnly) return Promise.reject(new ReadOnlyError(`commit of ${entry.op}`));
+    try {
+      for (const p of entryPaths(entry)) checkWritable(p);
+    } catch (e) {
+      return Promise.reject(e);
+    }
     return new Promise<void>((resolve, reject) => {
       this.#queue.push({ entry, manifest, snapshot, resolve: () => resolve(), reject });
       if (!this.#committing) this.#drained = this.#drain();
@@ -1122,6 +1157,7 @@ export class Store {
       })`
       : `journal entries ${e0.s}..${lastS}`;
     const quorum = this.quorum();
+    const full: number[] = [];
     // Sends the entries to a node that holds the journal up to `applied`;
     // one that lacks entries since the last checkpoint gets those first
     // (`behind`: a lazy follower, needed now).
@@ -1135,7 +1171,8 @@ export class Store {
       } catch (err) {
         // A node that answered with an error (its journal differs, it is
         // full) is not down: it just does not count towards the quorum.
-        if ((err as Error).name === "NodeError") {
+        if (err instanceof NodeError) {
+          if (err.status === Status.ENOSPC) full.push(st.entry.id);
           this.#opts.log?.(`node ${st.entry.id}: ${what} refused: ${(err as Error).message}`);
         } else this.#markDown(st, err);
       }
@@ -1156,10 +1193,16 @@ export class Store {
       );
     }
     if (ok < quorum) {
-      throw new QuorumError(
-        `${what} reached ${ok} of ${this.nodes.size} nodes; ` +
-          `${quorum} needed (down: ${this.#downList()})`,
-      );
+      const reached = `${what} reached ${ok} of ${this.nodes.size} nodes; ${quorum} needed`;
+      if (full.length > 0) {
+        throw new NoSpaceError(
+          `${reached}: no space left for the journal on node${full.length > 1 ? "s" : ""} ` +
+            `${full.sort((a, b) => a - b).join(", ")} (ENOSPC)` +
+            (this.#downList() === "none" ? "" : ` (down: ${this.#downList()})`),
+          full,
+        );
+      }
+      throw new QuorumError(`${reached} (down: ${this.#downList()})`);
     }
     if (entries[0].op === "ckpt") this.#crashPoint("ckpt-append");
     this.index.tx(() => {
@@ -1291,9 +1334,11 @@ export class Store {
     const ranked = rankNodes(id, this.#weights());
     const holders = new Set(have);
     const tried = new Set<number>();
+    const full: number[] = [];
     let sent = false;
     // The copies go out in parallel, to the best-ranked nodes that answer;
-    // a node that fails hands its copy to the next one in rank.
+    // a node that fails, or whose card is full, hands its copy to the next
+    // one in rank (a full node is not down: it still serves what it holds).
     while (holders.size < copies) {
       const targets = ranked.filter((nid) =>
         !holders.has(nid) && !tried.has(nid) && this.nodes.get(nid)!.client
@@ -1312,19 +1357,28 @@ export class Store {
           this.index.addLocation(id, data.length, nid);
           holders.add(nid);
         } catch (e) {
-          if ((e as Error).name === "NodeError") throw e; // the node said no: full, bad data
-          this.#markDown(st, e);
+          if (e instanceof NodeError && e.status === Status.ENOSPC) full.push(nid);
+          else if (e instanceof NodeError) throw e; // the node said no: bad data
+          else this.#markDown(st, e);
         }
       });
       queued(); // every copy of this round is counted in its node's queue
       await Promise.all(sends);
     }
     if (holders.size < copies && !(this.#opts.degraded && holders.size > 0)) {
-      throw new QuorumError(
-        `chunk ${
-          id.slice(0, 12)
-        }: ${holders.size} of ${copies} copies stored (down: ${this.#downList()})`,
-      );
+      const what =
+        `chunk ${id.slice(0, 12)} (${data.length} bytes): ${holders.size} of ${copies} ` +
+        `copies stored`;
+      if (full.length > 0) {
+        throw new NoSpaceError(
+          `${what}: no space left on node${full.length > 1 ? "s" : ""} ${
+            full.sort((a, b) => a - b).join(", ")
+          } (ENOSPC)` +
+            (this.#downList() === "none" ? "" : ` (down: ${this.#downList()})`),
+          full,
+        );
+      }
+      throw new QuorumError(`${what} (down: ${this.#downList()})`);
     }
     return { id, nodes: [...holders], sent };
   }
@@ -1372,7 +1426,7 @@ export class Store {
         return await this.#slots.get(nid)!.run(() => this.#client(st).getChunk(id));
       } catch (e) {
         errors.push(`node ${nid}: ${(e as Error).message}`);
-        if ((e as Error).name !== "NodeError") this.#markDown(st, e);
+        if (!(e instanceof NodeError)) this.#markDown(st, e);
       }
     }
     throw new QuorumError(
@@ -1581,5 +1635,4 @@ function sha256Hex(b: Uint8Array): string {
   return bytesToHex(sha256(b));
 }
 
-/** Omit over each member of a union. */
-export type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
+export type { DistributiveOmit } from "./namespace.ts";

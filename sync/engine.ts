@@ -47,8 +47,19 @@ export interface SyncSummary {
   files_changed: number;
   /** Files skipped as unchanged (by the cache, or read and found identical). */
   files_unchanged: number;
-  /** Files that could not be stored (reported in `problems`). */
+  /**
+   * Files asked for and not stored (each is in `problems`): unreadable
+   * files and directories, special files, names the store refuses, files
+   * that failed while being stored. Any makes the run `partial` and the
+   * exit code 1.
+   */
   files_failed: number;
+  /**
+   * Entries left out by the job's own rules (symbolic links while
+   * `follow_symlinks` is off, sidecars without a photo): each is in
+   * `problems` with `skipped: true`; not failures.
+   */
+  files_skipped: number;
   /** Bytes read from the sources. */
   bytes_read: number;
   /** Bytes the host wrote to the Pis' links during the run. */
@@ -65,6 +76,8 @@ export interface SyncSummary {
   duplicates: number;
   /** Entries skipped or failed, with why. */
   problems: SourceProblem[];
+  /** Remarks of the sources on entries of this run, e.g. photos dated by their file time. */
+  notes: { path: string; note: string }[];
   /** Wall time of the run in seconds. */
   seconds: number;
 }
@@ -222,6 +235,7 @@ export async function runJob(
     files_changed: 0,
     files_unchanged: 0,
     files_failed: 0,
+    files_skipped: 0,
     bytes_read: 0,
     wire_bytes: 0,
     chunks_new: 0,
@@ -230,6 +244,7 @@ export async function runJob(
     snapshots_removed: [],
     duplicates: 0,
     problems: [],
+    notes: [],
     seconds: 0,
   };
   let newBytes = 0;
@@ -254,6 +269,8 @@ export async function runJob(
       return;
     }
     sum.problems.push(p);
+    if (p.skipped) sum.files_skipped++;
+    else sum.files_failed++;
     emit({ event: "problem", job: job.name, path: p.path, message: p.message });
   };
   const include = job.include.length ? picomatch(job.include, { dot: true }) : () => true;
@@ -459,6 +476,7 @@ export async function runJob(
         continue;
       }
       seen.add(path);
+      if (entry.note !== undefined) sum.notes.push({ path: entry.path, note: entry.note });
       prog.files_listed++;
       if (entry.size >= 0) prog.bytes_listed += entry.size;
       else prog.sizes_unknown++;
@@ -467,7 +485,6 @@ export async function runJob(
       const p: Promise<void> = storeEntry(entry, path, extra, first).catch((e) => {
         if (e instanceof FileFailed) {
           prog.files_done++;
-          sum.files_failed++;
           report({ path: entry.path, message: e.message });
         } else fatal ??= e;
       }).finally(() => {

@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { PifsError } from "../errors.ts";
 import type { SyncSummary } from "./engine.ts";
 
 /** What a scrub the daemon ran found (a `jobs.log` line of kind `scrub`). */
@@ -63,7 +64,7 @@ export interface RunRecord {
   /** What started it: `pifs sync`, the daemon's schedule, or (a repair) the scrub before it. */
   trigger: "sync" | "schedule" | "scrub";
   /** The summary (ok, partial). */
-  summary?: Omit<SyncSummary, "problems"> & { problems: number };
+  summary?: Omit<SyncSummary, "problems" | "notes"> & { problems: number; notes?: number };
   /** What a scrub found. */
   scrub?: ScrubRecord;
   /** What a repair did. */
@@ -73,7 +74,9 @@ export interface RunRecord {
 }
 
 /** Another process holds the cluster's sync lock. */
-export class LockedError extends Error {
+export class LockedError extends PifsError {
+  /** What kind of failure this is (see `PifsError.code`). */
+  override readonly code: string = "LOCKED";
   /** The error's name. */
   override name = "LockedError";
 }
@@ -83,8 +86,7 @@ function alive(pid: number): boolean {
     Deno.kill(pid, "SIGCONT");
     return true;
   } catch (e) {
-    return !(e instanceof Deno.errors.NotFound) && (e as Error).name !== "ESRCH" &&
-      !/ESRCH|No such process/.test((e as Error).message);
+    return !(e instanceof Deno.errors.NotFound); // ESRCH: no such process
   }
 }
 

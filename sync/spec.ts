@@ -19,6 +19,7 @@
  *
  * @module
  */
+import { PifsError } from "../errors.ts";
 import { CronPattern } from "croner";
 import picomatch from "picomatch";
 import { isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument } from "yaml";
@@ -26,7 +27,7 @@ import type { Document } from "yaml";
 import { z } from "zod";
 import { dirname, resolve } from "node:path";
 import process from "node:process";
-import { MAX_NAME, MAX_PATH, normalizePath } from "../store/namespace.ts";
+import { MAX_NAME, MAX_PATH, normalizePath, SNAPSHOTS_DIR } from "../store/namespace.ts";
 
 // ---------------------------------------------------------------------------
 // Public types
@@ -136,7 +137,11 @@ export interface SpecIssue {
 }
 
 /** A job file that cannot be used; the message lists every issue, one per line. */
-export class SpecError extends Error {
+export class SpecError extends PifsError {
+  /** What kind of failure this is (see `PifsError.code`). */
+  override readonly code: string = "SPEC";
+  /** A usage error: the CLI exits with 2. */
+  override readonly exitCode: number = 2;
   /** The error's name. */
   override name = "SpecError";
   /** The job file, as it was named to {@linkcode loadSpec} or {@linkcode parseSpec}. */
@@ -334,6 +339,9 @@ function targetIssue(s: string): string | undefined {
   if (/[\x00-\x1f\x7f]/.test(s)) return "must not contain control characters";
   if (new TextEncoder().encode(s).length > MAX_PATH) return `is longer than ${MAX_PATH} bytes`;
   if (s === "/") return undefined;
+  if (s.split("/")[1] === SNAPSHOTS_DIR) {
+    return `/${SNAPSHOTS_DIR} is reserved for the snapshots (choose another target)`;
+  }
   const segments = s.slice(1).split("/");
   if (segments.length > 1 && segments[segments.length - 1] === "") segments.pop();
   for (const seg of segments) {
@@ -594,7 +602,10 @@ const jobChecked = jobObject.superRefine((v, ctx) => checkJob(v, ctx, false), {
 /** The schema of one job (an item of `jobs:`); its output has defaults filled and paths as written. */
 export const jobSchema: z.ZodType<ParsedJob> = jobChecked.transform((v) => finishJob(v));
 
-const jobList = z.array(jobSchema).min(1).superRefine((jobs, ctx) => {
+const jobList = z.array(jobSchema).min(1).superRefine((jobs: unknown, ctx) => {
+  // Runs on invalid input too (when: always), to report duplicates beside
+  // other issues: `jobs` may be anything, not only a list.
+  if (!Array.isArray(jobs)) return;
   const seen = new Map<string, number>();
   jobs.forEach((job: unknown, i) => {
     if (!isRecord(job) || typeof job.name !== "string") return;
@@ -680,23 +691,77 @@ export function specJsonSchema(): Record<string, unknown> {
 // Loading
 // ---------------------------------------------------------------------------
 
+/** Largest job file {@linkcode loadSpec} reads (1 MiB: a job file is kilobytes). */
+export const MAX_SPEC_BYTES: number = 1024 * 1024;
+/** Deepest nesting of lists and mappings a job file may have (its format needs 6). */
+export const MAX_SPEC_DEPTH = 32;
+
 /**
- * Reads and parses the job file at `path`; see {@linkcode parseSpec}. A file
- * that cannot be read is a {@linkcode SpecError} naming the path.
+ * Reads and parses the job file at `path`; see {@linkcode parseSpec}. Only a
+ * regular file of at most {@linkcode MAX_SPEC_BYTES} in UTF-8 is read (a
+ * fifo, a device or a directory is refused before it is opened); a file that
+ * cannot be used is a {@linkcode SpecError} naming the path.
  */
 export async function loadSpec(path: string): Promise<JobSpec[]> {
-  let text: string;
+  const refuse = (message: string, cause?: unknown): never => {
+    throw new SpecError(path, [{ path: "", message: `cannot read the job file: ${message}` }], {
+      cause,
+    });
+  };
+  let text = "";
   try {
-    text = await Deno.readTextFile(path);
+    const st = await Deno.stat(path);
+    if (st.isDirectory) refuse("it is a directory");
+    if (!st.isFile) refuse("not a regular file (a fifo, socket or device is not read)");
+    if (st.size > MAX_SPEC_BYTES) {
+      refuse(`${st.size} bytes, more than a job file's ${MAX_SPEC_BYTES} (1 MiB)`);
+    }
+    // Read at most one byte past the limit: the file may grow after the stat.
+    using file = await Deno.open(path, { read: true });
+    const buf = new Uint8Array(MAX_SPEC_BYTES + 1);
+    let n = 0;
+    for (;;) {
+      const k = await file.read(buf.subarray(n));
+      if (k === null) break;
+      n += k;
+      if (n > MAX_SPEC_BYTES) refuse(`more than a job file's ${MAX_SPEC_BYTES} bytes (1 MiB)`);
+    }
+    text = decodeUtf8(buf.subarray(0, n), path);
   } catch (e) {
-    const message = e instanceof Deno.errors.NotFound
-      ? "cannot read the job file: no such file"
-      : e instanceof Deno.errors.IsADirectory
-      ? "cannot read the job file: it is a directory"
-      : `cannot read the job file: ${(e as Error).message}`;
-    throw new SpecError(path, [{ path: "", message }], { cause: e });
+    if (e instanceof SpecError) throw e;
+    if (e instanceof Deno.errors.NotFound) refuse("no such file", e);
+    if (e instanceof Deno.errors.PermissionDenied) refuse("permission denied", e);
+    if (e instanceof Deno.errors.IsADirectory) refuse("it is a directory", e);
+    refuse((e as Error).message, e);
   }
   return parseSpec(text, path);
+}
+
+/** `bytes` as UTF-8 text; invalid UTF-8 is a {@linkcode SpecError} at its line and column. */
+function decodeUtf8(bytes: Uint8Array, file: string): string {
+  try {
+    return new TextDecoder("utf-8", { fatal: true, ignoreBOM: false }).decode(bytes);
+  } catch {
+    // Find the first bad byte: decode growing prefixes line by line.
+    let line = 1, start = 0;
+    for (let i = 0; i <= bytes.length; i++) {
+      if (i === bytes.length || bytes[i] === 10) {
+        try {
+          new TextDecoder("utf-8", { fatal: true }).decode(bytes.subarray(start, i));
+        } catch {
+          break;
+        }
+        line++;
+        start = i + 1;
+      }
+    }
+    throw new SpecError(file, [{
+      path: "",
+      line,
+      column: 1,
+      message: "not valid UTF-8 text (a job file is UTF-8: re-save it as such)",
+    }]);
+  }
 }
 
 /**
@@ -723,9 +788,28 @@ export async function loadSpec(path: string): Promise<JobSpec[]> {
  */
 export function parseSpec(text: string, file: string): JobSpec[] {
   const lineCounter = new LineCounter();
-  const doc = withoutYamlDebugEnv(() =>
-    parseDocument(text, { lineCounter, prettyErrors: true, uniqueKeys: true })
-  );
+  const tooDeep = (e: unknown): never => {
+    if (!(e instanceof RangeError)) throw e;
+    throw new SpecError(file, [{ path: "", message: `nested too deeply (${e.message})` }]);
+  };
+  const flowDeep = flowDepthOffset(text, MAX_SPEC_DEPTH);
+  if (flowDeep !== undefined) {
+    const before = text.slice(0, flowDeep);
+    throw new SpecError(file, [{
+      path: "",
+      line: before.split("\n").length,
+      column: flowDeep - before.lastIndexOf("\n"),
+      message: `nested more than ${MAX_SPEC_DEPTH} levels deep (a job file needs 6)`,
+    }]);
+  }
+  let doc: Document;
+  try {
+    doc = withoutYamlDebugEnv(() =>
+      parseDocument(text, { lineCounter, prettyErrors: true, uniqueKeys: true })
+    );
+  } catch (e) {
+    return tooDeep(e);
+  }
   if (doc.errors.length > 0) {
     throw new SpecError(
       file,
@@ -745,9 +829,18 @@ export function parseSpec(text: string, file: string): JobSpec[] {
   try {
     data = withoutYamlDebugEnv(() => doc.toJS({ maxAliasCount: 1000 }));
   } catch (e) {
+    if (e instanceof RangeError) return tooDeep(e);
     throw new SpecError(file, [{ path: "", line: 1, column: 1, message: (e as Error).message }], {
       cause: e,
     });
+  }
+  const deep = depthPath(data, MAX_SPEC_DEPTH);
+  if (deep) {
+    throw new SpecError(file, [{
+      path: "",
+      ...positionOf(doc, deep, lineCounter),
+      message: `nested more than ${MAX_SPEC_DEPTH} levels deep (a job file needs 6)`,
+    }]);
   }
   if (data === null || data === undefined) {
     throw new SpecError(file, [{
@@ -766,6 +859,54 @@ export function parseSpec(text: string, file: string): JobSpec[] {
   const specFile = resolve(file);
   const dir = dirname(specFile);
   return result.data.map((job) => resolveJob(job, dir, specFile));
+}
+
+/**
+ * The offset of the first `[` or `{` that opens a flow collection nested
+ * deeper than `limit`, or undefined: checked before the YAML parser, whose
+ * recursion a deep enough flow nesting overflows. Quoted text and comments
+ * are skipped; a bracket inside a plain scalar counts, which only matters
+ * past `limit` of them.
+ */
+function flowDepthOffset(text: string, limit: number): number | undefined {
+  let depth = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (c === "[" || c === "{") {
+      if (++depth > limit) return i;
+    } else if (c === "]" || c === "}") depth = Math.max(0, depth - 1);
+    else if (c === '"' || c === "'") {
+      for (i++; i < text.length && text[i] !== c; i++) if (c === '"' && text[i] === "\\") i++;
+    } else if (c === "#" && (i === 0 || /\s/.test(text[i - 1]))) {
+      while (i < text.length && text[i] !== "\n") i++;
+    }
+  }
+  return undefined;
+}
+
+/**
+ * The path to the first value nested deeper than `limit` lists and mappings
+ * in `data`, or undefined; iterative, so no depth overflows the stack.
+ */
+function depthPath(data: unknown, limit: number): Path | undefined {
+  const stack: { v: unknown; path: Path }[] = [{ v: data, path: [] }];
+  while (stack.length > 0) {
+    const { v, path } = stack.pop()!;
+    if (typeof v !== "object" || v === null) continue;
+    if (path.length >= limit) return path;
+    if (Array.isArray(v)) v.forEach((x, i) => stack.push({ v: x, path: [...path, i] }));
+    else for (const [k, x] of Object.entries(v)) stack.push({ v: x, path: [...path, k] });
+  }
+  return undefined;
+}
+
+function positionOf(
+  doc: Document,
+  path: Path,
+  lineCounter: LineCounter,
+): { line: number; column: number } {
+  const pos = lineCounter.linePos(offsetOf(doc, path, false));
+  return { line: pos.line, column: pos.col };
 }
 
 /**
@@ -835,7 +976,7 @@ function describeValue(v: unknown): string {
     case "string":
       return `a string (${JSON.stringify(v.length > 40 ? v.slice(0, 40) + "…" : v)})`;
     case "number":
-      return `a number (${v})`;
+      return Number.isNaN(v) ? "not a number (.nan)" : `a number (${v})`;
     default:
       return String(v);
   }

@@ -8,8 +8,8 @@
  */
 import { fileURLToPath } from "node:url";
 import { ok, pifs } from "./_cli.ts";
-import { assert, assertEquals } from "./_assert.ts";
-import { localCaptureDate } from "../pipelines/photos.ts";
+import assert from "node:assert/strict";
+import { fileTimeCaptureDate } from "../pipelines/photos.ts";
 import {
   SAMPLE_DATASET,
   SAMPLE_DUPLICATE,
@@ -31,7 +31,11 @@ async function deno(...args: string[]): Promise<string> {
     stdin: "null",
   }).output();
   const out = new TextDecoder().decode(o.stdout);
-  assertEquals(o.code, 0, `deno run ${args.join(" ")}: ${new TextDecoder().decode(o.stderr)}`);
+  assert.deepStrictEqual(
+    o.code,
+    0,
+    `deno run ${args.join(" ")}: ${new TextDecoder().decode(o.stderr)}`,
+  );
   return out;
 }
 
@@ -119,7 +123,7 @@ Deno.test("examples: photos.yaml, dataset.yaml and custom_pipeline.ts on three h
     await deno("--allow-write", "--allow-read", `${EXAMPLES}/make_samples.ts`, `${dir}/again`);
     for (const [name, t] of [["sample-photos", photos], ["sample-dataset", dataset]] as const) {
       const again = await tree(`${dir}/again/${name}`);
-      assertEquals([...again.keys()].sort(), [...t.keys()].sort());
+      assert.deepStrictEqual([...again.keys()].sort(), [...t.keys()].sort());
       for (const [p, b] of t) assert(sameBytes(again.get(p), b), `${name}/${p} differs`);
     }
 
@@ -135,12 +139,15 @@ Deno.test("examples: photos.yaml, dataset.yaml and custom_pipeline.ts on three h
 
     // Photos: filed by EXIF date, the duplicate stored once, the sidecar next to its photo.
     const first = lastJson(await ok("sync", "--cluster", c, "--json", `${dir}/photos.yaml`));
-    assertEquals([first.files_new, first.files_failed, first.problems, first.duplicates], [
-      7,
-      0,
-      0,
-      1,
-    ]);
+    assert.deepStrictEqual(
+      [first.files_new, first.files_failed, first.problems, first.duplicates],
+      [
+        7,
+        0,
+        0,
+        1,
+      ],
+    );
     await ok("get", "--cluster", c, "/photos", `${dir}/photos-back`);
     const back = await tree(`${dir}/photos-back`);
     const expected = new Map<string, string>(); // target path -> sample path
@@ -151,13 +158,13 @@ Deno.test("examples: photos.yaml, dataset.yaml and custom_pipeline.ts on three h
       p.path.replace(/\.jpg$/, ".xmp") === SAMPLE_SIDECAR
     )!;
     expected.set(`${exifDay(sidecarPhoto.taken)}/IMG_0002.xmp`, SAMPLE_SIDECAR);
-    const d = localCaptureDate(SAMPLE_PNG_MTIME.getTime());
+    const d = fileTimeCaptureDate(SAMPLE_PNG_MTIME.getTime());
     const pad = (n: number) => String(n).padStart(2, "0");
     expected.set(
       `${d.year}/${pad(d.month)}/${pad(d.day)}/${SAMPLE_PNG.split("/").pop()}`,
       SAMPLE_PNG,
     );
-    assertEquals([...back.keys()].sort(), [...expected.keys()].sort());
+    assert.deepStrictEqual([...back.keys()].sort(), [...expected.keys()].sort());
     for (const [target, source] of expected) {
       assert(sameBytes(back.get(target), photos.get(source)), `/photos/${target} differs`);
     }
@@ -166,16 +173,20 @@ Deno.test("examples: photos.yaml, dataset.yaml and custom_pipeline.ts on three h
 
     // The dataset: every file read back bit-exact; a second run downloads nothing.
     const ds = lastJson(await ok("sync", "--cluster", c, "--json", `${dir}/dataset.yaml`));
-    assertEquals([ds.files_new, ds.files_failed], [SAMPLE_DATASET.length, 0], JSON.stringify(ds));
+    assert.deepStrictEqual(
+      [ds.files_new, ds.files_failed],
+      [SAMPLE_DATASET.length, 0],
+      JSON.stringify(ds),
+    );
     await ok("get", "--cluster", c, "/datasets/sample", `${dir}/dataset-back`);
     const dsBack = await tree(`${dir}/dataset-back`);
-    assertEquals([...dsBack.keys()].sort(), SAMPLE_DATASET.map((f) => f.name).sort());
+    assert.deepStrictEqual([...dsBack.keys()].sort(), SAMPLE_DATASET.map((f) => f.name).sort());
     for (const f of SAMPLE_DATASET) {
-      assertEquals(dsBack.get(f.name)?.length, f.size);
+      assert.deepStrictEqual(dsBack.get(f.name)?.length, f.size);
       assert(sameBytes(dsBack.get(f.name), dataset.get(f.name)), `${f.name} differs`);
     }
     const ds2 = lastJson(await ok("sync", "--cluster", c, "--json", `${dir}/dataset.yaml`));
-    assertEquals([ds2.files_unchanged, ds2.bytes_read, ds2.chunks_new], [3, 0, 0]);
+    assert.deepStrictEqual([ds2.files_unchanged, ds2.bytes_read, ds2.chunks_new], [3, 0, 0]);
 
     // The custom pipeline: its generated CSVs and the gzipped dataset; again, all unchanged.
     const run = [
@@ -188,16 +199,16 @@ Deno.test("examples: photos.yaml, dataset.yaml and custom_pipeline.ts on three h
       "--json",
     ];
     const lab = lastJson(await deno(...run));
-    assertEquals([lab.files_new, lab.files_failed], [6, 0], JSON.stringify(lab));
+    assert.deepStrictEqual([lab.files_new, lab.files_failed], [6, 0], JSON.stringify(lab));
     const lab2 = lastJson(await deno(...run));
-    assertEquals(
+    assert.deepStrictEqual(
       [lab2.files_new, lab2.files_changed, lab2.files_unchanged, lab2.chunks_new, lab2.bytes_read],
       [0, 0, 6, 0, 0],
       JSON.stringify(lab2),
     );
     await ok("get", "--cluster", c, "/lab", `${dir}/lab-back`);
     const labBack = await tree(`${dir}/lab-back`);
-    assertEquals(
+    assert.deepStrictEqual(
       [...labBack.keys()].sort(),
       [
         ...SAMPLE_DATASET.map((f) => `dataset-gz/${f.name}.gz`),
@@ -212,20 +223,20 @@ Deno.test("examples: photos.yaml, dataset.yaml and custom_pipeline.ts on three h
     }
     const csv = new TextDecoder().decode(labBack.get("sensors/greenhouse-2024-06-02.csv"));
     assert(csv.startsWith("time,sensor,temperature_c,humidity_pct\n2024-06-02T00:00:00Z,"), csv);
-    assertEquals(csv.trim().split("\n").length, 1 + 288 * 3);
+    assert.deepStrictEqual(csv.trim().split("\n").length, 1 + 288 * 3);
 
     // Photos again: nothing read, no chunk sent.
     const again = lastJson(await ok("sync", "--cluster", c, "--json", `${dir}/photos.yaml`));
-    assertEquals(
+    assert.deepStrictEqual(
       [again.files_new, again.files_changed, again.files_unchanged, again.bytes_read],
       [0, 0, 7, 0],
     );
-    assertEquals(again.chunks_new, 0);
+    assert.deepStrictEqual(again.chunks_new, 0);
     const snaps = JSON.parse(await ok("snapshots", "--cluster", c, "--json")) as {
       job: string;
       files: number;
     }[];
-    assertEquals(snaps.map((s) => `${s.job}:${s.files}`), [
+    assert.deepStrictEqual(snaps.map((s) => `${s.job}:${s.files}`), [
       "photos:7",
       "dataset:3",
       "dataset:3",

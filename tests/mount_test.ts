@@ -15,7 +15,7 @@
  * checkpoint (`pifs attach`).
  */
 import { ok, pifs, rand } from "./_cli.ts";
-import { assert, assertEquals } from "./_assert.ts";
+import assert from "node:assert/strict";
 import { readClusterFile } from "../store/cluster.ts";
 import {
   entryParam,
@@ -93,7 +93,7 @@ int main(void) {
 `,
     );
     const b = await run("cc", "-I/usr/include/fuse3", `${dir}/l.c`, "-o", `${dir}/l`);
-    assertEquals(b.code, 0, b.out);
+    assert.deepStrictEqual(b.code, 0, b.out);
     const out = (await run(`${dir}/l`)).out;
     const v = Object.fromEntries(
       out.trim().split("\n").map((l: string) => {
@@ -101,11 +101,11 @@ int main(void) {
         return [k, rest.map(Number)];
       }),
     );
-    assertEquals(v.ops[0], OPS.length * 8, "fuse_lowlevel_ops");
-    assertEquals(v.slot_read[0], OPS.indexOf("read"));
-    assertEquals(v.slot_readdirplus[0], OPS.indexOf("readdirplus"));
-    assertEquals(v.slot_lseek[0], OPS.indexOf("lseek"));
-    assertEquals(v.entry[0], entryParamSize(), "fuse_entry_param");
+    assert.deepStrictEqual(v.ops[0], OPS.length * 8, "fuse_lowlevel_ops");
+    assert.deepStrictEqual(v.slot_read[0], OPS.indexOf("read"));
+    assert.deepStrictEqual(v.slot_readdirplus[0], OPS.indexOf("readdirplus"));
+    assert.deepStrictEqual(v.slot_lseek[0], OPS.indexOf("lseek"));
+    assert.deepStrictEqual(v.entry[0], entryParamSize(), "fuse_entry_param");
     const attr = {
       ino: 5,
       mode: 0o100644,
@@ -117,15 +117,15 @@ int main(void) {
       blksize: 4096,
     };
     const st = statStruct(attr);
-    assertEquals(v.stat[0], st.length, "struct stat");
+    assert.deepStrictEqual(v.stat[0], st.length, "struct stat");
     const dv = new DataView(st.buffer);
-    assertEquals(dv.getUint32(v.st_mode[0], true), 0o100644);
-    assertEquals(Number(dv.getBigInt64(v.st_size[0], true)), 1234);
-    assertEquals(Number(dv.getBigInt64(v.st_mtim[0], true)), 1_700_000_000);
-    assertEquals(Number(dv.getBigInt64(v.st_mtim[0] + 8, true)), 123_000_000);
+    assert.deepStrictEqual(dv.getUint32(v.st_mode[0], true), 0o100644);
+    assert.deepStrictEqual(Number(dv.getBigInt64(v.st_size[0], true)), 1234);
+    assert.deepStrictEqual(Number(dv.getBigInt64(v.st_mtim[0], true)), 1_700_000_000);
+    assert.deepStrictEqual(Number(dv.getBigInt64(v.st_mtim[0] + 8, true)), 123_000_000);
     const e = entryParam(attr, 0, 9.5);
-    assertEquals(new DataView(e.buffer).getFloat64(v.attr_timeout[0], true), 9.5);
-    assertEquals(
+    assert.deepStrictEqual(new DataView(e.buffer).getFloat64(v.attr_timeout[0], true), 9.5);
+    assert.deepStrictEqual(
       v.statvfs[0],
       statvfsStruct({
         bsize: 1,
@@ -138,8 +138,8 @@ int main(void) {
         namemax: 255,
       }).length,
     );
-    assertEquals(v.fi[0], 40);
-    assertEquals(Array.from(fileInfo(7, FI_KEEP_CACHE)), v.fibytes);
+    assert.deepStrictEqual(v.fi[0], 40);
+    assert.deepStrictEqual(Array.from(fileInfo(7, FI_KEEP_CACHE)), v.fibytes);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
@@ -213,16 +213,16 @@ Deno.test("fuse read path: random reads over uneven chunks match a shadow; cache
   }
   assert(fs.cache.bytes <= 5000, `cache holds ${fs.cache.bytes} bytes`);
   assert(fetches() > 50, "a small cache refetches");
-  assertEquals((await fs.readFile("/empty", 0, 100)).length, 0);
+  assert.deepStrictEqual((await fs.readFile("/empty", 0, 100)).length, 0);
   // Snapshots appear under /.snapshots/<name>/, directories implied.
-  assertEquals((await fs.resolve("/.snapshots/s1/a/b"))?.type, "d");
+  assert.deepStrictEqual((await fs.resolve("/.snapshots/s1/a/b"))?.type, "d");
   const snapFile = await fs.resolve("/.snapshots/s1/a/b/c.txt");
-  assertEquals(snapFile?.size, big.length);
-  assertEquals((await fs.children("/.snapshots")).map((c) => c.name), ["s1"]);
-  assertEquals((await fs.children("/.snapshots/s1/a")).map((c) => c.name), ["b"]);
-  assertEquals(await fs.resolve("/.snapshots/nope/x"), undefined);
+  assert.deepStrictEqual(snapFile?.size, big.length);
+  assert.deepStrictEqual((await fs.children("/.snapshots")).map((c) => c.name), ["s1"]);
+  assert.deepStrictEqual((await fs.children("/.snapshots/s1/a")).map((c) => c.name), ["b"]);
+  assert.deepStrictEqual(await fs.resolve("/.snapshots/nope/x"), undefined);
   const part = await fs.readFile("/.snapshots/s1/a/b/c.txt", 1234, 10);
-  assertEquals(Array.from(part), Array.from(big.subarray(1234, 1244)));
+  assert.deepStrictEqual(Array.from(part), Array.from(big.subarray(1234, 1244)));
 });
 
 // ---- end to end, through the kernel ----
@@ -307,27 +307,27 @@ Deno.test({
       await Deno.mkdir(mp);
 
       const up = await pifs("sim", "up", "--dir", `${dir}/c`, "--nodes", "3");
-      assertEquals(up.code, 0, up.err);
+      assert.deepStrictEqual(up.code, 0, up.err);
       // As cp -r: the tree lands at /src.
       const put = await pifs("put", "--cluster", `${dir}/c`, src, "/");
-      assertEquals(put.code, 0, put.err);
+      assert.deepStrictEqual(put.code, 0, put.err);
       const root = `${mp}/src`;
 
       // An unknown option is refused, clearly.
       const bad = await pifs("mount", mp, "--cluster", `${dir}/c`, "-o", "rw,bogus");
-      assertEquals(bad.code, 2, bad.err);
+      assert.deepStrictEqual(bad.code, 2, bad.err);
       assert(/unknown option/.test(bad.err), bad.err);
 
       // Read-only (-o ro): the kernel and the daemon refuse every change.
       const m = await pifs("mount", mp, "--cluster", `${dir}/c`, "-o", "ro", "--json");
-      assertEquals(m.code, 0, m.err);
+      assert.deepStrictEqual(m.code, 0, m.err);
       const info = JSON.parse(m.out);
-      assertEquals((await mountsOf(mp)).length, 1);
+      assert.deepStrictEqual((await mountsOf(mp)).length, 1);
       assert((await mountsOf(mp))[0].includes("fuse.pifs"), (await mountsOf(mp))[0]);
       assert(/ ro[, ]/.test((await mountsOf(mp))[0]), (await mountsOf(mp))[0]);
       // Mounted twice: refused.
       const again = await pifs("mount", mp, "--cluster", `${dir}/c`);
-      assertEquals(again.code, 2);
+      assert.deepStrictEqual(again.code, 2);
       assert(/already mounted/.test(again.err), again.err);
 
       // Random preads on a big file first (nothing cached yet), against the source.
@@ -347,7 +347,7 @@ Deno.test({
             got += n;
           }
           const want = shadow.subarray(Math.min(off, shadow.length), off + len);
-          assertEquals(got, want.length, `pread ${len} at ${off}`);
+          assert.deepStrictEqual(got, want.length, `pread ${len} at ${off}`);
           for (let k = 0; k < got; k++) {
             if (buf[k] !== want[k]) throw new Error(`pread ${len} at ${off}: byte ${k} differs`);
           }
@@ -358,7 +358,7 @@ Deno.test({
 
       // The whole tree, byte for byte (the huge file is kept for the kill below).
       const diff = await run("diff", "-r", "-x", "huge.bin", src, root);
-      assertEquals(diff.code, 0, diff.out);
+      assert.deepStrictEqual(diff.code, 0, diff.out);
       // Sizes, modes, mtimes, types.
       const statSrc = await sh(
         `cd '${src}' && find . -not -name huge.bin -print0 | sort -z | xargs -0 stat -c '%n %s %a %Y %F'`,
@@ -374,13 +374,13 @@ Deno.test({
             ? `${n} ${mode} dir`
             : `${n} ${size} ${mode} ${mtime}`;
         }).join("\n");
-      assertEquals(statMnt.code, 0, statMnt.out);
-      assertEquals(norm(statMnt), norm(statSrc));
+      assert.deepStrictEqual(statMnt.code, 0, statMnt.out);
+      assert.deepStrictEqual(norm(statMnt), norm(statSrc));
       const ls = await run("ls", "-lR", mp);
-      assertEquals(ls.code, 0, ls.out);
-      assertEquals((ls.out.match(/\.bin$/gm) ?? []).length, 305);
+      assert.deepStrictEqual(ls.code, 0, ls.out);
+      assert.deepStrictEqual((ls.out.match(/\.bin$/gm) ?? []).length, 305);
       const df = await run("df", "-B1", mp);
-      assertEquals(df.code, 0, df.out);
+      assert.deepStrictEqual(df.code, 0, df.out);
 
       // Writes fail with EROFS; the daemon stays up.
       for (
@@ -399,7 +399,7 @@ Deno.test({
         assert(r.code !== 0, `${cmd} succeeded`);
         assert(/Read-only file system/.test(r.out), `${cmd}: ${r.out}`);
       }
-      assertEquals((await run("cat", `${root}/d0/f0.bin`)).code, 0);
+      assert.deepStrictEqual((await run("cat", `${root}/d0/f0.bin`)).code, 0);
 
       // A Pi killed during a large read: the rest comes from the other copies.
       const c = await readClusterFile(`${dir}/c`);
@@ -416,7 +416,7 @@ Deno.test({
           if (n === null) break;
           at += n;
         }
-        assertEquals(await hf.read(new Uint8Array(10)), null, "end of file");
+        assert.deepStrictEqual(await hf.read(new Uint8Array(10)), null, "end of file");
         console.log(
           `  node 1 killed after 512 KiB: the other 5.5 MiB in ${
             (performance.now() - t).toFixed(0)
@@ -425,18 +425,18 @@ Deno.test({
       } finally {
         hf.close();
       }
-      assertEquals(at, huge.length);
+      assert.deepStrictEqual(at, huge.length);
       let same = true;
       for (let k = 0; k < huge.length; k++) if (back[k] !== huge[k]) same = false;
       assert(same, "huge.bin read after the kill differs");
-      assertEquals((await run("ls", mp)).code, 0, "the daemon is still up");
+      assert.deepStrictEqual((await run("ls", mp)).code, 0, "the daemon is still up");
       const mlog = await Deno.readTextFile(`${dir}/c/mount.log`);
       assert(/node 1 is down/.test(mlog), `the daemon did not notice node 1 die:\n${mlog}`);
 
       // umount: gone from /proc/mounts, daemon ended.
       const um = await pifs("umount", mp);
-      assertEquals(um.code, 0, um.err);
-      assertEquals(await mountsOf(mp), []);
+      assert.deepStrictEqual(um.code, 0, um.err);
+      assert.deepStrictEqual(await mountsOf(mp), []);
       assert(
         /ended/.test(um.err),
         `${um.err}\nmount.log:\n${await Deno.readTextFile(`${dir}/c/mount.log`).catch(() => "")}`,
@@ -446,21 +446,21 @@ Deno.test({
       const pidGone = ps.code !== 0 || ps.out.trim().startsWith("Z");
       assert(pidGone, `daemon ${info.pid} still running`);
       const um2 = await pifs("umount", mp);
-      assertEquals(um2.code, 2);
+      assert.deepStrictEqual(um2.code, 2);
       assert(/not mounted/.test(um2.err), um2.err);
 
       // A daemon that died: detected by mount and umount, which cleans it up.
       const m2 = await pifs("mount", mp, "--cluster", `${dir}/c`, "--json");
-      assertEquals(m2.code, 0, m2.err);
+      assert.deepStrictEqual(m2.code, 0, m2.err);
       Deno.kill(JSON.parse(m2.out).pid, "SIGKILL");
       await new Promise((r) => setTimeout(r, 300));
       const m3 = await pifs("mount", mp, "--cluster", `${dir}/c`);
-      assertEquals(m3.code, 2);
+      assert.deepStrictEqual(m3.code, 2);
       assert(/daemon died/.test(m3.err) && /pifs umount/.test(m3.err), m3.err);
       const um3 = await pifs("umount", mp);
-      assertEquals(um3.code, 0, um3.err);
+      assert.deepStrictEqual(um3.code, 0, um3.err);
       assert(/had died/.test(um3.err), um3.err);
-      assertEquals(await mountsOf(mp), []);
+      assert.deepStrictEqual(await mountsOf(mp), []);
     } finally {
       if ((await mountsOf(mp)).length) await run("fusermount3", "-u", "-z", mp);
       await pifs("sim", "down", "--dir", `${dir}/c`);
@@ -478,22 +478,28 @@ Deno.test("index: attr and symlink entries; a symbolic link in a checkpoint tree
     ix.apply({ s: ++s, op: "mkdir", p: "/d", mode: 0o755, mtime: 5 });
     ix.apply({ s: ++s, op: "symlink", p: "/d/l", target: "../x/ü", mtime: 7 });
     const l = ix.get("/d/l")!;
-    assertEquals([l.type, l.target, l.size, l.manifest, l.mode], ["l", "../x/ü", 7, null, 0o777]);
-    assertEquals(ix.list("/d").map((e) => e.target), ["../x/ü"]);
+    assert.deepStrictEqual([l.type, l.target, l.size, l.manifest, l.mode], [
+      "l",
+      "../x/ü",
+      7,
+      null,
+      0o777,
+    ]);
+    assert.deepStrictEqual(ix.list("/d").map((e) => e.target), ["../x/ü"]);
     ix.apply({ s: ++s, op: "attr", p: "/d", mode: 0o700 });
     ix.apply({ s: ++s, op: "attr", p: "/d", mtime: 1234 });
-    assertEquals([ix.get("/d")!.mode, ix.get("/d")!.mtime], [0o700, 1234]);
+    assert.deepStrictEqual([ix.get("/d")!.mode, ix.get("/d")!.mtime], [0o700, 1234]);
     ix.apply({ s: ++s, op: "attr", p: "/", mode: 0o711, mtime: 99 });
-    assertEquals([ix.get("/")!.mode, ix.get("/")!.mtime], [0o711, 99]);
+    assert.deepStrictEqual([ix.get("/")!.mode, ix.get("/")!.mtime], [0o711, 99]);
     // A symlink replaces what was at its path; a move carries it.
     ix.apply({ s: ++s, op: "mv", p: "/d/l", to: "/d/m", mtime: 8 });
-    assertEquals(ix.get("/d/m")?.target, "../x/ü");
-    assertEquals(ix.get("/d/l"), undefined);
+    assert.deepStrictEqual(ix.get("/d/m")?.target, "../x/ü");
+    assert.deepStrictEqual(ix.get("/d/l"), undefined);
     // Links hold no manifest: nothing for gc to keep or fetch.
-    assertEquals(ix.missingManifests(), []);
+    assert.deepStrictEqual(ix.missingManifests(), []);
     // Loading a checkpoint resets the root's attributes (the checkpoint carries them).
     ix.resetNamespace(s, 0);
-    assertEquals([ix.get("/")!.mode, ix.get("/")!.mtime], [0o755, 0]);
+    assert.deepStrictEqual([ix.get("/")!.mode, ix.get("/")!.mtime], [0o755, 0]);
     ix.insertEntry({
       path: "/k",
       type: "l",
@@ -504,7 +510,7 @@ Deno.test("index: attr and symlink entries; a symbolic link in a checkpoint tree
       copies: 0,
       target: "t",
     });
-    assertEquals(ix.get("/k")?.target, "t");
+    assert.deepStrictEqual(ix.get("/k")?.target, "t");
   } finally {
     ix.close();
   }
@@ -512,7 +518,7 @@ Deno.test("index: attr and symlink entries; a symbolic link in a checkpoint tree
   const ok = new TextEncoder().encode(
     JSON.stringify({ v: 1, kind: "tree", entries: [["a", "l", 1, 511, 0, "t", 0]] }),
   );
-  assertEquals(decodeTree(ok, "x"), {
+  assert.deepStrictEqual(decodeTree(ok, "x"), {
     v: 1,
     kind: "tree",
     entries: [["a", "l", 1, 511, 0, "t", 0]],
@@ -533,13 +539,19 @@ Deno.test("store errors become errnos: ENOSPC for a full node, EIO for links, EN
   const { errnoOf } = await import("../fuse/store_backend.ts");
   const { NodeError } = await import("../link/client.ts");
   const { Status } = await import("../link/codec.ts");
-  const { QuorumError } = await import("../store/store.ts");
+  const { NoSpaceError, QuorumError } = await import("../store/store.ts");
   const { PathError } = await import("../store/namespace.ts");
-  assertEquals(errnoOf(new NodeError("PUT_BEGIN", Status.ENOSPC)), 28);
-  assertEquals(errnoOf(new QuorumError("chunk x: 1 of 2 copies stored")), 5);
-  assertEquals(errnoOf(new Error("timeout")), 5);
-  assertEquals(errnoOf(new PathError("/x", "name 'x…' is longer than 255 bytes")), 36);
-  assertEquals(errnoOf(new PathError("/x", "contains a control character")), 22);
+  assert.deepStrictEqual(errnoOf(new NodeError("PUT_BEGIN", Status.ENOSPC)), 28);
+  assert.deepStrictEqual(errnoOf(new QuorumError("chunk x: 1 of 2 copies stored")), 5);
+  assert.deepStrictEqual(errnoOf(new Error("timeout")), 5);
+  const long = new PathError("/x", "name 'x…' is longer than 255 bytes", "NAME_TOO_LONG");
+  assert.deepStrictEqual(errnoOf(long), 36);
+  assert.deepStrictEqual(errnoOf(new PathError("/x", "contains a control character")), 22);
+  // By the error's class and code, never by its message.
+  assert.deepStrictEqual(errnoOf(new PathError("/x", "is longer than you think")), 22);
+  assert.deepStrictEqual(errnoOf(new PathError("/.snapshots/x", "reserved", "RESERVED")), 30);
+  assert.deepStrictEqual(errnoOf(new NoSpaceError("chunk x: no space left on node 1", [1])), 28);
+  assert.deepStrictEqual(errnoOf(new Error("ENOSPC somewhere in a message")), 5);
 });
 
 /** `stat` of every path under `dir`: name, size (files), mode, mtime (s), type, link target. */
@@ -547,7 +559,7 @@ async function statTree(dir: string): Promise<string> {
   const r = await sh(
     `cd '${dir}' && find . -print0 | sort -z | xargs -0 stat -c '%n|%s|%a|%Y|%F|%N'`,
   );
-  assertEquals(r.code, 0, r.out);
+  assert.deepStrictEqual(r.code, 0, r.out);
   return r.out.trim().split("\n").map((l) => {
     const [n, size, mode, mtime, type, name] = l.split("|");
     // A directory's size is the file system's own business.
@@ -620,20 +632,20 @@ Deno.test({
       await ok("sim", "up", "--dir", c, "--nodes", "3", "--card-size", "256M");
 
       const m = await pifs("mount", mp, "--cluster", c, "--json");
-      assertEquals(m.code, 0, m.err);
+      assert.deepStrictEqual(m.code, 0, m.err);
       assert(!/ ro[, ]/.test((await mountsOf(mp))[0]), (await mountsOf(mp))[0]);
 
       // (a) cp -a in, then diff -r and stat.
       let t = performance.now();
       const cp = await run("cp", "-a", src, `${mp}/tree`);
-      assertEquals(cp.code, 0, cp.out);
+      assert.deepStrictEqual(cp.code, 0, cp.out);
       const cpMs = performance.now() - t;
       const diff = await run("diff", "-r", "--no-dereference", src, `${mp}/tree`);
-      assertEquals(diff.code, 0, diff.out);
+      assert.deepStrictEqual(diff.code, 0, diff.out);
       const want = await statTree(src);
-      assertEquals(await statTree(`${mp}/tree`), want);
-      assertEquals(await Deno.readLink(`${mp}/tree/d1/link1`), `../${files[1]}`);
-      assertEquals(
+      assert.deepStrictEqual(await statTree(`${mp}/tree`), want);
+      assert.deepStrictEqual(await Deno.readLink(`${mp}/tree/d1/link1`), `../${files[1]}`);
+      assert.deepStrictEqual(
         await Deno.readFile(`${mp}/tree/d1/link1`),
         await Deno.readFile(`${src}/${files[1]}`),
         "a relative link resolves through the mount",
@@ -648,48 +660,51 @@ Deno.test({
       await Deno.mkdir(w);
       const f = await Deno.open(`${w}/a`, { read: true, write: true, create: true });
       await f.write(new TextEncoder().encode("hello world"));
-      assertEquals((await f.stat()).size, 11);
-      assertEquals(await Deno.readTextFile(`${w}/a`), "hello world");
+      assert.deepStrictEqual((await f.stat()).size, 11);
+      assert.deepStrictEqual(await Deno.readTextFile(`${w}/a`), "hello world");
       f.close();
       await Deno.writeTextFile(`${w}/a`, "!", { append: true });
-      assertEquals(await Deno.readTextFile(`${w}/a`), "hello world!");
+      assert.deepStrictEqual(await Deno.readTextFile(`${w}/a`), "hello world!");
       await Deno.writeTextFile(`${w}/a`, "new");
-      assertEquals(await Deno.readTextFile(`${w}/a`), "new");
+      assert.deepStrictEqual(await Deno.readTextFile(`${w}/a`), "new");
       // truncate of a closed file: shrink, then grow with zeros.
       await Deno.truncate(`${mp}/tree/big1.bin`, 1000);
       await Deno.truncate(`${mp}/tree/big1.bin`, 300_000);
       const big1 = await Deno.readFile(`${mp}/tree/big1.bin`);
       const big1src = await Deno.readFile(`${src}/big1.bin`);
-      assertEquals(big1.length, 300_000);
-      assertEquals(Array.from(big1.subarray(0, 1000)), Array.from(big1src.subarray(0, 1000)));
+      assert.deepStrictEqual(big1.length, 300_000);
+      assert.deepStrictEqual(
+        Array.from(big1.subarray(0, 1000)),
+        Array.from(big1src.subarray(0, 1000)),
+      );
       assert(big1.subarray(1000).every((b) => b === 0), "a grown file reads zeros");
       // chmod and utimens of a closed file, a directory; chown only to oneself.
       await Deno.chmod(`${w}/a`, 0o604);
       await Deno.utime(`${w}`, new Date(1_234_567_000), new Date(1_234_567_000));
-      assertEquals((await Deno.stat(`${w}/a`)).mode! & 0o7777, 0o604);
-      assertEquals((await Deno.stat(w)).mtime!.getTime(), 1_234_567_000);
+      assert.deepStrictEqual((await Deno.stat(`${w}/a`)).mode! & 0o7777, 0o604);
+      assert.deepStrictEqual((await Deno.stat(w)).mtime!.getTime(), 1_234_567_000);
       await Deno.chown(`${w}/a`, Deno.uid(), Deno.gid());
-      assertEquals(await errCode(Deno.chown(`${w}/a`, Deno.uid()! + 1, null)), "EPERM");
+      assert.deepStrictEqual(await errCode(Deno.chown(`${w}/a`, Deno.uid()! + 1, null)), "EPERM");
 
       // rename: over a file (replaced), a directory over an empty one, the
       // wrong kinds and a non-empty target refused with their errno.
       await Deno.writeTextFile(`${w}/b`, "bee");
       await Deno.rename(`${w}/b`, `${w}/a`);
-      assertEquals(await Deno.readTextFile(`${w}/a`), "bee");
-      assertEquals(await errCode(Deno.stat(`${w}/b`)), "ENOENT");
+      assert.deepStrictEqual(await Deno.readTextFile(`${w}/a`), "bee");
+      assert.deepStrictEqual(await errCode(Deno.stat(`${w}/b`)), "ENOENT");
       await Deno.mkdir(`${w}/d1/sub`, { recursive: true });
       await Deno.writeTextFile(`${w}/d1/sub/x`, "x");
       await Deno.mkdir(`${w}/d2`);
       await Deno.rename(`${w}/d1`, `${w}/d2`);
-      assertEquals(await Deno.readTextFile(`${w}/d2/sub/x`), "x");
+      assert.deepStrictEqual(await Deno.readTextFile(`${w}/d2/sub/x`), "x");
       await Deno.mkdir(`${w}/d3`);
-      assertEquals(await errCode(Deno.rename(`${w}/d3`, `${w}/d2`)), "ENOTEMPTY");
-      assertEquals(await errCode(Deno.rename(`${w}/a`, `${w}/d3`)), "EISDIR");
-      assertEquals(await errCode(Deno.rename(`${w}/d3`, `${w}/a`)), "ENOTDIR");
-      assertEquals(await errCode(Deno.rename(`${w}/d2`, `${w}/d2/sub/in`)), "EINVAL");
-      assertEquals(await errCode(Deno.remove(`${w}/d2`)), "ENOTEMPTY");
+      assert.deepStrictEqual(await errCode(Deno.rename(`${w}/d3`, `${w}/d2`)), "ENOTEMPTY");
+      assert.deepStrictEqual(await errCode(Deno.rename(`${w}/a`, `${w}/d3`)), "EISDIR");
+      assert.deepStrictEqual(await errCode(Deno.rename(`${w}/d3`, `${w}/a`)), "ENOTDIR");
+      assert.deepStrictEqual(await errCode(Deno.rename(`${w}/d2`, `${w}/d2/sub/in`)), "EINVAL");
+      assert.deepStrictEqual(await errCode(Deno.remove(`${w}/d2`)), "ENOTEMPTY");
       await Deno.remove(`${w}/d3`);
-      assertEquals(await errCode(Deno.stat(`${w}/d3`)), "ENOENT");
+      assert.deepStrictEqual(await errCode(Deno.stat(`${w}/d3`)), "ENOENT");
       // A file renamed and removed while open for writing.
       const g = await Deno.open(`${w}/open`, { write: true, create: true });
       await g.write(new Uint8Array(5000).fill(7));
@@ -697,18 +712,18 @@ Deno.test({
       await g.write(new Uint8Array(10).fill(8));
       g.close();
       const moved = await Deno.readFile(`${w}/moved`);
-      assertEquals(moved.length, 5010);
-      assertEquals([moved[0], moved[5009]], [7, 8]);
+      assert.deepStrictEqual(moved.length, 5010);
+      assert.deepStrictEqual([moved[0], moved[5009]], [7, 8]);
       const h = await Deno.open(`${w}/gone`, { write: true, create: true });
       await h.write(new Uint8Array(100));
       await Deno.remove(`${w}/gone`);
       await h.write(new Uint8Array(100));
       h.close();
-      assertEquals(await errCode(Deno.stat(`${w}/gone`)), "ENOENT");
+      assert.deepStrictEqual(await errCode(Deno.stat(`${w}/gone`)), "ENOENT");
       await Deno.symlink("d2/sub/x", `${w}/sym`);
-      assertEquals((await Deno.lstat(`${w}/sym`)).isSymlink, true);
-      assertEquals((await Deno.lstat(`${w}/sym`)).size, 8);
-      assertEquals(await Deno.readTextFile(`${w}/sym`), "x");
+      assert.deepStrictEqual((await Deno.lstat(`${w}/sym`)).isSymlink, true);
+      assert.deepStrictEqual((await Deno.lstat(`${w}/sym`)).size, 8);
+      assert.deepStrictEqual(await Deno.readTextFile(`${w}/sym`), "x");
 
       // As git and editors do, from 4 writers at once: write a lock file, close, rename it
       // over the real one, chmod it at once (while its last close may still be committing).
@@ -717,20 +732,20 @@ Deno.test({
           await Deno.writeTextFile(`${w}/g${k}.lock`, `v${i} of ${k}`);
           await Deno.rename(`${w}/g${k}.lock`, `${w}/g${k}`);
           await Deno.chmod(`${w}/g${k}`, i % 2 ? 0o444 : 0o644);
-          assertEquals(await Deno.readTextFile(`${w}/g${k}`), `v${i} of ${k}`);
+          assert.deepStrictEqual(await Deno.readTextFile(`${w}/g${k}`), `v${i} of ${k}`);
         }
       }));
 
       // (c) What the store cannot keep fails with its errno; the daemon stays up.
-      assertEquals(await errCode(Deno.link(`${w}/a`, `${w}/hard`)), "EPERM");
+      assert.deepStrictEqual(await errCode(Deno.link(`${w}/a`, `${w}/hard`)), "EPERM");
       const fifo = await run("mkfifo", `${w}/fifo`);
       assert(fifo.code !== 0 && /Operation not supported/.test(fifo.out), fifo.out);
       const dev = await run("mknod", `${w}/dev`, "c", "1", "3");
       assert(dev.code !== 0 && /Operation not permitted/.test(dev.out), dev.out);
-      assertEquals(await errCode(Deno.stat(`${w}/hard`)), "ENOENT");
-      assertEquals(await Deno.readTextFile(`${w}/a`), "bee", "the mount still works");
+      assert.deepStrictEqual(await errCode(Deno.stat(`${w}/hard`)), "ENOENT");
+      assert.deepStrictEqual(await Deno.readTextFile(`${w}/a`), "bee", "the mount still works");
       await Deno.writeTextFile(`${w}/after`, "still up");
-      assertEquals(await Deno.readTextFile(`${w}/after`), "still up");
+      assert.deepStrictEqual(await Deno.readTextFile(`${w}/after`), "still up");
 
       // (b) The exerciser: 10,000 operations against a shadow copy.
       t = performance.now();
@@ -746,18 +761,18 @@ Deno.test({
 
       const wantW = await statTree(w);
       const um = await pifs("umount", mp);
-      assertEquals(um.code, 0, um.err);
+      assert.deepStrictEqual(um.code, 0, um.err);
       const mlog = await Deno.readTextFile(`${c}/mount.log`);
       assert(!/not committed|failed/.test(mlog), mlog.slice(-3000));
       // Every spool file went with its commit (the directory goes when empty).
-      assertEquals(await errCode(Deno.stat(`${c}/mount-spool`)), "ENOENT");
+      assert.deepStrictEqual(await errCode(Deno.stat(`${c}/mount-spool`)), "ENOENT");
       const ls = await ok("ls", "-l", "--cluster", c, "/tree/d1");
       assert(ls.includes(`link1 -> ../${files[1]}`), ls);
       assert(/^l/m.test(ls), ls);
       // `pifs get` makes them symbolic links again.
       await ok("get", "--cluster", c, "/tree/d1", `${dir}/got`);
-      assertEquals(await Deno.readLink(`${dir}/got/link1`), `../${files[1]}`);
-      assertEquals(await Deno.readLink(`${dir}/got/link21`), `../${files[21]}`);
+      assert.deepStrictEqual(await Deno.readLink(`${dir}/got/link1`), `../${files[1]}`);
+      assert.deepStrictEqual(await Deno.readLink(`${dir}/got/link21`), `../${files[21]}`);
 
       // (d) The same tree after a remount whose index is rebuilt from the
       // journals, and after a checkpoint and `pifs attach`.
@@ -767,29 +782,29 @@ Deno.test({
           d.code === 1 && d.out.trim().split("\n").length === 1 && /big1\.bin/.test(d.out),
           `${what}: ${d.out}`,
         );
-        assertEquals(
+        assert.deepStrictEqual(
           (await statTree(`${mp}/tree`)).split("\n").filter((l) => !l.includes("big1.bin")),
           want.split("\n").filter((l) => !l.includes("big1.bin")),
           what,
         );
-        assertEquals(await Deno.readFile(`${mp}/tree/big1.bin`), big1, what);
-        assertEquals(await statTree(w), wantW, what);
+        assert.deepStrictEqual(await Deno.readFile(`${mp}/tree/big1.bin`), big1, what);
+        assert.deepStrictEqual(await statTree(w), wantW, what);
         const cmp = await run("cmp", `${mp}/fsx.bin`, `${dir}/fsx.shadow`);
-        assertEquals(cmp.code, 0, `${what}: ${cmp.out}`);
+        assert.deepStrictEqual(cmp.code, 0, `${what}: ${cmp.out}`);
       };
       for (const e of ["index.db", "index.db-wal", "index.db-shm"]) {
         await Deno.remove(`${c}/${e}`).catch(() => {});
       }
       t = performance.now();
-      assertEquals((await pifs("mount", mp, "--cluster", c)).code, 0);
+      assert.deepStrictEqual((await pifs("mount", mp, "--cluster", c)).code, 0);
       await same("remounted, index rebuilt from the journals");
-      assertEquals((await pifs("umount", mp)).code, 0);
+      assert.deepStrictEqual((await pifs("umount", mp)).code, 0);
       await ok("checkpoint", "--cluster", c);
       for (const e of ["index.db", "index.db-wal", "index.db-shm"]) {
         await Deno.remove(`${c}/${e}`).catch(() => {});
       }
       await ok("attach", "--cluster", c);
-      assertEquals((await pifs("mount", mp, "--cluster", c, "-o", "ro")).code, 0);
+      assert.deepStrictEqual((await pifs("mount", mp, "--cluster", c, "-o", "ro")).code, 0);
       await same("attached from a checkpoint, mounted read-only");
       for (
         const [what, fn] of [
@@ -800,8 +815,8 @@ Deno.test({
           ["mkdir", () => Deno.mkdir(`${w}/nd`)],
           ["rename", () => Deno.rename(`${w}/a`, `${w}/a2`)],
         ] as const
-      ) assertEquals(await errCode(fn()), "EROFS", what);
-      assertEquals((await pifs("umount", mp)).code, 0);
+      ) assert.deepStrictEqual(await errCode(fn()), "EROFS", what);
+      assert.deepStrictEqual((await pifs("umount", mp)).code, 0);
       console.log(
         `  two remounts with the tree compared: ${((performance.now() - t) / 1000).toFixed(1)} s`,
       );
@@ -825,7 +840,7 @@ Deno.test({
       // Two nodes of 64 MiB cards, R=2: less than 64 MiB for data.
       await ok("sim", "up", "--dir", c, "--nodes", "2");
       const m = await pifs("mount", mp, "--cluster", c);
-      assertEquals(m.code, 0, m.err);
+      assert.deepStrictEqual(m.code, 0, m.err);
       await Deno.writeTextFile(`${mp}/small`, "small");
       const f = await Deno.open(`${mp}/big`, { write: true, create: true });
       const b = new Uint8Array(1 << 20);
@@ -833,21 +848,21 @@ Deno.test({
         for (let k = 0; k < b.length; k += 65536) crypto.getRandomValues(b.subarray(k, k + 65536));
         await f.write(b);
       }
-      assertEquals(await errCode(f.sync()), "ENOSPC");
+      assert.deepStrictEqual(await errCode(f.sync()), "ENOSPC");
       f.close();
       // Not committed, not lost: still there (from the host's spool) with what was written.
-      assertEquals((await Deno.stat(`${mp}/big`)).size, 80 << 20);
+      assert.deepStrictEqual((await Deno.stat(`${mp}/big`)).size, 80 << 20);
       const tail = new Uint8Array(1000);
       const g = await Deno.open(`${mp}/big`, { read: true });
       await g.seek((80 << 20) - 1000, Deno.SeekMode.Start);
       let got = 0;
       while (got < 1000) got += (await g.read(tail.subarray(got)))!;
       g.close();
-      assertEquals(Array.from(tail), Array.from(b.subarray(b.length - 1000)));
-      assertEquals(await Deno.readTextFile(`${mp}/small`), "small", "the daemon is up");
+      assert.deepStrictEqual(Array.from(tail), Array.from(b.subarray(b.length - 1000)));
+      assert.deepStrictEqual(await Deno.readTextFile(`${mp}/small`), "small", "the daemon is up");
       // Removing it drops it; the rest of the mount carries on.
       await Deno.remove(`${mp}/big`);
-      assertEquals(await errCode(Deno.stat(`${mp}/big`)), "ENOENT");
+      assert.deepStrictEqual(await errCode(Deno.stat(`${mp}/big`)), "ENOENT");
       const af = await Deno.open(`${mp}/after`, { write: true, create: true });
       await af.write(new TextEncoder().encode("after"));
       await af.sync(); // committed now (a close commits later, at the release)
@@ -856,18 +871,22 @@ Deno.test({
       Deno.kill((await readClusterFile(c)).nodes[1].pid!, "SIGKILL");
       const h = await Deno.open(`${mp}/lost`, { write: true, create: true });
       await h.write(new TextEncoder().encode("cannot be stored"));
-      assertEquals(await errCode(h.sync()), "EIO");
+      assert.deepStrictEqual(await errCode(h.sync()), "EIO");
       h.close();
-      assertEquals(await Deno.readTextFile(`${mp}/small`), "small", "the daemon is up");
-      assertEquals(await Deno.readTextFile(`${mp}/lost`), "cannot be stored", "kept on the host");
+      assert.deepStrictEqual(await Deno.readTextFile(`${mp}/small`), "small", "the daemon is up");
+      assert.deepStrictEqual(
+        await Deno.readTextFile(`${mp}/lost`),
+        "cannot be stored",
+        "kept on the host",
+      );
       await Deno.remove(`${mp}/lost`);
-      assertEquals((await pifs("umount", mp)).code, 0);
+      assert.deepStrictEqual((await pifs("umount", mp)).code, 0);
       const log = await Deno.readTextFile(`${c}/mount.log`);
       assert(/ENOSPC/.test(log), log.slice(-2000));
       const ls = await ok("ls", "--cluster", c, "/");
-      assertEquals(ls.trim().split("\n"), ["after", "small"]);
+      assert.deepStrictEqual(ls.trim().split("\n"), ["after", "small"]);
       // Nothing left in the spool: the removed file's copy went with it.
-      assertEquals(await errCode(Deno.stat(`${c}/mount-spool`)), "ENOENT");
+      assert.deepStrictEqual(await errCode(Deno.stat(`${c}/mount-spool`)), "ENOENT");
     });
   },
 });
@@ -878,7 +897,7 @@ Deno.test("fsx finds a difference: a byte flipped behind its back is reported wi
   try {
     // On the local disk, the exerciser finds nothing...
     const clean = await fsx({ file: `${dir}/a`, ops: 1000, seed: 7, log: () => {} });
-    assertEquals(clean.ops, 1000);
+    assert.deepStrictEqual(clean.ops, 1000);
     // ...and a fault injected into the file under test is found and reported.
     let err: Error | undefined;
     try {
@@ -916,12 +935,12 @@ Deno.test({
       await ok("sync", "--cluster", c, `${dir}/job.yaml`);
       // Read-only here: the kernel keeps pages and listings across opens (the
       // strongest caching); the sync writes through the store, not the mount.
-      assertEquals((await pifs("mount", mp, "--cluster", c, "-o", "ro")).code, 0);
+      assert.deepStrictEqual((await pifs("mount", mp, "--cluster", c, "-o", "ro")).code, 0);
       // Read once, and list: the kernel now holds its size, pages and the listing.
       const before: string[] = [];
       for await (const e of Deno.readDir(`${mp}/j`)) before.push(e.name);
-      assertEquals(before, ["big.bin"]);
-      assertEquals(await Deno.readFile(`${mp}/j/big.bin`), a);
+      assert.deepStrictEqual(before, ["big.bin"]);
+      assert.deepStrictEqual(await Deno.readFile(`${mp}/j/big.bin`), a);
 
       // The source changes; the sync runs (in the mount's process) while a reader loops.
       await Deno.writeFile(`${dir}/src/big.bin`, b);
@@ -937,18 +956,18 @@ Deno.test({
         else throw new Error(`read ${got.length} bytes that are neither the old nor the new file`);
       }
       const r = await sync;
-      assertEquals(r.code, 0, r.err);
+      assert.deepStrictEqual(r.code, 0, r.err);
       assert(seen.a > 0, "the reader never ran while the sync did");
       // Committed: the new content, whole, and the new file, through the same mount.
-      assertEquals(await Deno.readFile(`${mp}/j/big.bin`), b);
-      assertEquals(await Deno.readTextFile(`${mp}/j/new.txt`), "new\n");
+      assert.deepStrictEqual(await Deno.readFile(`${mp}/j/big.bin`), b);
+      assert.deepStrictEqual(await Deno.readTextFile(`${mp}/j/new.txt`), "new\n");
       const names: string[] = [];
       for await (const e of Deno.readDir(`${mp}/j`)) names.push(e.name);
-      assertEquals(names.sort(), ["big.bin", "new.txt"]);
+      assert.deepStrictEqual(names.sort(), ["big.bin", "new.txt"]);
       const log = await Deno.readTextFile(`${c}/mount.log`);
       assert(/ran for another command: pifs sync/.test(log), log.slice(-2000));
       const um = await pifs("umount", mp);
-      assertEquals(um.code, 0, um.err);
+      assert.deepStrictEqual(um.code, 0, um.err);
     });
   },
 });
@@ -983,11 +1002,11 @@ Deno.test({
           "--cache-disk-mb",
           `${diskMb}`,
         );
-        assertEquals(m.code, 0, m.err);
+        assert.deepStrictEqual(m.code, 0, m.err);
       };
       const umount = async () => {
         const u = await pifs("umount", mp);
-        assertEquals(u.code, 0, u.err);
+        assert.deepStrictEqual(u.code, 0, u.err);
       };
       const big = new Uint8Array(3 << 20);
       for (let k = 0; k < big.length; k += 65536) {
@@ -999,14 +1018,14 @@ Deno.test({
 
       // Bounded: 1 MiB of disk for a 3 MiB file.
       await mount(1);
-      assertEquals(await Deno.readFile(`${mp}/big`), big);
+      assert.deepStrictEqual(await Deno.readFile(`${mp}/big`), big);
       await umount();
       const small = await cached();
       assert(small.bytes <= 1 << 20 && small.n > 0, JSON.stringify(small));
 
       // Room for it all: after one read it is all on the disk, and stays there unmounted.
       await mount(16);
-      assertEquals(await Deno.readFile(`${mp}/big`), big);
+      assert.deepStrictEqual(await Deno.readFile(`${mp}/big`), big);
       await umount();
       const all = await cached();
       assert(all.bytes >= big.length, JSON.stringify(all));
@@ -1019,7 +1038,7 @@ Deno.test({
       bytes[100] ^= 0xff;
       await Deno.writeFile(victim, bytes);
       await mount(16);
-      assertEquals(await Deno.readFile(`${mp}/big`), big);
+      assert.deepStrictEqual(await Deno.readFile(`${mp}/big`), big);
       await umount();
       const log = await Deno.readTextFile(`${c}/mount.log`);
       assert(/\(1 found damaged there\)/.test(log), log.slice(-1500));
@@ -1027,7 +1046,7 @@ Deno.test({
       // Every Pi down: the file still reads back, from the disk (memory holds 1 MiB of it).
       await mount(16);
       for (const n of (await readClusterFile(c)).nodes) Deno.kill(n.pid!, "SIGKILL");
-      assertEquals(await Deno.readFile(`${mp}/big`), big);
+      assert.deepStrictEqual(await Deno.readFile(`${mp}/big`), big);
       await umount();
     });
   },

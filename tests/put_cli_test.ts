@@ -5,7 +5,7 @@
  * first LOCAL stored stays whole.
  */
 import { ok, pifs, withSim } from "./_cli.ts";
-import { assert, assertEquals } from "./_assert.ts";
+import assert from "node:assert/strict";
 
 Deno.test("put: a file cannot replace a directory an earlier LOCAL of the same put made, nor the reverse", async () => {
   await withSim(
@@ -21,14 +21,14 @@ Deno.test("put: a file cannot replace a directory an earlier LOCAL of the same p
       assert(r.code !== 0, "a clash was accepted");
       assert(r.err.includes("/dst/x: is a directory"), r.err);
       const ls = await ok("ls", "/dst/x", "--cluster", c, "--json");
-      assertEquals(JSON.parse(ls).length, 20);
-      assertEquals(await ok("cat", "/dst/x/f7", "--cluster", c), "a 7\n");
+      assert.deepStrictEqual(JSON.parse(ls).length, 20);
+      assert.deepStrictEqual(await ok("cat", "/dst/x/f7", "--cluster", c), "a 7\n");
 
       // The reverse: the file first, then a directory of the same name.
       const r2 = await pifs("put", `${dir}/b/x`, `${dir}/a/x`, "/other", "--cluster", c);
       assert(r2.code !== 0, "a clash was accepted");
       assert(r2.err.includes("/other/x: is a file, not a directory"), r2.err);
-      assertEquals(await ok("cat", "/other/x", "--cluster", c), "a file named x\n");
+      assert.deepStrictEqual(await ok("cat", "/other/x", "--cluster", c), "a file named x\n");
     },
     "pifs-test-",
     "c",

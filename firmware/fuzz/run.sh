@@ -5,7 +5,10 @@
 #                                        FUZZ_SECONDS (default 60) seconds
 #   bash firmware/fuzz/run.sh --seeds    regenerate the committed seed corpora
 #   bash firmware/fuzz/run.sh --build    build only
-#   bash firmware/fuzz/run.sh TARGET     run one target (fuzz_frames, fuzz_mount)
+#   bash firmware/fuzz/run.sh TARGET     run one target (fuzz_frames, fuzz_mount, fuzz_spec)
+#
+# fuzz_spec is the host's job-spec loader (tests/fuzz_spec.ts, under Deno):
+# hostile job files generated from the examples, a new seed each round.
 #
 # Each target runs on a copy of its seed corpus in a temp dir (the committed
 # corpus never grows), with -timeout=5 (a run that long is a hang). A target
@@ -24,7 +27,8 @@ FW=$ROOT/firmware
 OUT=$FW/build/fuzz
 SECONDS_PER=${FUZZ_SECONDS:-60}
 CC=${FUZZ_CC:-clang}
-TARGETS=(fuzz_frames fuzz_mount)
+C_TARGETS=(fuzz_frames fuzz_mount)
+TARGETS=("${C_TARGETS[@]}" fuzz_spec)
 
 mkdir -p "$OUT"
 
@@ -36,7 +40,7 @@ build() {
     "$FW/fuzz/$t.c" "$FW"/core/*.c -o "$OUT/$t"
 }
 
-for t in "${TARGETS[@]}"; do
+for t in "${C_TARGETS[@]}"; do
   if ! build "$t" 2>"$OUT/$t.build.log"; then
     cat "$OUT/$t.build.log" >&2
     if grep -q "libclang_rt\|cannot find.*fuzzer" "$OUT/$t.build.log"; then
@@ -48,7 +52,7 @@ for t in "${TARGETS[@]}"; do
 done
 
 if [ "${1:-}" = "--build" ]; then
-  echo "built: ${TARGETS[*]} in $OUT"
+  echo "built: ${C_TARGETS[*]} in $OUT"
   exit 0
 fi
 
@@ -74,6 +78,19 @@ mkdir -p "$OUT/artifacts"
 passed=0
 failed=0
 for t in "${TARGETS[@]}"; do
+  if [ "$t" = fuzz_spec ]; then
+    echo "== $t (${SECONDS_PER}s)"
+    if "$ROOT/.tools/bin/deno" run -A "$ROOT/tests/fuzz_spec.ts" "$SECONDS_PER" >"$OUT/$t.log" 2>&1; then
+      grep -E '^   runs:' "$OUT/$t.log"
+      echo "ok   $t"
+      passed=$((passed + 1))
+    else
+      grep -E '^   runs:|^FAIL' "$OUT/$t.log" | head -8
+      echo "FAIL $t (log: $OUT/$t.log)"
+      failed=$((failed + 1))
+    fi
+    continue
+  fi
   case $t in
     fuzz_frames) corpus=frames; extra=(-max_len=65536) ;;
     fuzz_mount) corpus=mount; extra=() ;;
