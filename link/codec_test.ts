@@ -1,6 +1,6 @@
 import { crc32c } from "./crc32c.ts";
 import { encodeFrame, FrameParser, Op, opToStr, Reader, statusToStr, Writer } from "./codec.ts";
-import { assert, assertEquals } from "../tests/_assert.ts";
+import assert from "node:assert/strict";
 
 const hex = (b: Uint8Array) => Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
 const unhex = (s: string) =>
@@ -23,7 +23,10 @@ Deno.test("codec: CRC-32C vectors", () => {
   const crcs = vectors.filter((v) => v[0] === "crc");
   assert(crcs.length >= 2);
   for (const [, text, want] of crcs) {
-    assertEquals(crc32c(new TextEncoder().encode(text)).toString(16).padStart(8, "0"), want);
+    assert.deepStrictEqual(
+      crc32c(new TextEncoder().encode(text)).toString(16).padStart(8, "0"),
+      want,
+    );
   }
 });
 
@@ -37,12 +40,12 @@ Deno.test("codec: frame vectors encode and decode", () => {
       reqid: Number(reqid),
       payload: unhex(payload),
     };
-    assertEquals(hex(encodeFrame(f)), frame, name);
+    assert.deepStrictEqual(hex(encodeFrame(f)), frame, name);
     const p = new FrameParser();
     p.push(unhex(frame));
     const e = p.next();
     assert(e?.kind === "frame", name);
-    assertEquals(e.frame, f, name);
+    assert.deepStrictEqual(e.frame, f, name);
   }
 });
 
@@ -52,15 +55,15 @@ Deno.test("codec: stream vectors parse the same whole and byte by byte", () => {
   for (const [, name, bytes, ev, dropped] of streams) {
     const whole = new FrameParser();
     whole.push(unhex(bytes));
-    assertEquals(events(whole).join(",") || "-", ev, name);
-    assertEquals(whole.dropped, Number(dropped), name);
+    assert.deepStrictEqual(events(whole).join(",") || "-", ev, name);
+    assert.deepStrictEqual(whole.dropped, Number(dropped), name);
     const one = new FrameParser();
     const got: string[] = [];
     for (const b of unhex(bytes)) {
       one.push(new Uint8Array([b]));
       got.push(...events(one));
     }
-    assertEquals(got.join(",") || "-", ev, `${name} (byte by byte)`);
+    assert.deepStrictEqual(got.join(",") || "-", ev, `${name} (byte by byte)`);
   }
 });
 
@@ -92,7 +95,7 @@ Deno.test("codec: random frames survive random splits; flipped bytes never pass 
       got.push(`${e.frame.reqid}:${hex(e.frame.payload).slice(0, 16)}`);
     }
   }
-  assertEquals(got, sent);
+  assert.deepStrictEqual(got, sent);
   // Flip one bit anywhere in a frame: it is never delivered as a good frame.
   for (let t = 0; t < 300; t++) {
     const f = parts[rnd(parts.length)].slice();
@@ -127,19 +130,19 @@ Deno.test("codec: a byte lost, added or flipped on the line costs one frame, not
     const got = events(p).filter((e) => e.startsWith("F")).map((e) => Number(e.split("/")[1]));
     // a flip can make a 00 (splitting one frame) or clear one (merging two)
     assert(got.length >= frames - (kind === 2 ? 2 : 1), `trial ${t}: kind ${kind} at ${at}`);
-    assertEquals(got, [...got].sort((a, b) => a - b));
+    assert.deepStrictEqual(got, [...got].sort((a, b) => a - b));
   }
 });
 
 Deno.test("codec: names, readers and writers", () => {
-  assertEquals(opToStr(Op.JOURNAL_APPEND), "JOURNAL_APPEND");
-  assertEquals(opToStr(0x01), "UNKNOWN(0x01)");
+  assert.deepStrictEqual(opToStr(Op.JOURNAL_APPEND), "JOURNAL_APPEND");
+  assert.deepStrictEqual(opToStr(0x01), "UNKNOWN(0x01)");
   assert(statusToStr(-16).startsWith("EWRONGCLUSTER"));
   const w = new Writer(32).u8(1).u16(0x203).u32(0xdeadbeef).u64(2 ** 40 + 5).bytes(
     new Uint8Array([9]),
   );
   const r = new Reader(w.done());
-  assertEquals([r.u8(), r.u16(), r.u32(), r.u64(), r.bytes(1)[0]], [
+  assert.deepStrictEqual([r.u8(), r.u16(), r.u32(), r.u64(), r.bytes(1)[0]], [
     1,
     0x203,
     0xdeadbeef,

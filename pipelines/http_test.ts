@@ -1,4 +1,4 @@
-import { assert, assertEquals, assertRejects } from "../tests/_assert.ts";
+import assert from "node:assert/strict";
 import { type HttpEntry, HttpSource, httpSource, HttpStatusError } from "./http.ts";
 import { SourceError, type SourceProblem } from "./source.ts";
 
@@ -140,7 +140,7 @@ async function collect(s: ReadableStream<Uint8Array>): Promise<Uint8Array> {
 }
 
 function assertBytes(got: Uint8Array, want: Uint8Array, what: string): void {
-  assertEquals(got.length, want.length, `${what}: length`);
+  assert.deepStrictEqual(got.length, want.length, `${what}: length`);
   for (let i = 0; i < got.length; i++) {
     if (got[i] !== want[i]) throw new Error(`${what}: first difference at byte ${i}`);
   }
@@ -162,12 +162,17 @@ function rangeStart(l: Logged): number {
 }
 
 async function expectSourceError(p: Promise<unknown>, ...needles: string[]): Promise<SourceError> {
-  const e = await assertRejects(() => p);
-  assert(e instanceof SourceError, `expected a SourceError, got ${e}`);
-  for (const n of needles) {
-    assert(e.message.includes(n), `message ${JSON.stringify(e.message)} lacks ${n}`);
-  }
-  return e;
+  let caught: SourceError | undefined;
+  await assert.rejects(p, (e) => {
+    assert(e instanceof SourceError, `expected a SourceError, got ${e}`);
+    for (const n of needles) {
+      assert(e.message.includes(n), `message ${JSON.stringify(e.message)} lacks ${n}`);
+    }
+    caught = e;
+    return true;
+  });
+  assert(caught);
+  return caught;
 }
 
 // ------------------------------------------------------------------ tests
@@ -216,24 +221,28 @@ Deno.test("manifest source: drops, 5xx and Retry-After are resumed bit-exact; ba
       timeoutMs: 5000,
       retries: 4,
     });
-    assertEquals(src.kind, "http");
+    assert.deepStrictEqual(src.kind, "http");
     const { entries, problems } = await listAll(src);
-    assertEquals(problems, []);
-    assertEquals(entries.map((e) => e.path), [
+    assert.deepStrictEqual(problems, []);
+    assert.deepStrictEqual(entries.map((e) => e.path), [
       "files/a.bin",
       "files/b.bin",
       "files/c.bin",
       "renamed/d.bin",
       "files/bad.bin",
     ]);
-    assertEquals(ts.log.filter((l) => l.method === "HEAD").length, 0, "no HEADs for a manifest");
+    assert.deepStrictEqual(
+      ts.log.filter((l) => l.method === "HEAD").length,
+      0,
+      "no HEADs for a manifest",
+    );
     for (const e of entries) {
       const served = `/${new URL(e.url).pathname.slice(1)}`;
       const data = files[served];
-      assertEquals(e.size, data.length);
-      assertEquals(e.key, `http:${ts.base}${served}:${e.sha256}`);
+      assert.deepStrictEqual(e.size, data.length);
+      assert.deepStrictEqual(e.key, `http:${ts.base}${served}:${e.sha256}`);
       const s = await e.open();
-      assertEquals(s.verifiesSha256, true);
+      assert.deepStrictEqual(s.verifiesSha256, true);
       if (served === "/files/bad.bin") {
         await expectSourceError(collect(s), "sha256 mismatch: expected", e.url);
       } else {
@@ -242,18 +251,18 @@ Deno.test("manifest source: drops, 5xx and Retry-After are resumed bit-exact; ba
     }
     // Resumed, not restarted: the retries after a drop asked for the rest only.
     const a = ts.gets("/files/a.bin");
-    assertEquals(a.length, 2);
-    assertEquals(a[0].range, null);
+    assert.deepStrictEqual(a.length, 2);
+    assert.deepStrictEqual(a[0].range, null);
     const na = rangeStart(a[1]);
     assert(na > 0 && na <= 300_000, `a.bin resumed at ${na}`);
     const d = ts.gets("/files/d.bin");
-    assertEquals(d.length, 3);
+    assert.deepStrictEqual(d.length, 3);
     const nd = rangeStart(d[1]);
     assert(nd > 0 && nd <= 700_000, `d.bin resumed at ${nd}`);
-    assertEquals(rangeStart(d[2]), nd, "after a 500 the same byte is asked for again");
+    assert.deepStrictEqual(rangeStart(d[2]), nd, "after a 500 the same byte is asked for again");
     // A failure before any byte retries from the start.
-    assertEquals(ts.gets("/files/b.bin").map((l) => l.range), [null, null]);
-    assertEquals(ts.gets("/files/c.bin").map((l) => l.range), [null, null]);
+    assert.deepStrictEqual(ts.gets("/files/b.bin").map((l) => l.range), [null, null]);
+    assert.deepStrictEqual(ts.gets("/files/c.bin").map((l) => l.range), [null, null]);
   } finally {
     await ts.close();
   }
@@ -297,15 +306,15 @@ Deno.test("URL list source: HEAD sizes, path checks, bounded HEADs; 404 is not r
       "ftp://127.0.0.1/x.bin",
     ];
     const src = new HttpSource({ urls, concurrency: 2, backoffMs: 1, retries: 3, timeoutMs: 5000 });
-    assertEquals(src.concurrency, 2);
+    assert.deepStrictEqual(src.concurrency, 2);
     const { entries, problems } = await listAll(src);
-    assertEquals(entries.map((e) => e.path), [
+    assert.deepStrictEqual(entries.map((e) => e.path), [
       ...Array.from({ length: 6 }, (_, i) => `data/f${i}.bin`),
       "data/y z.bin",
       "missing.bin",
     ]);
     assert(maxInFlight <= 2 && maxInFlight >= 1, `max HEADs in flight ${maxInFlight}`);
-    assertEquals(problems.length, 6, JSON.stringify(problems));
+    assert.deepStrictEqual(problems.length, 6, JSON.stringify(problems));
     for (const [i, u] of urls.slice(8).entries()) {
       const p = problems[i];
       assert(
@@ -317,24 +326,24 @@ Deno.test("URL list source: HEAD sizes, path checks, bounded HEADs; 404 is not r
     assert(problems[2].message.includes("duplicate path data/f0.bin"), problems[2].message);
 
     const [f0, f1, f2] = entries;
-    assertEquals(f0.size, 1000);
-    assertEquals(f0.mtimeMs, Date.parse(lastModified));
-    assertEquals(f0.key, `http:${b}/data/f0.bin:"v1"`);
-    assertEquals(f1.key, `http:${b}/data/f1.bin:${lastModified}`);
-    assertEquals(f2.key, `http:${b}/data/f2.bin:1002`);
-    assertEquals(f2.mtimeMs, 0);
-    assertEquals(f2.sha256, undefined);
+    assert.deepStrictEqual(f0.size, 1000);
+    assert.deepStrictEqual(f0.mtimeMs, Date.parse(lastModified));
+    assert.deepStrictEqual(f0.key, `http:${b}/data/f0.bin:"v1"`);
+    assert.deepStrictEqual(f1.key, `http:${b}/data/f1.bin:${lastModified}`);
+    assert.deepStrictEqual(f2.key, `http:${b}/data/f2.bin:1002`);
+    assert.deepStrictEqual(f2.mtimeMs, 0);
+    assert.deepStrictEqual(f2.sha256, undefined);
     const missing = entries[7];
-    assertEquals([missing.size, missing.mtimeMs], [-1, 0]);
-    assertEquals(missing.key, `http:${b}/missing.bin:-1`);
+    assert.deepStrictEqual([missing.size, missing.mtimeMs], [-1, 0]);
+    assert.deepStrictEqual(missing.key, `http:${b}/missing.bin:-1`);
 
     const yz = await entries[6].open();
-    assertEquals(yz.verifiesSha256, false);
+    assert.deepStrictEqual(yz.verifiesSha256, false);
     assertBytes(await collect(yz), files["/data/y z.bin"], "y z.bin");
 
     const e = await expectSourceError(missing.open(), "404", `${b}/missing.bin`);
     assert(e instanceof HttpStatusError && e.status === 404, `status of ${e}`);
-    assertEquals(ts.gets("/missing.bin").length, 1, "a 404 is not retried");
+    assert.deepStrictEqual(ts.gets("/missing.bin").length, 1, "a 404 is not retried");
   } finally {
     await ts.close();
   }
@@ -353,23 +362,23 @@ Deno.test("open(offset) on a server that ignores Range delivers exactly the byte
   try {
     const src = httpSource({ manifest: `${ts.base}/list.txt`, backoffMs: 1, timeoutMs: 5000 });
     const { entries, problems } = await listAll(src);
-    assertEquals(problems, []);
-    assertEquals(entries.length, 1);
+    assert.deepStrictEqual(problems, []);
+    assert.deepStrictEqual(entries.length, 1);
     const [e] = entries;
-    assertEquals([e.path, e.size, e.sha256], ["data.bin", data.length, sha]);
+    assert.deepStrictEqual([e.path, e.size, e.sha256], ["data.bin", data.length, sha]);
     for (const off of [123_457, 1, data.length - 1]) {
       const s = await e.open(off);
-      assertEquals(s.verifiesSha256, false, "the prefix is not hashed by the stream");
+      assert.deepStrictEqual(s.verifiesSha256, false, "the prefix is not hashed by the stream");
       assertBytes(await collect(s), data.subarray(off), `from ${off}`);
     }
-    assertEquals(ts.gets("/data.bin").map((l) => l.range), [
+    assert.deepStrictEqual(ts.gets("/data.bin").map((l) => l.range), [
       "bytes=123457-",
       "bytes=1-",
       `bytes=${data.length - 1}-`,
     ]);
     // At the end already: nothing to fetch, an empty stream.
-    assertEquals((await collect(await e.open(data.length))).length, 0);
-    assertEquals(ts.gets("/data.bin").length, 3);
+    assert.deepStrictEqual((await collect(await e.open(data.length))).length, 0);
+    assert.deepStrictEqual(ts.gets("/data.bin").length, 3);
   } finally {
     await ts.close();
   }
@@ -384,13 +393,13 @@ Deno.test("a stalled response times out and the download resumes where it stoppe
   try {
     const src = httpSource({ urls: [`${ts.base}/slow.bin`], timeoutMs: 250, backoffMs: 1 });
     const { entries } = await listAll(src);
-    assertEquals(entries[0].size, data.length);
+    assert.deepStrictEqual(entries[0].size, data.length);
     const t0 = performance.now();
     assertBytes(await collect(await entries[0].open()), data, "slow.bin");
     assert(performance.now() - t0 >= 200, "waited for the stall timeout");
     const gets = ts.gets("/slow.bin");
-    assertEquals(gets.length, 2);
-    assertEquals(gets[0].range, null);
+    assert.deepStrictEqual(gets.length, 2);
+    assert.deepStrictEqual(gets[0].range, null);
     const n = rangeStart(gets[1]);
     assert(n > 0 && n <= 100_000, `resumed at ${n}`);
   } finally {
@@ -412,11 +421,11 @@ Deno.test("retries exhausted: SourceError naming the URL, the byte offset and th
     const s = await entries[0].open();
     await expectSourceError(collect(s), `${b}/flaky.bin`, "at byte 1000", "HTTP 503");
     // One attempt that delivered bytes, then `retries` retries without progress.
-    assertEquals(ts.gets("/flaky.bin").length, 3);
-    assertEquals(ts.gets("/flaky.bin").slice(1).map(rangeStart), [1000, 1000]);
+    assert.deepStrictEqual(ts.gets("/flaky.bin").length, 3);
+    assert.deepStrictEqual(ts.gets("/flaky.bin").slice(1).map(rangeStart), [1000, 1000]);
     // Failing before any byte: open() itself rejects.
     await expectSourceError(entries[1].open(), `${b}/down.bin`, "at byte 0", "HTTP 503");
-    assertEquals(ts.gets("/down.bin").length, 3);
+    assert.deepStrictEqual(ts.gets("/down.bin").length, 3);
   } finally {
     await ts.close();
   }
@@ -451,13 +460,13 @@ Deno.test("text manifest: malformed lines are reported with their line number, t
     );
     const src = httpSource({ manifest, backoffMs: 1 });
     const { entries, problems } = await listAll(src);
-    assertEquals(entries.map((e) => [e.path, e.size, e.sha256, e.mtimeMs]), [
+    assert.deepStrictEqual(entries.map((e) => [e.path, e.size, e.sha256, e.mtimeMs]), [
       ["a.bin", a.length, sa, 0],
       ["out/b.bin", b.length, sb, 0],
     ]);
-    assertEquals(entries[1].key, `http:${u}/b.bin:${sb}`);
+    assert.deepStrictEqual(entries[1].key, `http:${u}/b.bin:${sb}`);
     const lines = [4, 5, 6, 8, 9, 10];
-    assertEquals(problems.length, lines.length, JSON.stringify(problems));
+    assert.deepStrictEqual(problems.length, lines.length, JSON.stringify(problems));
     problems.forEach((p, i) => {
       assert(p.message.includes(`${manifest}:${lines[i]}:`), `${p.message} names line ${lines[i]}`);
     });
@@ -504,7 +513,7 @@ Deno.test("manifest errors: unreadable manifest throws naming it; size contradic
     const { entries, problems } = await listAll(
       httpSource({ manifest: `${ts.base}/m.json`, backoffMs: 1 }),
     );
-    assertEquals(problems.length, 1);
+    assert.deepStrictEqual(problems.length, 1);
     assert(problems[0].message.includes(`${ts.base}/m.json files[1]`), problems[0].message);
     await expectSourceError(
       entries[0].open(),

@@ -9,7 +9,7 @@ import { pifs } from "../tests/_cli.ts";
 import { chunkId } from "../link/client.ts";
 import { SerialPort } from "../link/serial.ts";
 import { connectNode, readClusterFile } from "../store/cluster.ts";
-import { assert, assertEquals, assertRejects } from "../tests/_assert.ts";
+import assert from "node:assert/strict";
 import { isLinkProcess, LinkError, type LinkOptions, type LinkStats, startLink } from "./link.ts";
 import { isNodeProcess } from "./sim.ts";
 
@@ -82,8 +82,8 @@ Deno.test("link: 200 KiB each way, no faults, bit-exact", async () => {
     assert(sameBytes(gotB, ab), "a->b differs");
     assert(sameBytes(gotA, ba), "b->a differs");
   });
-  assertEquals(stats.aToB, { bytes: n, flipped: 0, dropped: 0 });
-  assertEquals(stats.bToA, { bytes: n, flipped: 0, dropped: 0 });
+  assert.deepStrictEqual(stats.aToB, { bytes: n, flipped: 0, dropped: 0 });
+  assert.deepStrictEqual(stats.bToA, { bytes: n, flipped: 0, dropped: 0 });
 });
 
 Deno.test("link: ber 1e-3 flips bits, and stop() counts them", async () => {
@@ -98,9 +98,9 @@ Deno.test("link: ber 1e-3 flips bits, and stop() counts them", async () => {
   });
   // ~524 expected (64 KiB * 8 * 1e-3); without drops every flip shows.
   assert(diff > 100, `only ${diff} bits differ`);
-  assertEquals(stats.flipped, diff);
-  assertEquals(stats.aToB.bytes, n);
-  assertEquals(stats.dropped, 0);
+  assert.deepStrictEqual(stats.flipped, diff);
+  assert.deepStrictEqual(stats.aToB.bytes, n);
+  assert.deepStrictEqual(stats.dropped, 0);
 });
 
 Deno.test("link: baud 115200 carries 11,520 bytes/s", async () => {
@@ -119,7 +119,7 @@ Deno.test("link: latency delays every byte; stalls stop the line", async () => {
     await pa.write(new Uint8Array([1, 2, 3]));
     const got = await readN(pb, 3);
     const ms = performance.now() - t0;
-    assertEquals(got, new Uint8Array([1, 2, 3]));
+    assert.deepStrictEqual(got, new Uint8Array([1, 2, 3]));
     assert(ms >= 290 && ms < 1500, `3 bytes with 300 ms latency took ${ms.toFixed(0)} ms`);
   });
   // Paced at 11,520 B/s, stalled 300 ms of every 600: about twice as long.
@@ -133,8 +133,8 @@ Deno.test("link: latency delays every byte; stalls stop the line", async () => {
       `${n} bytes at 115200 with 50 % stalls took ${s.toFixed(2)} s, not ~2`,
     );
   });
-  await assertRejects(() => startLink({ a: "/tmp/x", b: "/tmp/y", stallMs: 100 }));
-  await assertRejects(() => startLink({ a: "/tmp/x", b: "/tmp/y", latencyMs: -1 }));
+  await assert.rejects(() => startLink({ a: "/tmp/x", b: "/tmp/y", stallMs: 100 }));
+  await assert.rejects(() => startLink({ a: "/tmp/x", b: "/tmp/y", latencyMs: -1 }));
 });
 
 Deno.test("link: bad options are refused, naming the value", async () => {
@@ -150,16 +150,20 @@ Deno.test("link: bad options are refused, naming the value", async () => {
       [{ seed: -3 }, "seed -3"],
     ];
     for (const [o, name] of bad) {
-      const e = await assertRejects(() => startLink({ a: `${dir}/a`, b: `${dir}/b`, ...o }));
-      assert(e instanceof LinkError, `${name}: ${e}`);
-      assert(e.message.includes(name), `${name}: ${e.message}`);
+      await assert.rejects(() => startLink({ a: `${dir}/a`, b: `${dir}/b`, ...o }), (e) => {
+        assert(e instanceof LinkError, `${name}: ${e}`);
+        assert(e.message.includes(name), `${name}: ${e.message}`);
+        return true;
+      });
     }
     // A relay that cannot start says why.
-    const e = await assertRejects(() => startLink({ a: `${dir}/no/such/a`, b: `${dir}/b` }));
-    assert(e instanceof LinkError && /exited at start.*no\/such/.test(e.message), e.message);
+    await assert.rejects(() => startLink({ a: `${dir}/no/such/a`, b: `${dir}/b` }), (e: Error) => {
+      assert(e instanceof LinkError && /exited at start.*no\/such/.test(e.message), e.message);
+      return true;
+    });
     // The CLI: a usage error, exit 2.
     const r = await pifs("sim", "link", "--a", `${dir}/a`, "--b", `${dir}/b`, "--ber", "1.5");
-    assertEquals(r.code, 2, r.err);
+    assert.deepStrictEqual(r.code, 2, r.err);
     assert(r.err.includes("--ber '1.5'"), r.err);
   } finally {
     await Deno.remove(dir, { recursive: true });
@@ -190,14 +194,18 @@ Deno.test("link: sim up --ber --drop, chunks bit-exact, sim down stops links and
       "--drop",
       "1e-5",
     );
-    assertEquals(up.code, 0, up.err);
+    assert.deepStrictEqual(up.code, 0, up.err);
     let c = await readClusterFile(dir);
-    assertEquals(c.faults, { ber: 1e-5, drop: 1e-5 });
+    assert.deepStrictEqual(c.faults, { ber: 1e-5, drop: 1e-5 });
     for (const n of c.nodes) {
-      assertEquals(n.tty, `node${n.id}.tty`);
+      assert.deepStrictEqual(n.tty, `node${n.id}.tty`);
       assert(await isLinkProcess(n.link?.pid), `node ${n.id}: no link running`);
       assert(await isNodeProcess(n.pid), `node ${n.id}: not running`);
-      assertEquals([n.link!.ber, n.link!.drop, n.link!.line], [1e-5, 1e-5, `node${n.id}.line`]);
+      assert.deepStrictEqual([n.link!.ber, n.link!.drop, n.link!.line], [
+        1e-5,
+        1e-5,
+        `node${n.id}.line`,
+      ]);
     }
 
     const clients = await Promise.all(
@@ -206,7 +214,9 @@ Deno.test("link: sim up --ber --drop, chunks bit-exact, sim down stops links and
     try {
       await Promise.all(clients.map(async (cl) => {
         const chunks = [randomBytes(50_000), randomBytes(50_000), randomBytes(50_000)];
-        for (const ch of chunks) assertEquals((await cl.putChunk(ch)).id, await chunkId(ch));
+        for (const ch of chunks) {
+          assert.deepStrictEqual((await cl.putChunk(ch)).id, await chunkId(ch));
+        }
         for (const ch of chunks) {
           assert(sameBytes(await cl.getChunk(await chunkId(ch)), ch), "chunk differs");
         }
@@ -218,23 +228,23 @@ Deno.test("link: sim up --ber --drop, chunks bit-exact, sim down stops links and
 
     // Down, then up again on the existing cluster: the links come back too.
     const down = await pifs("sim", "down", "--dir", dir);
-    assertEquals(down.code, 0, down.err);
+    assert.deepStrictEqual(down.code, 0, down.err);
     assert(/link stopped: a->b \d+ bytes/.test(down.err), down.err);
     const again = await pifs("sim", "up", "--dir", dir);
-    assertEquals(again.code, 0, again.err);
+    assert.deepStrictEqual(again.code, 0, again.err);
     c = await readClusterFile(dir);
     for (const n of c.nodes) assert(await isLinkProcess(n.link?.pid), `node ${n.id}: no link`);
     const cl = await connectNode(dir, c, c.nodes[1], { timeoutMs: 300, retries: 30 });
     try {
-      assertEquals((await cl.listChunks()).length, 3);
+      assert.deepStrictEqual((await cl.listChunks()).length, 3);
     } finally {
       await cl.close();
     }
 
     const down2 = await pifs("sim", "down", "--dir", dir);
-    assertEquals(down2.code, 0, down2.err);
-    assertEquals(await processesOf(dir, "pifs-link"), []);
-    assertEquals(await processesOf(dir, "pifs-node"), []);
+    assert.deepStrictEqual(down2.code, 0, down2.err);
+    assert.deepStrictEqual(await processesOf(dir, "pifs-link"), []);
+    assert.deepStrictEqual(await processesOf(dir, "pifs-node"), []);
     c = await readClusterFile(dir);
     assert(c.nodes.every((n) => n.pid === null && n.link?.pid === null), JSON.stringify(c));
   } finally {

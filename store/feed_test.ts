@@ -1,4 +1,4 @@
-import { assert, assertEquals } from "../tests/_assert.ts";
+import assert from "node:assert/strict";
 import { Feed } from "./feed.ts";
 import type { Store } from "./store.ts";
 
@@ -30,13 +30,13 @@ Deno.test("feed: one unplaced at a time, only while a Pi is short and under the 
   const { store, state } = fakeStore();
   const feed = new Feed(store, { cap: 1000, lowWater: 4096 });
   assert(feed.extra(), "a short Pi and nothing pending: one more may start");
-  assertEquals(state.lowSeen, 4096);
+  assert.deepStrictEqual(state.lowSeen, 4096);
   const placed = feed.start();
-  assertEquals(feed.pending, 1);
+  assert.deepStrictEqual(feed.pending, 1);
   assert(!feed.extra(), "the one started is not placed yet");
   placed();
   placed(); // a second call (the thing ending) does not count again
-  assertEquals(feed.pending, 0);
+  assert.deepStrictEqual(feed.pending, 0);
   assert(feed.extra());
   const a = feed.start(), b = feed.start();
   a();

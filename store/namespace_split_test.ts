@@ -1,4 +1,4 @@
-import { assert, assertEquals } from "../tests/_assert.ts";
+import assert from "node:assert/strict";
 import {
   splitTree,
   TREE_PART_BYTES,
@@ -33,23 +33,23 @@ const key = (p: TreeEntry[]) => JSON.stringify(p);
 const jsonBytes = (l: TreeEntry[]) => l.reduce((a, t) => a + JSON.stringify(t).length + 1, 0);
 
 Deno.test("splitTree: a directory up to TREE_SPLIT_BYTES is one part, as it always was", () => {
-  assertEquals(splitTree([]), [[]]);
+  assert.deepStrictEqual(splitTree([]), [[]]);
   const few = files(100);
   assert(jsonBytes(few) <= TREE_SPLIT_BYTES);
-  assertEquals(splitTree(few), [few]);
+  assert.deepStrictEqual(splitTree(few), [few]);
 });
 
 Deno.test("splitTree: a large directory is cut by names into parts of about TREE_PART_ENTRIES; they concatenate to the listing", () => {
   const list = files(20_000);
   assert(jsonBytes(list) > TREE_SPLIT_BYTES);
   const parts = splitTree(list);
-  assertEquals(parts.flat(), list);
+  assert.deepStrictEqual(parts.flat(), list);
   assert(parts.every((p) => p.length > 0), "no empty part");
   const mean = list.length / parts.length;
   assert(mean > TREE_PART_ENTRIES / 2 && mean < TREE_PART_ENTRIES * 2, `mean part ${mean} entries`);
   // The same names give the same cuts whatever else the entries say.
   const touched = list.map((t): TreeEntry => [t[0], t[1], 1, 0o600, 5, "cd".repeat(32), 1]);
-  assertEquals(splitTree(touched).map((p) => p.length), parts.map((p) => p.length));
+  assert.deepStrictEqual(splitTree(touched).map((p) => p.length), parts.map((p) => p.length));
 });
 
 Deno.test("splitTree: a file added, changed or removed changes one or two parts of a large directory", () => {
@@ -66,7 +66,7 @@ Deno.test("splitTree: a file added, changed or removed changes one or two parts 
   const changed = list.map((t, i): TreeEntry =>
     i === 1234 ? [t[0], t[1], t[2], t[3], 99, t[5], t[6]] : t
   );
-  assertEquals(changedParts(changed), 1);
+  assert.deepStrictEqual(changedParts(changed), 1);
   // One removed.
   const removed = list.filter((_, i) => i !== 4321);
   assert(
@@ -94,7 +94,7 @@ Deno.test("splitTree: no part exceeds TREE_PART_BYTES, however rarely names hash
     ],
   );
   const parts = splitTree(long);
-  assertEquals(parts.flat(), long);
+  assert.deepStrictEqual(parts.flat(), long);
   assert(parts.length >= 5, `${parts.length} parts of 20 MB`);
   for (const p of parts) assert(jsonBytes(p) <= TREE_PART_BYTES, `part of ${jsonBytes(p)} bytes`);
 });

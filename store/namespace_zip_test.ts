@@ -1,4 +1,4 @@
-import { assert, assertEquals } from "../tests/_assert.ts";
+import assert from "node:assert/strict";
 import {
   decodeJournal,
   encodeEntry,
@@ -48,14 +48,14 @@ Deno.test("zip: a packed line stands for its entries; sequence numbers go on aft
     { op: "rm", p: "/d/f3", s: 32 },
   ];
   const back = decodeJournal(journal(lines));
-  assertEquals(back, lines);
+  assert.deepStrictEqual(back, lines);
   const all = expandEntries(back);
-  assertEquals(all.map((e) => e.s), Array.from({ length: 32 }, (_, i) => i + 1));
+  assert.deepStrictEqual(all.map((e) => e.s), Array.from({ length: 32 }, (_, i) => i + 1));
   // back[1] was decoded from bytes: this inflates it (z itself is known from packing).
-  assertEquals(unzipEntry(back[1] as typeof z), puts(2, 30));
-  assertEquals(all.slice(1, 31), puts(2, 30));
+  assert.deepStrictEqual(unzipEntry(back[1] as typeof z), puts(2, 30));
+  assert.deepStrictEqual(all.slice(1, 31), puts(2, 30));
   // Re-encoding a decoded line gives the same bytes (catch-up relies on it).
-  assertEquals(encodeEntry(back[1]), encodeEntry(z));
+  assert.deepStrictEqual(encodeEntry(back[1]), encodeEntry(z));
 });
 
 Deno.test("zip: damaged or inconsistent packed lines are refused with JournalError", () => {

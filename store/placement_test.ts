@@ -1,4 +1,4 @@
-import { assert, assertEquals } from "../tests/_assert.ts";
+import assert from "node:assert/strict";
 import { placeChunk, PlacementError, type PlacementNode, rankNodes } from "./placement.ts";
 
 function random_ids(count: number): string[] {
@@ -29,7 +29,7 @@ function throws_placement_error(fn: () => unknown, names: string): PlacementErro
     fn();
   } catch (e) {
     assert(e instanceof PlacementError, `expected a PlacementError, got ${e}`);
-    assertEquals(e.name, "PlacementError");
+    assert.deepStrictEqual(e.name, "PlacementError");
     assert(e.message.includes(names), `message ${JSON.stringify(e.message)} lacks ${names}`);
     return e;
   }
@@ -69,9 +69,9 @@ Deno.test("rankNodes matches the documented hash (BigInt reference)", () => {
   ];
   const ids = [...random_ids(3000), "0".repeat(64), "f".repeat(64)];
   for (const id of ids) {
-    assertEquals(rankNodes(id, nodes), ref_rank(id, nodes), id);
+    assert.deepStrictEqual(rankNodes(id, nodes), ref_rank(id, nodes), id);
     for (let n = 1; n <= nodes.length; n++) {
-      assertEquals(placeChunk(id, nodes, n), ref_rank(id, nodes).slice(0, n), id);
+      assert.deepStrictEqual(placeChunk(id, nodes, n), ref_rank(id, nodes).slice(0, n), id);
     }
   }
 });
@@ -87,7 +87,7 @@ Deno.test("the hash is pinned: placements of existing chunks never move", () => 
     ["0123456789abcdef".repeat(4), [4, 2, 1, 3]],
     ["e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855", [1, 4, 3, 2]],
   ];
-  for (const [id, want] of vectors) assertEquals(rankNodes(id, nodes), want, id);
+  for (const [id, want] of vectors) assert.deepStrictEqual(rankNodes(id, nodes), want, id);
 });
 
 Deno.test("deterministic: same input, same output, whatever the order of nodes", () => {
@@ -100,11 +100,11 @@ Deno.test("deterministic: same input, same output, whatever the order of nodes",
   ];
   for (const id of random_ids(500)) {
     const ranked = rankNodes(id, nodes);
-    assertEquals([...ranked].sort((a, b) => a - b), [0, 3, 4, 9, 12]);
-    assertEquals(rankNodes(id, nodes), ranked);
-    assertEquals(rankNodes(id, shuffled(nodes)), ranked);
-    assertEquals(rankNodes(id, [...nodes].reverse()), ranked);
-    assertEquals(placeChunk(id, shuffled(nodes), 3), ranked.slice(0, 3));
+    assert.deepStrictEqual([...ranked].sort((a, b) => a - b), [0, 3, 4, 9, 12]);
+    assert.deepStrictEqual(rankNodes(id, nodes), ranked);
+    assert.deepStrictEqual(rankNodes(id, shuffled(nodes)), ranked);
+    assert.deepStrictEqual(rankNodes(id, [...nodes].reverse()), ranked);
+    assert.deepStrictEqual(placeChunk(id, shuffled(nodes), 3), ranked.slice(0, 3));
   }
 });
 
@@ -115,10 +115,10 @@ Deno.test("distinct: placeChunk returns `copies` distinct ids, for every copies"
     const ranked = rankNodes(id, nodes);
     for (let copies = 1; copies <= nodes.length; copies++) {
       const where = placeChunk(id, nodes, copies);
-      assertEquals(where.length, copies);
-      assertEquals(new Set(where).size, copies);
+      assert.deepStrictEqual(where.length, copies);
+      assert.deepStrictEqual(new Set(where).size, copies);
       assert(where.every((n) => all.has(n)), `unknown node in ${where}`);
-      assertEquals(where, ranked.slice(0, copies));
+      assert.deepStrictEqual(where, ranked.slice(0, copies));
     }
   }
 });
@@ -141,7 +141,9 @@ Deno.test("weighted: primaries follow the weights 1:2:3", () => {
 Deno.test("weighted: scale-free, only ratios of weights matter", () => {
   const small = [{ id: 1, weight: 1 }, { id: 2, weight: 2 }, { id: 3, weight: 3 }];
   const large = small.map((n) => ({ id: n.id, weight: n.weight * 2 ** 40 }));
-  for (const id of random_ids(500)) assertEquals(rankNodes(id, large), rankNodes(id, small));
+  for (const id of random_ids(500)) {
+    assert.deepStrictEqual(rankNodes(id, large), rankNodes(id, small));
+  }
 });
 
 Deno.test("stable: adding a node moves only its share; removing one moves only its chunks", () => {
@@ -156,9 +158,9 @@ Deno.test("stable: adding a node moves only its share; removing one moves only i
     assert(changed.length <= 1, `${id}: ${[...before]} -> ${[...after]}`);
     if (after.has(4)) {
       with_new++;
-      assertEquals(changed, [4], id);
+      assert.deepStrictEqual(changed, [4], id);
     } else {
-      assertEquals([...after].sort(), [...before].sort(), id);
+      assert.deepStrictEqual([...after].sort(), [...before].sort(), id);
     }
   }
   const share = with_new / ids.length;
@@ -172,7 +174,7 @@ Deno.test("stable: adding a node moves only its share; removing one moves only i
     const before = placeChunk(id, four, 2);
     const after = placeChunk(id, without, 2);
     if (!before.includes(2)) {
-      assertEquals(after, before, id);
+      assert.deepStrictEqual(after, before, id);
       continue;
     }
     moved++;
@@ -186,13 +188,13 @@ Deno.test("stable: adding a node moves only its share; removing one moves only i
 Deno.test("bad input throws PlacementError naming the bad value", () => {
   const id = "ab".repeat(32);
   const nodes = equal_nodes([1, 2, 3]);
-  assertEquals(throws_placement_error(() => placeChunk(id, nodes, 0), "got 0").value, 0);
-  assertEquals(throws_placement_error(() => placeChunk(id, nodes, 4), "got 4").value, 4);
+  assert.deepStrictEqual(throws_placement_error(() => placeChunk(id, nodes, 0), "got 0").value, 0);
+  assert.deepStrictEqual(throws_placement_error(() => placeChunk(id, nodes, 4), "got 4").value, 4);
   throws_placement_error(() => placeChunk(id, nodes, 1.5), "got 1.5");
   throws_placement_error(() => placeChunk(id, nodes, NaN), "got NaN");
   throws_placement_error(() => placeChunk(id, [], 1), "got 1");
   const dup = [{ id: 1, weight: 1 }, { id: 5, weight: 2 }, { id: 5, weight: 3 }];
-  assertEquals(
+  assert.deepStrictEqual(
     throws_placement_error(() => placeChunk(id, dup, 1), "duplicate node id 5").value,
     5,
   );
@@ -214,7 +216,7 @@ Deno.test("bad input throws PlacementError naming the bad value", () => {
   }
   for (const bad of ["", "abc", id.slice(1), id + "0", id.toUpperCase(), "g" + id.slice(1)]) {
     const e = throws_placement_error(() => placeChunk(bad, nodes, 1), JSON.stringify(bad));
-    assertEquals(e.value, bad);
+    assert.deepStrictEqual(e.value, bad);
     throws_placement_error(() => rankNodes(bad, nodes), JSON.stringify(bad));
   }
   throws_placement_error(() => rankNodes(undefined as unknown as string, nodes), "undefined");

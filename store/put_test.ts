@@ -1,4 +1,4 @@
-import { assert, assertEquals } from "../tests/_assert.ts";
+import assert from "node:assert/strict";
 import { PutQueue } from "./put.ts";
 import type { Store } from "./store.ts";
 
@@ -67,15 +67,15 @@ Deno.test("PutQueue keeps filesPerNode x Pis files in flight and stores every on
     lowWater: 0, // no Pi is ever short: exactly the slots
     onFile: (p) => landed.push(p),
   });
-  assertEquals(q.fileSlots, 6);
+  assert.deepStrictEqual(q.fileSlots, 6);
   for (let i = 0; i < 40; i++) {
     await q.add(`/d/f${i}`, bytes(i), { size: i, mode: 0o644, mtime: 0 });
     assert(q.running <= 6, `${q.running} files in flight`);
   }
   await q.finish();
-  assertEquals(f.peak(), 6);
-  assertEquals(landed.length, 40);
-  assertEquals(new Set(landed).size, 40);
+  assert.deepStrictEqual(f.peak(), 6);
+  assert.deepStrictEqual(landed.length, 40);
+  assert.deepStrictEqual(new Set(landed).size, 40);
   for (let i = 0; i < 40; i++) assert(f.log.includes(`put /d/f${i} ${i} copies 2`), `f${i}`);
 });
 
@@ -87,7 +87,7 @@ Deno.test("PutQueue bounds the bytes in flight, but a file larger than the bound
   }
   await q.add("/big", bytes(5000), { size: 5000, mode: 0o644, mtime: 0 });
   await q.finish();
-  assertEquals(f.peak(), 2); // 2 x 400 fit in 1000 bytes, 3 do not
+  assert.deepStrictEqual(f.peak(), 2); // 2 x 400 fit in 1000 bytes, 3 do not
   assert(f.log.includes("put /big 5000 copies 2"));
 });
 
@@ -109,7 +109,7 @@ Deno.test("PutQueue: the first failure stops the queue and is thrown; no file st
   assert(added >= 4 && added <= 8, `${added} added`);
   let again: unknown;
   await q.finish().catch((e) => again = e);
-  assertEquals(again, thrown);
+  assert.deepStrictEqual(again, thrown);
   assert(!f.log.some((l) => /put \/f(8|9|1\d)/.test(l)), f.log.join(", "));
 });
 
@@ -119,7 +119,7 @@ Deno.test("PutQueue.mkdir does not wait, and its entry is queued before the file
   q.mkdir("/a", 0o755, 0);
   await q.add("/a/x", bytes(3), { size: 3, mode: 0o644, mtime: 0 });
   await q.finish();
-  assertEquals(f.log, ["mkdir /a", "put /a/x 3 copies 2"]);
+  assert.deepStrictEqual(f.log, ["mkdir /a", "put /a/x 3 copies 2"]);
 });
 
 Deno.test("PutQueue: a Pi with nothing queued gets more files beyond the slots, up to the most", async () => {
@@ -142,7 +142,7 @@ Deno.test("PutQueue: a Pi with nothing queued gets more files beyond the slots, 
     lowWater: 10,
     onFile: (p) => landed.push([p, performance.now() - t0]),
   });
-  assertEquals([q.fileSlots, q.maxFiles], [4, 12]);
+  assert.deepStrictEqual([q.fileSlots, q.maxFiles], [4, 12]);
   let most = 0;
   for (let i = 0; i < 4; i++) {
     await q.add(`/slow${i}`, bytes(100), { size: 100, mode: 0o644, mtime: 0 });
@@ -152,7 +152,7 @@ Deno.test("PutQueue: a Pi with nothing queued gets more files beyond the slots, 
     most = Math.max(most, q.running);
   }
   await q.finish();
-  assertEquals(landed.length, 34);
+  assert.deepStrictEqual(landed.length, 34);
   // Pis 1-3 were fed while Pi 0 was busy: fast files landed before any slow one.
   const firstSlow = Math.min(...landed.filter(([p]) => p.startsWith("/slow")).map(([, t]) => t));
   const fastBefore = landed.filter(([p, t]) => p.startsWith("/fast") && t < firstSlow).length;
@@ -171,5 +171,5 @@ Deno.test("PutQueue: with no Pi short of bytes, files beyond the slots wait", as
     await q.add(`/f${i}`, bytes(10), { size: 10, mode: 0o644, mtime: 0 });
   }
   await q.finish();
-  assertEquals(f.peak(), 4);
+  assert.deepStrictEqual(f.peak(), 4);
 });

@@ -17,7 +17,7 @@ import {
   normalSize,
   validateCdcOptions,
 } from "./cdc.ts";
-import { assert, assertEquals } from "../tests/_assert.ts";
+import assert from "node:assert/strict";
 
 const SEED = (() => {
   const granted = Deno.permissions.querySync({ name: "env", variable: "CDC_TEST_SEED" });
@@ -108,7 +108,7 @@ function checkChunks(data: Uint8Array, chunks: Uint8Array[], opts: CdcOptions, w
     assert(bytesEqual(c, data.subarray(at, at + c.length)), `${what}: chunk ${i} bytes differ`);
     at += c.length;
   });
-  assertEquals(at, data.length, `${what}: chunks cover`);
+  assert.deepStrictEqual(at, data.length, `${what}: chunks cover`);
 }
 
 async function sha256Hex(b: Uint8Array): Promise<string> {
@@ -170,7 +170,7 @@ Deno.test("cdc: validateCdcOptions rejects bad options, naming the field", () =>
 });
 
 Deno.test("cdc: defaults are avg 1 MiB, min avg/4, max avg*4 <= 8 MiB", () => {
-  assertEquals(DEFAULT_CDC, { min: 256 * KiB, avg: MiB, max: 4 * MiB });
+  assert.deepStrictEqual(DEFAULT_CDC, { min: 256 * KiB, avg: MiB, max: 4 * MiB });
   assert(DEFAULT_CDC.max <= MAX_CHUNK && MAX_CHUNK === 8 * MiB);
   // Normal point between min and avg (see params() in cdc.ts).
   const n = normalSize(DEFAULT_CDC);
@@ -179,20 +179,24 @@ Deno.test("cdc: defaults are avg 1 MiB, min avg/4, max avg*4 <= 8 MiB", () => {
 
 Deno.test("cdc: gear table is fixed and well mixed", () => {
   const vals = Array.from({ length: 256 }, (_, i) => gearValue(i));
-  assertEquals(new Set(vals).size, 256, "distinct gear values");
+  assert.deepStrictEqual(new Set(vals).size, 256, "distinct gear values");
   // Every bit is set in about half of the values (binomial(256, 1/2): sd 8).
   for (let bit = 0; bit < 32; bit++) {
     const ones = vals.filter((v) => (v >>> bit) & 1).length;
     assert(ones > 128 - 40 && ones < 128 + 40, `bit ${bit} set in ${ones}/256 gear values`);
   }
   // Pinned: changing the table moves every boundary (no dedup with old data).
-  assertEquals([gearValue(0), gearValue(1), gearValue(255)], GOLDEN_GEAR);
+  assert.deepStrictEqual([gearValue(0), gearValue(1), gearValue(255)], GOLDEN_GEAR);
 });
 
 Deno.test("cdc: boundaries are pinned (golden cut points)", () => {
   const data = randomBytes(4 * MiB, 12345);
-  assertEquals(cutEnds(data, SMALL).slice(0, 12), GOLDEN_SMALL, "SMALL cut points");
-  assertEquals(cutEnds(randomBytes(12 * MiB, 777), DEFAULT_CDC), GOLDEN_DEFAULT, "default");
+  assert.deepStrictEqual(cutEnds(data, SMALL).slice(0, 12), GOLDEN_SMALL, "SMALL cut points");
+  assert.deepStrictEqual(
+    cutEnds(randomBytes(12 * MiB, 777), DEFAULT_CDC),
+    GOLDEN_DEFAULT,
+    "default",
+  );
 });
 
 Deno.test("cdc: chunks concatenate to the input and respect min/max", () => {
@@ -213,8 +217,8 @@ Deno.test("cdc: chunks concatenate to the input and respect min/max", () => {
       const what = `${name}, avg ${opts.avg}`;
       const chunks = chunkAll(data, opts);
       checkChunks(data, chunks, opts, what);
-      assertEquals(ends(chunks), cutEnds(data, opts), `${what}: Chunker vs cutPoint`);
-      if (data.length === 0) assertEquals(chunks.length, 0, "no chunks for no input");
+      assert.deepStrictEqual(ends(chunks), cutEnds(data, opts), `${what}: Chunker vs cutPoint`);
+      if (data.length === 0) assert.deepStrictEqual(chunks.length, 0, "no chunks for no input");
     }
   }
 });
@@ -226,14 +230,14 @@ Deno.test("cdc: boundaries do not depend on how the input is split", () => {
     const whole = chunkAll(data, opts);
     const want = ends(whole);
     assert(want.length >= 3, `only ${want.length} chunks`);
-    assertEquals(cutEnds(data, opts), want, `cutPoint, avg ${opts.avg}`);
+    assert.deepStrictEqual(cutEnds(data, opts), want, `cutPoint, avg ${opts.avg}`);
     // 1-byte pieces over a region that holds several boundaries, big pieces elsewhere.
     const lo = 3 * MiB + 12345, hi = lo + (opts === DEFAULT_CDC ? 2 * MiB : 256 * KiB);
     const bytewise = chunkPieces(data, opts, (at) => at < lo ? lo - at : at < hi ? 1 : MiB);
-    assertEquals(ends(bytewise), want, `1-byte pieces, avg ${opts.avg}`);
+    assert.deepStrictEqual(ends(bytewise), want, `1-byte pieces, avg ${opts.avg}`);
     // Random sizes from 1 byte to 2 max.
     const rnd = chunkPieces(data, opts, () => 1 + r.below(r.below(4) === 0 ? 64 : opts.max * 2));
-    assertEquals(ends(rnd), want, `random pieces, avg ${opts.avg}`);
+    assert.deepStrictEqual(ends(rnd), want, `random pieces, avg ${opts.avg}`);
     // Pieces that end right at, before and after each boundary.
     const set = new Set(want.flatMap((e) => [e - 1, e, e + 1]));
     const edges = chunkPieces(data, opts, (at) => {
@@ -241,7 +245,7 @@ Deno.test("cdc: boundaries do not depend on how the input is split", () => {
       while (at + n < data.length && !set.has(at + n)) n++;
       return n;
     });
-    assertEquals(ends(edges), want, `pieces at boundaries, avg ${opts.avg}`);
+    assert.deepStrictEqual(ends(edges), want, `pieces at boundaries, avg ${opts.avg}`);
     checkChunks(data, rnd, opts, `random pieces, avg ${opts.avg}`);
     checkChunks(data, bytewise, opts, `1-byte pieces, avg ${opts.avg}`);
   }
@@ -256,14 +260,14 @@ Deno.test("cdc: returned chunks stay valid and the chunker restarts after finish
   const last = ch.finish();
   if (last) got.push(last);
   checkChunks(data, got, SMALL, "after later pushes");
-  assertEquals(ch.finish(), undefined, "second finish()");
-  assertEquals(ends(chunkAll(data, SMALL)), ends(got), "same chunks");
+  assert.deepStrictEqual(ch.finish(), undefined, "second finish()");
+  assert.deepStrictEqual(ends(chunkAll(data, SMALL)), ends(got), "same chunks");
   // The same chunker again, on other data: as if new.
   const other = randomBytes(MiB, SEED ^ 4);
   const again = ch.push(other);
   const tail = ch.finish();
   if (tail) again.push(tail);
-  assertEquals(ends(again), ends(chunkAll(other, SMALL)), "reused chunker");
+  assert.deepStrictEqual(ends(again), ends(chunkAll(other, SMALL)), "reused chunker");
 });
 
 Deno.test("cdc: mean chunk size on 64 MiB of random data is within 25% of avg", () => {
@@ -326,11 +330,11 @@ Deno.test("cdc: cdcStream gives the same chunks as Chunker", async () => {
     }
     const got = await Array.fromAsync(ReadableStream.from(pieces).pipeThrough(cdcStream(opts)));
     const want = chunkAll(data, opts);
-    assertEquals(ends(got), ends(want), `avg ${opts.avg}`);
+    assert.deepStrictEqual(ends(got), ends(want), `avg ${opts.avg}`);
     checkChunks(data, got, opts, `stream, avg ${opts.avg}`);
   }
   const none = await Array.fromAsync(ReadableStream.from<Uint8Array>([]).pipeThrough(cdcStream()));
-  assertEquals(none.length, 0, "empty stream");
+  assert.deepStrictEqual(none.length, 0, "empty stream");
 });
 
 Deno.test("cdc: cdcStream applies backpressure", async () => {

@@ -1,5 +1,5 @@
 import process from "node:process";
-import { assert, assertEquals, assertRejects } from "../tests/_assert.ts";
+import assert from "node:assert/strict";
 import {
   jobSchema,
   type JobSpec,
@@ -12,21 +12,6 @@ import {
 } from "./spec.ts";
 
 const MiB = 1024 * 1024;
-
-/** JSON with the keys of every object sorted, so equality ignores key order. */
-function canonical(v: unknown): string {
-  return JSON.stringify(
-    v,
-    (_k, x) =>
-      x && typeof x === "object" && !Array.isArray(x)
-        ? Object.fromEntries(Object.entries(x).sort(([a], [b]) => a < b ? -1 : a > b ? 1 : 0))
-        : x,
-  );
-}
-
-function assertSame(actual: unknown, expected: unknown, msg = ""): void {
-  assertEquals(JSON.parse(canonical(actual)), JSON.parse(canonical(expected)), msg);
-}
 
 /** Runs `fn` with a fresh temporary directory, removed afterwards. */
 async function withTempDir(fn: (dir: string) => Promise<void>): Promise<void> {
@@ -50,7 +35,7 @@ function specError(text: string, file = "/jobs/job.yaml"): SpecError {
     parseSpec(text, file);
   } catch (e) {
     assert(e instanceof SpecError, `expected a SpecError, got ${e}`);
-    assertEquals(e.name, "SpecError");
+    assert.deepStrictEqual(e.name, "SpecError");
     return e;
   }
   throw new Error(`expected a SpecError for:\n${text}`);
@@ -80,7 +65,7 @@ Deno.test("loadSpec: the smallest spec gives the normalised job with defaults an
       "docs.yaml",
       "name: docs\ntarget: /docs\nsources:\n  - folder: ./my-docs\n",
     );
-    assertSame(jobs, [{
+    assert.deepStrictEqual(jobs, [{
       name: "docs",
       target: "/docs",
       sources: [{ kind: "folder", path: `${dir}/my-docs`, followSymlinks: false }],
@@ -90,7 +75,10 @@ Deno.test("loadSpec: the smallest spec gives the normalised job with defaults an
     // parseSpec lends the yaml package an empty process.env only while it parses.
     assert(process.env === envBefore, "process.env was not restored");
     // No optional field is present, not even as undefined.
-    assertEquals(Object.keys(jobs[0]).filter((k) => k === "copies" || k === "schedule"), []);
+    assert.deepStrictEqual(
+      Object.keys(jobs[0]).filter((k) => k === "copies" || k === "schedule"),
+      [],
+    );
   });
 });
 
@@ -117,10 +105,14 @@ Deno.test("loadSpec: several jobs under jobs: keep their order and their own set
       photos: /mnt/camera
 `,
     );
-    assertEquals(jobs.map((j) => j.name), ["docs", "photos.2024"]);
-    assertEquals(jobs[0].target, "/docs");
-    assertSame(jobs[0].sources, [{ kind: "folder", path: `${dir}/docs`, followSymlinks: false }]);
-    assertSame(jobs[1], {
+    assert.deepStrictEqual(jobs.map((j) => j.name), ["docs", "photos.2024"]);
+    assert.deepStrictEqual(jobs[0].target, "/docs");
+    assert.deepStrictEqual(jobs[0].sources, [{
+      kind: "folder",
+      path: `${dir}/docs`,
+      followSymlinks: false,
+    }]);
+    assert.deepStrictEqual(jobs[1], {
       name: "photos.2024",
       target: "/photos",
       sources: [{
@@ -143,8 +135,12 @@ Deno.test("loadSpec: several jobs under jobs: keep their order and their own set
 Deno.test("parseSpec: source: is shorthand for a sources list of one", () => {
   const short = parseSpec("name: a\ntarget: /a\nsource:\n  folder: data\n", "/j/a.yaml");
   const long = parseSpec("name: a\ntarget: /a\nsources:\n  - folder: data\n", "/j/a.yaml");
-  assertSame(short, long);
-  assertSame(short[0].sources, [{ kind: "folder", path: "/j/data", followSymlinks: false }]);
+  assert.deepStrictEqual(short, long);
+  assert.deepStrictEqual(short[0].sources, [{
+    kind: "folder",
+    path: "/j/data",
+    followSymlinks: false,
+  }]);
 });
 
 Deno.test("parseSpec: folder source with follow_symlinks and an absolute path", () => {
@@ -152,7 +148,11 @@ Deno.test("parseSpec: folder source with follow_symlinks and an absolute path", 
     "name: a\ntarget: /a\nsources:\n  - folder: /srv/data\n    follow_symlinks: true\n",
     "/j/a.yaml",
   );
-  assertSame(job.sources, [{ kind: "folder", path: "/srv/data", followSymlinks: true }]);
+  assert.deepStrictEqual(job.sources, [{
+    kind: "folder",
+    path: "/srv/data",
+    followSymlinks: true,
+  }]);
 });
 
 Deno.test("parseSpec: photos source with one path or a list, layout and dedupe", () => {
@@ -167,7 +167,7 @@ sources:
 `,
     "/j/a.yaml",
   );
-  assertSame(job.sources, [
+  assert.deepStrictEqual(job.sources, [
     { kind: "photos", paths: ["/j/lib"], layout: "{yyyy}/{mm}/{dd}/{name}", dedupe: true },
     {
       kind: "photos",
@@ -190,7 +190,7 @@ sources:
 `,
     "/j/data.yaml",
   );
-  assertSame(job.sources, [
+  assert.deepStrictEqual(job.sources, [
     {
       kind: "http",
       urls: ["https://example.com/a.csv", "http://10.0.0.1:8080/b?x=1"],
@@ -213,9 +213,13 @@ Deno.test("parseSpec: chunking sizes as numbers or strings, min and max defaulte
   const chunking = (c: string) =>
     parseSpec(`name: a\ntarget: /a\nsource: { folder: . }\nchunking: ${c}\n`, "/j/a.yaml")[0]
       .chunking;
-  assertSame(chunking("{ avg: 4M }"), { min: MiB, avg: 4 * MiB, max: 8 * MiB });
-  assertSame(chunking("{ avg: 65536, min: 1KiB }"), { min: 1024, avg: 65536, max: 262144 });
-  assertSame(chunking('{ avg: "256 KiB", min: 64, max: 8MiB }'), {
+  assert.deepStrictEqual(chunking("{ avg: 4M }"), { min: MiB, avg: 4 * MiB, max: 8 * MiB });
+  assert.deepStrictEqual(chunking("{ avg: 65536, min: 1KiB }"), {
+    min: 1024,
+    avg: 65536,
+    max: 262144,
+  });
+  assert.deepStrictEqual(chunking('{ avg: "256 KiB", min: 64, max: 8MiB }'), {
     min: 64,
     avg: 262144,
     max: 8 * MiB,
@@ -223,13 +227,13 @@ Deno.test("parseSpec: chunking sizes as numbers or strings, min and max defaulte
 });
 
 Deno.test("parseSize: bytes and binary units", () => {
-  assertEquals(parseSize("4MiB"), 4 * MiB);
-  assertEquals(parseSize("256KiB"), 256 * 1024);
-  assertEquals(parseSize("4M"), 4 * MiB);
-  assertEquals(parseSize("1.5 MiB"), 1.5 * MiB);
-  assertEquals(parseSize("512"), 512);
-  assertEquals(parseSize("512B"), 512);
-  assertEquals(parseSize(4096), 4096);
+  assert.deepStrictEqual(parseSize("4MiB"), 4 * MiB);
+  assert.deepStrictEqual(parseSize("256KiB"), 256 * 1024);
+  assert.deepStrictEqual(parseSize("4M"), 4 * MiB);
+  assert.deepStrictEqual(parseSize("1.5 MiB"), 1.5 * MiB);
+  assert.deepStrictEqual(parseSize("512"), 512);
+  assert.deepStrictEqual(parseSize("512B"), 512);
+  assert.deepStrictEqual(parseSize(4096), 4096);
   for (const bad of ["", "MiB", "4 XB", "-1", "1.5", "0.1K", "1e3", "4iB"]) {
     let threw = false;
     try {
@@ -255,12 +259,12 @@ Deno.test("SpecError: a non-http URL in jobs[1] names the file, line, column and
             - https://ok.example/
             - not a url
 `);
-  assertEquals(
+  assert.deepStrictEqual(
     e.message,
     "/jobs/job.yaml:10:15: jobs[1].sources[0].http.urls[0]: not an http(s) URL\n" +
       "/jobs/job.yaml:12:15: jobs[1].sources[0].http.urls[2]: not a URL",
   );
-  assertSame(e.issues, [
+  assert.deepStrictEqual(e.issues, [
     {
       path: "jobs[1].sources[0].http.urls[0]",
       line: 10,
@@ -269,7 +273,7 @@ Deno.test("SpecError: a non-http URL in jobs[1] names the file, line, column and
     },
     { path: "jobs[1].sources[0].http.urls[2]", line: 12, column: 15, message: "not a URL" },
   ]);
-  assertEquals(e.file, "/jobs/job.yaml");
+  assert.deepStrictEqual(e.file, "/jobs/job.yaml");
 });
 
 Deno.test("SpecError: a misspelt key is an unknown field, pointed at the key", () => {
@@ -309,7 +313,7 @@ Deno.test("SpecError: chunking avg not a power of two, and bounds", () => {
   const at = (c: string) =>
     specError(`name: a\ntarget: /a\nsource: { folder: . }\nchunking: ${c}\n`).message;
   const e = at("{ avg: 1000000 }");
-  assertEquals(
+  assert.deepStrictEqual(
     e,
     "/jobs/job.yaml:4:18: chunking.avg: must be a power of two (e.g. 256KiB, 1MiB), not 1000000 B",
   );
@@ -332,7 +336,7 @@ Deno.test("SpecError: duplicate job names, at the second one", () => {
     target: /b
     source: { folder: . }
 `);
-  assertEquals(
+  assert.deepStrictEqual(
     e.message,
     '/jobs/job.yaml:5:11: jobs[1].name: duplicate job name "docs" (also jobs[0])',
   );
@@ -340,19 +344,25 @@ Deno.test("SpecError: duplicate job names, at the second one", () => {
 
 Deno.test("SpecError: a relative target, '..', empty segments and a bad job name", () => {
   const target = (t: string) => specError(`name: a\ntarget: ${t}\nsource: { folder: . }\n`);
-  assertEquals(
+  assert.deepStrictEqual(
     target("docs").message,
     "/jobs/job.yaml:2:9: target: must be an absolute store path starting with /",
   );
-  assertEquals(target("/a/../b").message, "/jobs/job.yaml:2:9: target: must not contain '..'");
+  assert.deepStrictEqual(
+    target("/a/../b").message,
+    "/jobs/job.yaml:2:9: target: must not contain '..'",
+  );
   assertLine(target("/a//b"), "/jobs/job.yaml:2:9: target: must not have an empty segment");
   assertLine(target(`/${"x".repeat(256)}`), "/jobs/job.yaml:2:9: target: segment 'xxxx");
   // A trailing slash is fine, and "/" itself is the store's root.
-  assertEquals(
+  assert.deepStrictEqual(
     parseSpec("name: a\ntarget: /a/b/\nsource: {folder: .}\n", "/j.yaml")[0].target,
     "/a/b",
   );
-  assertEquals(parseSpec("name: a\ntarget: /\nsource: {folder: .}\n", "/j.yaml")[0].target, "/");
+  assert.deepStrictEqual(
+    parseSpec("name: a\ntarget: /\nsource: {folder: .}\n", "/j.yaml")[0].target,
+    "/",
+  );
   const name = specError("name: -bad\ntarget: /a\nsource: { folder: . }\n");
   assertLine(name, "/jobs/job.yaml:1:7: name: must be 1 to 64 letters, digits");
   assertLine(
@@ -363,11 +373,14 @@ Deno.test("SpecError: a relative target, '..', empty segments and a bad job name
 
 Deno.test("SpecError: a YAML syntax error has its line and column", () => {
   const e = specError("name: a\ntarget: /a\nsources:\n  - folder: [x\n");
-  assertEquals(e.issues.length, 1);
-  assertEquals(e.issues[0].line, 5);
+  assert.deepStrictEqual(e.issues.length, 1);
+  assert.deepStrictEqual(e.issues[0].line, 5);
   assertLine(e, "/jobs/job.yaml:5:1: YAML syntax error: Flow sequence in block collection");
   const dup = specError("name: a\nname: b\n");
-  assertEquals(dup.message, "/jobs/job.yaml:2:1: YAML syntax error: Map keys must be unique");
+  assert.deepStrictEqual(
+    dup.message,
+    "/jobs/job.yaml:2:1: YAML syntax error: Map keys must be unique",
+  );
   assertLine(
     specError("name: a\n---\nname: b\n"),
     "/jobs/job.yaml:2:1: a job file holds one YAML document (put several jobs under jobs:)",
@@ -375,12 +388,12 @@ Deno.test("SpecError: a YAML syntax error has its line and column", () => {
 });
 
 Deno.test("SpecError: an empty file, a top-level list or a scalar", () => {
-  assertEquals(
+  assert.deepStrictEqual(
     specError("").message,
     "/jobs/job.yaml:1:1: the job file is empty: expected a job (name:, target:, sources:) or jobs:",
   );
-  assertEquals(specError("# only a comment\n").issues[0].path, "");
-  assertEquals(
+  assert.deepStrictEqual(specError("# only a comment\n").issues[0].path, "");
+  assert.deepStrictEqual(
     specError("- name: a\n").message,
     "/jobs/job.yaml:1:1: expected a mapping with a job's fields (name:, target:, sources:) or jobs:, got a list",
   );
@@ -391,7 +404,7 @@ Deno.test("SpecError: an empty file, a top-level list or a scalar", () => {
 
 Deno.test("SpecError: missing fields, conflicting fields and bad sources", () => {
   const missing = specError("include: ['*.txt']\n");
-  assertEquals(missing.message.split("\n"), [
+  assert.deepStrictEqual(missing.message.split("\n"), [
     "/jobs/job.yaml:1:1: name: required field missing",
     "/jobs/job.yaml:1:1: target: required field missing",
     "/jobs/job.yaml:1:1: sources: required field missing (a list of sources, or source: with one)",
@@ -416,7 +429,7 @@ sources:
     follow_symlinks: yes
 `);
   const lines = sources.message.split("\n");
-  assertEquals(lines, [
+  assert.deepStrictEqual(lines, [
     "/jobs/job.yaml:4:5: sources[0]: expected a source: a mapping with folder:, photos: or http:",
     "/jobs/job.yaml:5:18: sources[1].photos: a source has exactly one of folder:, photos: or http: (this one also has folder:)",
     "/jobs/job.yaml:6:51: sources[2].http.manifest: give either urls or manifest, not both",
@@ -461,7 +474,7 @@ Deno.test("SpecError: every problem of a file is reported at once, in file order
 `,
     "job.yaml",
   );
-  assertEquals(e.message.split("\n"), [
+  assert.deepStrictEqual(e.message.split("\n"), [
     'job.yaml:5:11: jobs[1].name: duplicate job name "ok" (also jobs[0])',
     "job.yaml:6:13: jobs[1].target: must be an absolute store path starting with /",
     "job.yaml:7:13: jobs[1].copies: must be a whole number",
@@ -471,37 +484,44 @@ Deno.test("SpecError: every problem of a file is reported at once, in file order
     'job.yaml:11:9: jobs[1].sources[0].fodler: unknown field (did you mean "folder"?)',
     "job.yaml:12:24: jobs[1].sources[1].http.urls[0]: not an http(s) URL",
   ]);
-  assertEquals(e.issues.length, 8);
+  assert.deepStrictEqual(e.issues.length, 8);
 });
 
 Deno.test("loadSpec: a missing file is a SpecError naming the path", async () => {
   await withTempDir(async (dir) => {
     const path = `${dir}/nope.yaml`;
-    const e = await assertRejects(() => loadSpec(path));
-    assert(e instanceof SpecError, `expected a SpecError, got ${e}`);
-    assertEquals(e.message, `${path}: cannot read the job file: no such file`);
-    assert(e.cause instanceof Deno.errors.NotFound);
-    const d = await assertRejects(() => loadSpec(dir));
-    assert(d instanceof SpecError && d.message.startsWith(`${dir}: cannot read the job file`));
+    await assert.rejects(() => loadSpec(path), (e) => {
+      assert(e instanceof SpecError, `expected a SpecError, got ${e}`);
+      assert.deepStrictEqual(e.message, `${path}: cannot read the job file: no such file`);
+      assert(e.cause instanceof Deno.errors.NotFound);
+      return true;
+    });
+    await assert.rejects(() => loadSpec(dir), (d) => {
+      assert(d instanceof SpecError && d.message.startsWith(`${dir}: cannot read the job file`));
+      return true;
+    });
   });
 });
 
 Deno.test("loadSpec: errors name the file as it was given", async () => {
   await withTempDir(async (dir) => {
-    const e = await assertRejects(() =>
-      load(dir, "bad.yaml", "name: a\ntarget: a\nsource: {folder: .}\n")
-    );
-    assert(e instanceof SpecError);
-    assertEquals(
-      e.message,
-      `${dir}/bad.yaml:2:9: target: must be an absolute store path starting with /`,
+    await assert.rejects(
+      () => load(dir, "bad.yaml", "name: a\ntarget: a\nsource: {folder: .}\n"),
+      (e) => {
+        assert(e instanceof SpecError);
+        assert.deepStrictEqual(
+          e.message,
+          `${dir}/bad.yaml:2:9: target: must be an absolute store path starting with /`,
+        );
+        return true;
+      },
     );
   });
 });
 
 Deno.test("jobSchema and specFileSchema validate plain objects, paths as written", () => {
   const job = jobSchema.parse({ name: "a", target: "/a/", source: { folder: "rel" } });
-  assertSame(job, {
+  assert.deepStrictEqual(job, {
     name: "a",
     target: "/a",
     sources: [{ kind: "folder", path: "rel", followSymlinks: false }],
@@ -510,8 +530,8 @@ Deno.test("jobSchema and specFileSchema validate plain objects, paths as written
   const jobs = specFileSchema.parse({
     jobs: [{ name: "a", target: "/a", sources: [{ http: { manifest: "m" } }] }],
   });
-  assertEquals(jobs.length, 1);
-  assertEquals(jobs[0].sources[0].kind, "http");
+  assert.deepStrictEqual(jobs.length, 1);
+  assert.deepStrictEqual(jobs[0].sources[0].kind, "http");
   assert(!jobSchema.safeParse({ name: "a", target: "/a" }).success, "a job without sources passed");
 });
 
@@ -521,13 +541,13 @@ Deno.test("specJsonSchema: a JSON Schema of the file with the job's fields", () 
     properties?: Record<string, { default?: unknown; items?: unknown }>;
     additionalProperties?: boolean;
   };
-  assertEquals(schema.type, "object");
+  assert.deepStrictEqual(schema.type, "object");
   const props = Object.keys(schema.properties ?? {});
   for (const key of ["name", "target", "sources", "source", "jobs", "chunking", "schedule"]) {
     assert(props.includes(key), `properties lack ${key}: ${props}`);
   }
-  assertEquals(schema.additionalProperties, false);
-  assertEquals(schema.properties?.snapshots.default, { keep_last: 10 });
+  assert.deepStrictEqual(schema.additionalProperties, false);
+  assert.deepStrictEqual(schema.properties?.snapshots.default, { keep_last: 10 });
   // It is plain JSON.
-  assertSame(JSON.parse(JSON.stringify(schema)), schema);
+  assert.deepStrictEqual(JSON.parse(JSON.stringify(schema)), schema);
 });

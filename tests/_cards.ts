@@ -5,7 +5,7 @@
  * @module
  */
 import { bootFileContents, mtoolsImage, PARTITION_START } from "../sim/card.ts";
-import { assert } from "./_assert.ts";
+import assert from "node:assert/strict";
 
 /** Runs `fsck.fat -n` on the card's partition; throws with its output unless clean. */
 export async function assertFsckClean(card: string): Promise<void> {

@@ -8,7 +8,7 @@
 import { ok, pifs, rand } from "./_cli.ts";
 import { chunkId } from "../link/client.ts";
 import { DatabaseSync } from "node:sqlite";
-import { assert, assertEquals } from "./_assert.ts";
+import assert from "node:assert/strict";
 
 const CHUNK = 256 * 1024; // what `pifs put` cuts files into
 
@@ -41,9 +41,9 @@ export async function damagedCluster(
   }
   await ok("put", `${dir}/src`, "/t", "--cluster", dir, "--copies", "2");
   const clean = await pifs("scrub", "--cluster", dir, "--json");
-  assertEquals(clean.code, 0, clean.err + clean.out);
+  assert.deepStrictEqual(clean.code, 0, clean.err + clean.out);
   const r0 = JSON.parse(clean.out);
-  assertEquals([r0.missing.length, r0.lost.length, r0.over.length], [0, 0, 0]);
+  assert.deepStrictEqual([r0.missing.length, r0.lost.length, r0.over.length], [0, 0, 0]);
   assert(r0.referenced > 12, `${r0.referenced} chunks referenced`);
 
   // The data chunks on node 1, from the host's index.
@@ -82,15 +82,15 @@ export async function damagedCluster(
 export async function assertTree(dir: string, files: Record<string, Uint8Array>, out: string) {
   await ok("get", "/t", `${dir}/${out}`, "--cluster", dir);
   for (const [name, data] of Object.entries(files)) {
-    assertEquals(await Deno.readFile(`${dir}/${out}/${name}`), data, name);
+    assert.deepStrictEqual(await Deno.readFile(`${dir}/${out}/${name}`), data, name);
   }
 }
 
 /** `pifs scrub` exits 0: nothing short of copies, lost, or damaged on any Pi. */
 export async function assertScrubClean(dir: string) {
   const after = await pifs("scrub", "--cluster", dir, "--json");
-  assertEquals(after.code, 0, after.err + after.out);
+  assert.deepStrictEqual(after.code, 0, after.err + after.out);
   const r = JSON.parse(after.out);
-  assertEquals([r.missing.length, r.lost.length], [0, 0]);
-  for (const n of r.nodes) assertEquals(n.damaged, []);
+  assert.deepStrictEqual([r.missing.length, r.lost.length], [0, 0]);
+  for (const n of r.nodes) assert.deepStrictEqual(n.damaged, []);
 }

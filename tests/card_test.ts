@@ -4,7 +4,7 @@
  * mtools every file back; a card that holds data is left byte-identical.
  */
 import { pifs } from "./_cli.ts";
-import { assert, assertEquals } from "./_assert.ts";
+import assert from "node:assert/strict";
 import { assertBootFilesIntact, assertFsckClean } from "./_cards.ts";
 import {
   deviceProblems,
@@ -71,11 +71,11 @@ async function assertFirmware(card: string, config = PIFS_CONFIG_TXT): Promise<v
   for (const [onCard, src] of [["PIFS/NODE8.IMG", fw.node8], ["PIFS/NODE.IMG", fw.node]]) {
     const got = await mtype(card, onCard);
     const want = await Deno.readFile(src);
-    assertEquals(got.length, NODE_SLOT, `${onCard} padded to 1 MiB`);
+    assert.deepStrictEqual(got.length, NODE_SLOT, `${onCard} padded to 1 MiB`);
     assert(same(got.subarray(0, want.length), want), `${onCard} starts with ${src}`);
     assert(got.subarray(want.length).every((b) => b === 0), `${onCard} padded with zeros`);
   }
-  assertEquals(new TextDecoder().decode(await mtype(card, "config.txt")), config);
+  assert.deepStrictEqual(new TextDecoder().decode(await mtype(card, "config.txt")), config);
 }
 
 async function withDir(fn: (dir: string) => Promise<void>): Promise<void> {
@@ -91,13 +91,13 @@ Deno.test("card init: a new image is partitioned, fsck-clean, and holds every fi
   await withDir(async (dir) => {
     const card = `${dir}/card.img`;
     const r = await pifs("card", "init", card, "--size", "64M", "--json");
-    assertEquals(r.code, 0, r.err);
+    assert.deepStrictEqual(r.code, 0, r.err);
     const s = JSON.parse(r.out);
-    assertEquals(s.path, card);
-    assertEquals(s.size, 64 * MiB);
-    assertEquals((await Deno.stat(card)).size, 64 * MiB);
-    assertEquals(s.partition.start, 2048);
-    assertEquals(s.partition.sectors, 64 * 2048 - 2048);
+    assert.deepStrictEqual(s.path, card);
+    assert.deepStrictEqual(s.size, 64 * MiB);
+    assert.deepStrictEqual((await Deno.stat(card)).size, 64 * MiB);
+    assert.deepStrictEqual(s.partition.start, 2048);
+    assert.deepStrictEqual(s.partition.sectors, 64 * 2048 - 2048);
     const table = await partitionTable(card);
     assert(/partition 1 : ID=0xc,.*startsector 2048, 129024 sectors/.test(table), table);
     await assertFsckClean(card);
@@ -109,8 +109,10 @@ Deno.test("card init: a new image is partitioned, fsck-clean, and holds every fi
     }
     // The summary lists every file on the card, with its size on the card.
     const files = await listing(card);
-    assertEquals(s.files.map((f: { path: string }) => f.path).sort(), files);
-    for (const f of s.files) assertEquals(f.bytes, (await mtype(card, f.path)).length, f.path);
+    assert.deepStrictEqual(s.files.map((f: { path: string }) => f.path).sort(), files);
+    for (const f of s.files) {
+      assert.deepStrictEqual(f.bytes, (await mtype(card, f.path)).length, f.path);
+    }
   });
 });
 
@@ -135,14 +137,14 @@ Deno.test("card init --boot-files: the user's tree lands byte-exact, pifs keeps 
 
     const card = `${dir}/card.img`;
     const r = await pifs("card", "init", card, "--size", "64M", "--boot-files", boot);
-    assertEquals(r.code, 0, r.err);
+    assert.deepStrictEqual(r.code, 0, r.err);
     assert(r.err.includes("kernel8.img not copied"), r.err);
     await assertFsckClean(card);
     for (const [p, want] of Object.entries(tree)) {
       assert(same(await mtype(card, p), want), `${p} byte-exact`);
     }
     await assertFirmware(card, "arm_64bit=1\nenable_uart=1\n# mine\n");
-    assertEquals(
+    assert.deepStrictEqual(
       await listing(card),
       [...Object.keys(tree), "kernel8.img", "kernel.img", "PIFS/NODE8.IMG", "PIFS/NODE.IMG"]
         .sort(),
@@ -152,10 +154,10 @@ Deno.test("card init --boot-files: the user's tree lands byte-exact, pifs keeps 
     await Deno.remove(`${boot}/config.txt`);
     const card2 = `${dir}/card2.img`;
     const r2 = await pifs("card", "init", card2, "--size", "64M", "--boot-files", boot, "--json");
-    assertEquals(r2.code, 0, r2.err);
+    assert.deepStrictEqual(r2.code, 0, r2.err);
     await assertFsckClean(card2);
     await assertFirmware(card2);
-    assertEquals(JSON.parse(r2.out).boot_files, boot);
+    assert.deepStrictEqual(JSON.parse(r2.out).boot_files, boot);
   });
 });
 
@@ -178,7 +180,7 @@ function storeHead(cluster: Uint8Array, node: number): Uint8Array {
 Deno.test("card init: a card holding files is refused and untouched; --force re-makes it", async () => {
   await withDir(async (dir) => {
     const card = `${dir}/card.img`;
-    assertEquals((await pifs("card", "init", card, "--size", "64M")).code, 0);
+    assert.deepStrictEqual((await pifs("card", "init", card, "--size", "64M")).code, 0);
     // Files of someone's: one in a subdirectory, a hidden one, and a pifs store.
     await Deno.writeFile(`${dir}/notes.txt`, new TextEncoder().encode("keep me\n"));
     const cluster = crypto.getRandomValues(new Uint8Array(16));
@@ -205,23 +207,23 @@ Deno.test("card init: a card holding files is refused and untouched; --force re-
     assert(r.err.includes("docs/notes.txt") && r.err.includes("hidden.txt"), r.err);
     const hex = [...cluster].map((b) => b.toString(16).padStart(2, "0")).join("");
     assert(r.err.includes(`PIFS/STORE.DAT of cluster ${hex}, node 7`), r.err);
-    assertEquals(await sha256(card), before, "the card is byte-identical");
+    assert.deepStrictEqual(await sha256(card), before, "the card is byte-identical");
 
     // --json: the refusal as an object on stdout, still a failure.
     const j = await pifs("card", "init", card, "--json");
     assert(j.code !== 0);
     const holds = JSON.parse(j.out).holds;
-    assertEquals(holds.volumes[0].files.length, 11);
-    assertEquals(holds.volumes[0].store.clusterId, hex);
-    assertEquals(await sha256(card), before);
+    assert.deepStrictEqual(holds.volumes[0].files.length, 11);
+    assert.deepStrictEqual(holds.volumes[0].store.clusterId, hex);
+    assert.deepStrictEqual(await sha256(card), before);
 
     // A bad --boot-files is found before anything is written, even with --force.
     const bad = await pifs("card", "init", card, "--force", "--boot-files", `${dir}/nope`);
     assert(bad.code !== 0 && bad.err.includes(`${dir}/nope: no such directory`), bad.err);
-    assertEquals(await sha256(card), before);
+    assert.deepStrictEqual(await sha256(card), before);
 
     const f = await pifs("card", "init", card, "--force", "--json");
-    assertEquals(f.code, 0, f.err);
+    assert.deepStrictEqual(f.code, 0, f.err);
     assert(JSON.parse(f.out).replaced.some((l: string) => l.includes("11 files")));
     await assertFsckClean(card);
     await assertBootFilesIntact(card);
@@ -245,16 +247,16 @@ Deno.test("card init: data that is not FAT counts; zeros do not; an existing fil
     const before = await sha256(junk);
     const r = await pifs("card", "init", junk);
     assert(r.code !== 0 && r.err.includes("neither a partition table nor a FAT volume"), r.err);
-    assertEquals(await sha256(junk), before);
+    assert.deepStrictEqual(await sha256(junk), before);
 
     // An all-zero file is not holding anything: made without --force, at its own size.
     const zero = `${dir}/zero.img`;
     await Deno.writeFile(zero, new Uint8Array(0));
     await Deno.truncate(zero, 128 * MiB);
     const z = await pifs("card", "init", zero, "--json");
-    assertEquals(z.code, 0, z.err);
-    assertEquals(JSON.parse(z.out).size, 128 * MiB);
-    assertEquals((await Deno.stat(zero)).size, 128 * MiB);
+    assert.deepStrictEqual(z.code, 0, z.err);
+    assert.deepStrictEqual(JSON.parse(z.out).size, 128 * MiB);
+    assert.deepStrictEqual((await Deno.stat(zero)).size, 128 * MiB);
     await assertFsckClean(zero);
     await assertFirmware(zero);
 
@@ -271,7 +273,7 @@ Deno.test("card init: data that is not FAT counts; zeros do not; an existing fil
     const sb = await sha256(sf);
     const s = await pifs("card", "init", sf);
     assert(s.code !== 0 && s.err.includes("whole card") && s.err.includes("a.txt"), s.err);
-    assertEquals(await sha256(sf), sb);
+    assert.deepStrictEqual(await sha256(sf), sb);
   });
 });
 
@@ -313,7 +315,7 @@ Deno.test("card init: bad input is a clear error and writes nothing", async () =
     await Deno.mkdir(`${dir}/adir`);
     const d = await pifs("card", "init", `${dir}/adir`, "--size", "64M");
     assert(d.code !== 0 && d.err.includes("is a directory"), d.err);
-    assertEquals([...Deno.readDirSync(`${dir}/adir`)].length, 0);
+    assert.deepStrictEqual([...Deno.readDirSync(`${dir}/adir`)].length, 0);
     // An existing file too small, or with another --size: refused, unchanged.
     await Deno.writeFile(`${dir}/small.img`, new Uint8Array(MiB).fill(7));
     const small = await pifs("card", "init", `${dir}/small.img`);
@@ -326,7 +328,7 @@ Deno.test("card init: bad input is a clear error and writes nothing", async () =
     assert(n.code !== 0 && n.err.includes("neither a block device nor a regular file"), n.err);
     // --help says what it does.
     const h = await pifs("card", "init", "--help");
-    assertEquals(h.code, 0);
+    assert.deepStrictEqual(h.code, 0);
     assert(h.out.includes("--boot-files") && h.out.includes("--force"), h.out);
   });
 });
@@ -334,9 +336,9 @@ Deno.test("card init: bad input is a clear error and writes nothing", async () =
 Deno.test("card: a sim card from makeCard is FORMATted by a hosted node; card init then names its store", async () => {
   await withDir(async (dir) => {
     const up = await pifs("sim", "up", "--dir", dir, "--nodes", "1");
-    assertEquals(up.code, 0, up.err);
+    assert.deepStrictEqual(up.code, 0, up.err);
     const down = await pifs("sim", "down", "--dir", dir);
-    assertEquals(down.code, 0, down.err);
+    assert.deepStrictEqual(down.code, 0, down.err);
     const c = await readClusterFile(dir);
     const card = `${dir}/${c.nodes[0].card}`;
     await assertFsckClean(card);
@@ -347,7 +349,7 @@ Deno.test("card: a sim card from makeCard is FORMATted by a hosted node; card in
     const r = await pifs("card", "init", card);
     assert(r.code !== 0, "refused");
     assert(r.err.includes(`PIFS/STORE.DAT of cluster ${c.cluster_id}, node 0`), r.err);
-    assertEquals(await sha256(card), before);
+    assert.deepStrictEqual(await sha256(card), before);
   });
 });
 
@@ -371,13 +373,13 @@ Deno.test("card: in-use devices are found from lsblk and /proc/mounts", () => {
     pkname: "sdz",
     children,
   });
-  assertEquals(deviceProblems(disk([part(1), part(2)]), []), []);
-  assertEquals(deviceProblems(disk([part(1), part(2, "/media/boot")]), []), [
+  assert.deepStrictEqual(deviceProblems(disk([part(1), part(2)]), []), []);
+  assert.deepStrictEqual(deviceProblems(disk([part(1), part(2, "/media/boot")]), []), [
     "/dev/sdz2 is mounted on /media/boot",
   ]);
-  assertEquals(deviceProblems(disk([], "/mnt"), []), ["/dev/sdz is mounted on /mnt"]);
+  assert.deepStrictEqual(deviceProblems(disk([], "/mnt"), []), ["/dev/sdz is mounted on /mnt"]);
   // Mounted per /proc/mounts (source resolved from /dev/disk/by-uuid/...), not per lsblk.
-  assertEquals(
+  assert.deepStrictEqual(
     deviceProblems(disk([part(1)]), [{ source: "/dev/sdz1", target: "/boot/firmware" }, {
       source: "/dev/vda",
       target: "/",
@@ -392,7 +394,7 @@ Deno.test("card: in-use devices are found from lsblk and /proc/mounts", () => {
     ro: false,
     mountpoint: null,
   };
-  assertEquals(deviceProblems(disk([part(1, null, [crypt])]), []), [
+  assert.deepStrictEqual(deviceProblems(disk([part(1, null, [crypt])]), []), [
     "/dev/mapper/luks (crypt) is built on it",
   ]);
 });
@@ -419,9 +421,9 @@ Deno.test({
       const loop = await sh("losetup", "-f", "--show", backing);
       try {
         const r = await pifs("card", "init", loop, "--json");
-        assertEquals(r.code, 0, r.err);
+        assert.deepStrictEqual(r.code, 0, r.err);
         const s = JSON.parse(r.out);
-        assertEquals([s.kind, s.size], ["device", 128 * MiB]);
+        assert.deepStrictEqual([s.kind, s.size], ["device", 128 * MiB]);
         const refused = await pifs("card", "init", loop, "--size", "64M");
         assert(refused.code !== 0 && refused.err.includes("its size is its own"), refused.err);
       } finally {
@@ -452,7 +454,7 @@ Deno.test({
         if (mounted) await sh("umount", mnt);
         await sh("losetup", "-d", loop2);
       }
-      assertEquals(await sha256(ext), before);
+      assert.deepStrictEqual(await sha256(ext), before);
     });
   },
 });

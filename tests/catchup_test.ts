@@ -6,7 +6,7 @@
  * journal it ends with is the others', byte for byte.
  */
 import { ok, withSim } from "./_cli.ts";
-import { assert, assertEquals } from "./_assert.ts";
+import assert from "node:assert/strict";
 import { readClusterFile } from "../store/cluster.ts";
 import { Store } from "../store/store.ts";
 import { decodeJournal } from "../store/namespace.ts";
@@ -38,7 +38,7 @@ Deno.test("journal: a node that was away catches up in the background; a commit 
     const s1 = await Store.open(dir, opts);
     let lag0, lag1;
     try {
-      assertEquals(s1.up().length, 3);
+      assert.deepStrictEqual(s1.up().length, 3);
       lag0 = behindBy(s1);
       assert(lag0 > 48_000, `node 2 is ${lag0} bytes behind`);
       await s1.commit({ op: "mkdir", p: "/d/first", mode: 0o755, mtime: 3 });
@@ -56,8 +56,12 @@ Deno.test("journal: a node that was away catches up in the background; a commit 
       journal_bytes: number;
       journal_behind: number;
     }[];
-    assertEquals(st.map((n) => n.journal_behind > 0), [false, false, true], JSON.stringify(st));
-    assertEquals(st[2].journal_behind, st[0].journal_bytes - st[2].journal_bytes);
+    assert.deepStrictEqual(
+      st.map((n) => n.journal_behind > 0),
+      [false, false, true],
+      JSON.stringify(st),
+    );
+    assert.deepStrictEqual(st[2].journal_behind, st[0].journal_bytes - st[2].journal_bytes);
     assert(/\(\d+ behind\)/.test(await ok("status", "--cluster", dir)), "no 'behind' in status");
     // Closing stopped it part-way: still behind, its journal whole lines.
     const s2 = await Store.open(dir, opts);
@@ -65,15 +69,15 @@ Deno.test("journal: a node that was away catches up in the background; a commit 
       const lag2 = behindBy(s2);
       assert(lag2 > 0, `node 2 caught up before close stopped it (was ${lag1} behind)`);
       const j = await s2.nodes.get(2)!.client!.journalRead(0);
-      assertEquals(j.length, s2.nodes.get(2)!.journalLength);
+      assert.deepStrictEqual(j.length, s2.nodes.get(2)!.journalLength);
       decodeJournal(j, "any"); // whole lines
       // Left open, it finishes by itself; catchUp waits for it.
       await s2.catchUp();
-      assertEquals(behindBy(s2), 0);
+      assert.deepStrictEqual(behindBy(s2), 0);
       const [j0, j2] = await Promise.all(
         [0, 2].map((k) => s2.nodes.get(k)!.client!.journalRead(0)),
       );
-      assertEquals(j2, j0);
+      assert.deepStrictEqual(j2, j0);
       assert(s2.index.get("/d/first"));
       assert(s2.index.get("/d/directory-899"));
     } finally {

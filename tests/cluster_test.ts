@@ -6,7 +6,7 @@
 import { ok, PIFS, pifs, rand, withSim } from "./_cli.ts";
 import { readClusterFile } from "../store/cluster.ts";
 import { Store } from "../store/store.ts";
-import { assert, assertEquals } from "./_assert.ts";
+import assert from "node:assert/strict";
 import { assertFsckClean } from "./_cards.ts";
 
 /** A local tree of files of mixed sizes, some identical (dedup). */
@@ -43,8 +43,8 @@ Deno.test("cluster: R=2 copies on distinct Pis, get, attach rebuilds the same tr
     const src = `${dir}/src`;
     await makeTree(src);
     const sum = JSON.parse(await ok("put", src, "/data", "--cluster", dir, "--json"));
-    assertEquals(sum.files, 5);
-    assertEquals(sum.bytes_read, 900_000 * 2 + 6 + 300_000);
+    assert.deepStrictEqual(sum.files, 5);
+    assert.deepStrictEqual(sum.bytes_read, 900_000 * 2 + 6 + 300_000);
     assert(sum.chunks_deduplicated >= 4, `identical file not deduplicated: ${JSON.stringify(sum)}`);
 
     // Every chunk of every file is on 2 distinct nodes, and those nodes have it.
@@ -61,7 +61,7 @@ Deno.test("cluster: R=2 copies on distinct Pis, get, attach rebuilds the same tr
         const m = await s.manifestOf(e.manifest!);
         for (const id of [e.manifest!, ...m.chunks.map((x) => x[0])]) {
           const locs = s.index.locations(id);
-          assertEquals(new Set(locs).size, 2, `chunk ${id} on ${locs}`);
+          assert.deepStrictEqual(new Set(locs).size, 2, `chunk ${id} on ${locs}`);
           for (const n of locs) assert(onNode.get(n)!.has(id), `node ${n} lacks ${id}`);
           checked++;
         }
@@ -81,15 +81,15 @@ Deno.test("cluster: R=2 copies on distinct Pis, get, attach rebuilds the same tr
     await ok("get", "/data", out, "--cluster", dir);
     await diffTrees(src, out);
     const st = await Deno.stat(`${out}/docs/a.txt`);
-    assertEquals(st.mode! & 0o777, 0o600);
-    assertEquals(
+    assert.deepStrictEqual(st.mode! & 0o777, 0o600);
+    assert.deepStrictEqual(
       st.mtime!.getTime(),
       (await Deno.stat(`${src}/docs/a.txt`)).mtime!.getTime(),
     );
     await Deno.mkdir(`${dir}/into`);
     await ok("get", "/data/docs", `${dir}/into`, "--cluster", dir);
     await diffTrees(`${src}/docs`, `${dir}/into/docs`);
-    assertEquals(await ok("cat", "/data/docs/a.txt", "--cluster", dir), "alpha\n");
+    assert.deepStrictEqual(await ok("cat", "/data/docs/a.txt", "--cluster", dir), "alpha\n");
 
     // attach after losing the host's state: the same listing and contents.
     const before = await ok("ls", "-l", "/data/docs", "--cluster", dir);
@@ -98,8 +98,11 @@ Deno.test("cluster: R=2 copies on distinct Pis, get, attach rebuilds the same tr
       await Deno.remove(`${dir}/${f}`).catch(() => {});
     }
     await ok("attach", "--cluster", dir);
-    assertEquals(await ok("ls", "-l", "/data/docs", "--cluster", dir), before);
-    assertEquals(await ok("ls", "/data/docs/deep", "--json", "--cluster", dir), beforeJson);
+    assert.deepStrictEqual(await ok("ls", "-l", "/data/docs", "--cluster", dir), before);
+    assert.deepStrictEqual(
+      await ok("ls", "/data/docs/deep", "--json", "--cluster", dir),
+      beforeJson,
+    );
     const again = `${dir}/again`;
     await ok("get", "/data", again, "--cluster", dir);
     await diffTrees(src, again);
@@ -110,7 +113,7 @@ Deno.test("cluster: R=2 copies on distinct Pis, get, attach rebuilds the same tr
     const gc = JSON.parse(await ok("gc", "--grace", "0", "--json", "--cluster", dir));
     assert(gc.chunks > 0, "gc found nothing to delete");
     await ok("get", "/moved.bin", `${dir}/moved.bin`, "--cluster", dir); // its chunks survived
-    assertEquals(await Deno.readFile(`${dir}/moved.bin`), rand(900_000, 1));
+    assert.deepStrictEqual(await Deno.readFile(`${dir}/moved.bin`), rand(900_000, 1));
 
     await ok("sim", "down", "--dir", dir);
     for (const n of c.nodes) await assertFsckClean(`${dir}/${n.card}`);
@@ -153,11 +156,11 @@ Deno.test("cluster: a Pi killed (kill -9) during a 50 MiB put, R=2 on 4 Pis; eve
     for (const f of ls) {
       const out = `${dir}/${f.name}`;
       await ok("get", f.path, out, "--cluster", dir);
-      assertEquals(await Deno.readFile(out), await Deno.readFile(`${src}/${f.name}`));
+      assert.deepStrictEqual(await Deno.readFile(out), await Deno.readFile(`${src}/${f.name}`));
     }
-    if (res.success) assertEquals(ls.length, 10);
+    if (res.success) assert.deepStrictEqual(ls.length, 10);
     const status = JSON.parse((await pifs("status", "--json", "--cluster", dir)).out);
-    assertEquals(
+    assert.deepStrictEqual(
       status.nodes.map((n: { answers: boolean }) => n.answers),
       [true, false, true, true],
       JSON.stringify(status),
@@ -191,7 +194,7 @@ Deno.test("cluster: bad input is refused clearly and writes nothing", async () =
     }
     const notCluster = await pifs("ls", "--cluster", `${dir}/nowhere`);
     assert(notCluster.code !== 0 && /does not exist/.test(notCluster.err), notCluster.err);
-    assertEquals(await journal(), before);
+    assert.deepStrictEqual(await journal(), before);
   });
 });
 
@@ -270,7 +273,7 @@ Deno.test("cluster: the host killed at random points of a put; reruns converge, 
           copies.set(c.id, (copies.get(c.id) ?? 0) + 1);
         }
       }
-      for (const id of referenced) assertEquals(copies.get(id), 2, `copies of ${id}`);
+      for (const id of referenced) assert.deepStrictEqual(copies.get(id), 2, `copies of ${id}`);
     } finally {
       await s.close();
     }
@@ -289,7 +292,7 @@ Deno.test("cluster: lines with bit error rate 1e-5 and 0.1 % dropped bytes; 20 M
       await ok("put", `${dir}/in.bin`, "/noisy.bin", "--copies", "1", "--cluster", dir);
       await ok("get", "/noisy.bin", `${dir}/out.bin`, "--cluster", dir);
       const back = await Deno.readFile(`${dir}/out.bin`);
-      assertEquals(back.length, data.length);
+      assert.deepStrictEqual(back.length, data.length);
       assert(back.every((x, i) => x === data[i]), "20 MiB came back different");
       // The lines really were noisy: the links report what they did.
       const st = JSON.parse(await ok("status", "--cluster", dir, "--json"));
@@ -325,7 +328,7 @@ Deno.test("cluster: per-path copies: a rule on a directory gives its new files R
     const [imp, other] = await where();
     assert(imp.length >= 3 && imp.every((n) => n === 3), `/important: ${imp}`);
     assert(other.every((n) => n === 2), `/other: ${other}`);
-    assertEquals(
+    assert.deepStrictEqual(
       JSON.parse(await ok("copies", "/important/deep", "--json", "--cluster", dir)),
       { path: "/important/deep", copies: 3 },
     );
@@ -334,17 +337,17 @@ Deno.test("cluster: per-path copies: a rule on a directory gives its new files R
       await Deno.remove(`${dir}/${f}`).catch(() => {});
     }
     await ok("attach", "--cluster", dir);
-    assertEquals(JSON.parse(await ok("copies", "--json", "--cluster", dir)), {
+    assert.deepStrictEqual(JSON.parse(await ok("copies", "--json", "--cluster", dir)), {
       default: 2,
       rules: [{ path: "/important", copies: 3 }],
     });
     // Bad values are refused; --clear removes the rule.
     for (const bad of ["0", "4", "x"]) {
       const r = await pifs("copies", "/important", bad, "--cluster", dir);
-      assertEquals(r.code, 2, `copies ${bad}: ${r.err}`);
+      assert.deepStrictEqual(r.code, 2, `copies ${bad}: ${r.err}`);
     }
     await ok("copies", "/important", "--clear", "--cluster", dir);
-    assertEquals(
+    assert.deepStrictEqual(
       JSON.parse(await ok("copies", "/important", "--json", "--cluster", dir)).copies,
       2,
     );
@@ -370,24 +373,24 @@ Deno.test("cluster: a second command while one runs says the lines are busy and 
         await new Promise((r) => setTimeout(r, 50));
       }
       const second = await pifs("mkdir", "/b", "--cluster", dir);
-      assertEquals(second.code, 1, second.err);
+      assert.deepStrictEqual(second.code, 1, second.err);
       assert(/another pifs command is using this cluster/.test(second.err), second.err);
       const third = await pifs("cat", "/a.bin", "--cluster", dir);
-      assertEquals(third.code, 1, third.err);
+      assert.deepStrictEqual(third.code, 1, third.err);
       assert(/another pifs command is using this cluster/.test(third.err), third.err);
     } finally {
       const out = await first.output();
-      assertEquals(out.code, 0, new TextDecoder().decode(out.stderr));
+      assert.deepStrictEqual(out.code, 0, new TextDecoder().decode(out.stderr));
     }
     // Nothing of the second reached any Pi: /b is absent, the journals equal.
-    assertEquals((await ok("ls", "/", "--cluster", dir)).trim(), "a.bin");
+    assert.deepStrictEqual((await ok("ls", "/", "--cluster", dir)).trim(), "a.bin");
     const st = JSON.parse(await ok("status", "--cluster", dir, "--json"));
     const lengths = st.nodes.map((n: { journal_bytes: number }) => n.journal_bytes);
-    assertEquals(new Set(lengths).size, 1, `journals ${lengths}`);
-    assertEquals(
+    assert.deepStrictEqual(new Set(lengths).size, 1, `journals ${lengths}`);
+    assert.deepStrictEqual(
       (await ok("get", "/a.bin", `${dir}/back.bin`, "--cluster", dir)).length >= 0,
       true,
     );
-    assertEquals(await Deno.readFile(`${dir}/back.bin`), rand(150_000, 5));
+    assert.deepStrictEqual(await Deno.readFile(`${dir}/back.bin`), rand(150_000, 5));
   });
 });

@@ -6,7 +6,7 @@
  * reports.
  */
 import { ok, PIFS, pifs } from "./_cli.ts";
-import { assert, assertEquals } from "./_assert.ts";
+import assert from "node:assert/strict";
 import { assertScrubClean, assertTree, damagedCluster } from "./_damage.ts";
 import type { RunRecord } from "../sync/runs.ts";
 
@@ -43,7 +43,7 @@ async function stop(d: Deno.ChildProcess): Promise<string> {
   d.kill("SIGTERM");
   const out = await d.output();
   const err = new TextDecoder().decode(out.stderr);
-  assertEquals(out.code, 0, err);
+  assert.deepStrictEqual(out.code, 0, err);
   assert(err.includes("daemon stopped"), err);
   return err;
 }
@@ -60,7 +60,7 @@ Deno.test("daemon: a scheduled scrub waits for the sync lock, finds every damage
     let log: RunRecord[] = [];
     try {
       await new Promise((r) => setTimeout(r, 3500));
-      assertEquals(await runs(dir), [], "a scrub ran while a sync held the lock");
+      assert.deepStrictEqual(await runs(dir), [], "a scrub ran while a sync held the lock");
       await Deno.remove(`${dir}/sync.lock`);
       log = await waitFor(dir, "the repair", (r) => r.some((x) => x.kind === "repair"));
       // Then a later scrub finds nothing wrong.
@@ -76,26 +76,28 @@ Deno.test("daemon: a scheduled scrub waits for the sync lock, finds every damage
       err = await stop(d);
     }
     const first = log[0];
-    assertEquals([first.kind, first.job, first.outcome, first.trigger], [
+    assert.deepStrictEqual([first.kind, first.job, first.outcome, first.trigger], [
       "scrub",
       "scrub",
       "partial",
       "schedule",
     ]);
     const s = first.scrub!;
-    assertEquals([s.missing, s.damaged, s.lost], [ids.length, ids.length, 0]);
-    assertEquals(s.nodes.find((n) => n.node === 1)!.damaged, ids.length);
-    for (const n of s.nodes) if (n.node !== 1) assertEquals([n.damaged, n.error], [0, undefined]);
-    assertEquals(s.problems.length, Math.min(20, ids.length));
+    assert.deepStrictEqual([s.missing, s.damaged, s.lost], [ids.length, ids.length, 0]);
+    assert.deepStrictEqual(s.nodes.find((n) => n.node === 1)!.damaged, ids.length);
+    for (const n of s.nodes) {
+      if (n.node !== 1) assert.deepStrictEqual([n.damaged, n.error], [0, undefined]);
+    }
+    assert.deepStrictEqual(s.problems.length, Math.min(20, ids.length));
     assert(s.problems.every((p) => ids.includes(p.id)), JSON.stringify(s.problems));
     assert(s.problems.every((p) => p.damaged.join() === "1" && p.healthy === 1 && p.want === 2));
     // The repair came right after that scrub, from its findings.
     const rep = log[1];
-    assertEquals([rep.kind, rep.outcome, rep.trigger], ["repair", "ok", "scrub"]);
+    assert.deepStrictEqual([rep.kind, rep.outcome, rep.trigger], ["repair", "ok", "scrub"]);
     assert(rep.start >= first.end, `${rep.start} < ${first.end}`);
-    assertEquals([rep.repair!.deleted, rep.repair!.failed], [ids.length, 0]);
+    assert.deepStrictEqual([rep.repair!.deleted, rep.repair!.failed], [ids.length, 0]);
     assert(rep.repair!.copied >= ids.length, `${rep.repair!.copied} copies made`);
-    assertEquals(log.filter((x) => x.kind === "repair").length, 1, JSON.stringify(log));
+    assert.deepStrictEqual(log.filter((x) => x.kind === "repair").length, 1, JSON.stringify(log));
     // One run at a time: none starts before the one before it ended.
     for (let i = 1; i < log.length; i++) {
       assert(log[i].start >= log[i - 1].end, JSON.stringify(log));
@@ -131,7 +133,7 @@ Deno.test("daemon: --no-repair only reports what the scrubs find; bad --scrub is
       ] as const
     ) {
       const r = await pifs("daemon", "--cluster", dir, ...args);
-      assertEquals(r.code, 2, r.err);
+      assert.deepStrictEqual(r.code, 2, r.err);
       assert(msg.test(r.err), r.err);
     }
     const d = daemon(["--cluster", dir, "--scrub", "* * * * * *", "--no-repair"]);
@@ -144,15 +146,15 @@ Deno.test("daemon: --no-repair only reports what the scrubs find; bad --scrub is
     const log = await runs(dir);
     assert(log.every((x) => x.kind === "scrub"), JSON.stringify(log));
     for (const x of log) {
-      assertEquals(x.outcome, "partial");
-      assertEquals([x.scrub!.missing, x.scrub!.damaged], [ids.length, ids.length]);
+      assert.deepStrictEqual(x.outcome, "partial");
+      assert.deepStrictEqual([x.scrub!.missing, x.scrub!.damaged], [ids.length, ids.length]);
     }
     assert(err.includes("not repaired (--no-repair): run pifs repair"), err);
     // Still damaged: the daemon changed nothing.
     const r = await pifs("scrub", "--cluster", dir, "--json");
-    assertEquals(r.code, 1, r.err);
+    assert.deepStrictEqual(r.code, 1, r.err);
     const rep = JSON.parse(r.out);
-    assertEquals(rep.nodes.find((n: { node: number }) => n.node === 1).damaged, ids);
+    assert.deepStrictEqual(rep.nodes.find((n: { node: number }) => n.node === 1).damaged, ids);
   } finally {
     await pifs("sim", "down", "--dir", dir);
     await Deno.remove(dir, { recursive: true });

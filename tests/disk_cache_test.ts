@@ -5,7 +5,7 @@
 import { DiskChunkCache } from "../fuse/disk_cache.ts";
 import { chunkId } from "../link/client.ts";
 import { rand } from "./_cli.ts";
-import { assert, assertEquals } from "./_assert.ts";
+import assert from "node:assert/strict";
 
 async function onDisk(dir: string): Promise<{ n: number; bytes: number }> {
   let n = 0, bytes = 0;
@@ -42,19 +42,19 @@ Deno.test("disk cache: bounded even with many puts at once; kept across opens; d
     const d = await onDisk(dir);
     assert(d.bytes <= 350_000 && d.n >= 1, JSON.stringify(d));
     assert(peak <= 350_000, `the directory held ${peak} bytes`);
-    assertEquals(c.bytes, d.bytes);
+    assert.deepStrictEqual(c.bytes, d.bytes);
 
     // One at a time: the most recent three stay; an older one is a miss.
     for (const x of chunks) await c.put(x.id, x.data);
     const last = chunks.slice(-3);
-    for (const x of last) assertEquals(await c.get(x.id), x.data);
-    assertEquals(await c.get(chunks[0].id), undefined);
+    for (const x of last) assert.deepStrictEqual(await c.get(x.id), x.data);
+    assert.deepStrictEqual(await c.get(chunks[0].id), undefined);
 
     // Kept across opens; a leftover .part file goes.
     await Deno.writeFile(`${dir}/${"ab".repeat(32)}.part`, new Uint8Array(10));
     const c2 = await DiskChunkCache.open(dir, 350_000);
-    assertEquals(c2.size, 3);
-    assertEquals(await c2.get(last[0].id), last[0].data);
+    assert.deepStrictEqual(c2.size, 3);
+    assert.deepStrictEqual(await c2.get(last[0].id), last[0].data);
     assert(!(await Deno.lstat(`${dir}/${"ab".repeat(32)}.part`).then(() => true, () => false)));
 
     // A flipped byte: not served, deleted, counted.
@@ -62,8 +62,8 @@ Deno.test("disk cache: bounded even with many puts at once; kept across opens; d
     const b = await Deno.readFile(f);
     b[5] ^= 1;
     await Deno.writeFile(f, b);
-    assertEquals(await c2.get(last[1].id), undefined);
-    assertEquals(c2.damaged, 1);
+    assert.deepStrictEqual(await c2.get(last[1].id), undefined);
+    assert.deepStrictEqual(c2.damaged, 1);
     assert(!(await Deno.lstat(f).then(() => true, () => false)), "the damaged file stayed");
     // Reopened smaller: trimmed to the new bound at once.
     const c3 = await DiskChunkCache.open(dir, 150_000);

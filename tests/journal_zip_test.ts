@@ -6,7 +6,7 @@
  * packing read back alike.
  */
 import { ok, withSim } from "./_cli.ts";
-import { assert, assertEquals } from "./_assert.ts";
+import assert from "node:assert/strict";
 import { readClusterFile } from "../store/cluster.ts";
 import { Store, type StoreOptions } from "../store/store.ts";
 import { PutQueue } from "../store/put.ts";
@@ -26,7 +26,7 @@ async function putMany(s: Store, dir: string, n: number, from = 0) {
   }
   await q.finish();
   // Every copy that was queued for a Pi is accounted as gone once stored.
-  for (const st of s.nodes.values()) assertEquals(s.queuedBytes(st.entry.id), 0);
+  for (const st of s.nodes.values()) assert.deepStrictEqual(s.queuedBytes(st.entry.id), 0);
 }
 
 async function journals(s: Store): Promise<Uint8Array[]> {
@@ -70,20 +70,20 @@ Deno.test("journal: files committed together are packed into z lines; journals a
           })),
       );
       const one = decodeJournal((await journals(s))[0]);
-      assertEquals(one.map((e) => e.op), ["put", "z"]);
+      assert.deepStrictEqual(one.map((e) => e.op), ["put", "z"]);
       const packed = encodeEntry(one[1]).length;
       const plain = expandEntries([one[1]]).reduce((a, e) => a + encodeEntry(e).length, 0);
       assert(packed < 0.5 * plain, `79 entries: ${packed} bytes packed, ${plain} plain`);
       await putMany(s, "/many", 120);
       const [j0, j1, j2] = await journals(s);
-      assertEquals(j1, j0);
-      assertEquals(j2, j0);
+      assert.deepStrictEqual(j1, j0);
+      assert.deepStrictEqual(j2, j0);
       const lines = decodeJournal(j0);
       const entries = expandEntries(lines);
       assert(lines.some((e) => e.op === "z"), "no packed line");
-      assertEquals(entries.filter((e) => e.op === "put").length, 200);
-      assertEquals(entries.map((e) => e.s), entries.map((_, i) => i + 1));
-      assertEquals(s.index.lastSeq(), entries.length);
+      assert.deepStrictEqual(entries.filter((e) => e.op === "put").length, 200);
+      assert.deepStrictEqual(entries.map((e) => e.s), entries.map((_, i) => i + 1));
+      assert.deepStrictEqual(s.index.lastSeq(), entries.length);
       plainBytes = entries.reduce((a, e) => a + encodeEntry(e).length, 0);
       zipBytes = j0.length;
     } finally {
@@ -108,9 +108,12 @@ Deno.test("journal: files committed together are packed into z lines; journals a
     try {
       await s2.catchUp();
       const [j0, j1, j2] = await journals(s2);
-      assertEquals(j1, j0);
-      assertEquals(j2, j0);
-      assertEquals(expandEntries(decodeJournal(j2)).filter((e) => e.op === "put").length, 260);
+      assert.deepStrictEqual(j1, j0);
+      assert.deepStrictEqual(j2, j0);
+      assert.deepStrictEqual(
+        expandEntries(decodeJournal(j2)).filter((e) => e.op === "put").length,
+        260,
+      );
     } finally {
       await s2.close();
     }
@@ -119,8 +122,8 @@ Deno.test("journal: files committed together are packed into z lines; journals a
     // A host that lost its index rebuilds the same namespace from the cards.
     await dropIndex(dir);
     const after = await listing(dir);
-    assertEquals(after.entries, before.entries);
-    assertEquals(after.ls, before.ls);
+    assert.deepStrictEqual(after.entries, before.entries);
+    assert.deepStrictEqual(after.ls, before.ls);
   });
 });
 
@@ -147,10 +150,10 @@ Deno.test("journal: plain and packed lines mix; a journal written both ways read
     const kept = [0, 1, 2].flatMap((k) =>
       Array.from({ length: 40 }, (_, j) => 100 * k + j).filter((i) => i % 3 !== 1)
     );
-    assertEquals(before.entries.filter((e) => e.type === "f").length, kept.length);
+    assert.deepStrictEqual(before.entries.filter((e) => e.type === "f").length, kept.length);
     assert(!before.entries.some((e) => e.path.includes("/sub1")), "an rm was lost");
     await dropIndex(dir);
     const after = await listing(dir);
-    assertEquals(after.entries, before.entries);
+    assert.deepStrictEqual(after.entries, before.entries);
   });
 });

@@ -5,7 +5,7 @@
  * at once; a new host rebuilds the same namespace from what is left.
  */
 import { rand, withSim } from "./_cli.ts";
-import { assert, assertEquals } from "./_assert.ts";
+import assert from "node:assert/strict";
 import { readClusterFile } from "../store/cluster.ts";
 import { Store } from "../store/store.ts";
 
@@ -45,7 +45,7 @@ Deno.test("journal: lazy followers — appends skip the busiest Pi while a quoru
     try {
       await s.commit({ op: "mkdir", p: "/d", mode: 0o755, mtime: 1 });
       const lens = [...(await commitWhileBusy(s)).values()];
-      assertEquals(new Set(lens).size, 1, `journal lengths ${lens}`);
+      assert.deepStrictEqual(new Set(lens).size, 1, `journal lengths ${lens}`);
     } finally {
       await s.close();
     }
@@ -62,7 +62,7 @@ Deno.test("journal: lazy followers — appends skip the busiest Pi while a quoru
       const lens = await commitWhileBusy(s);
       const full = Math.max(...lens.values());
       const behind = [...lens].filter(([, l]) => l < full).map(([id]) => id);
-      assertEquals(behind.length, 1, `journal lengths ${[...lens]}`);
+      assert.deepStrictEqual(behind.length, 1, `journal lengths ${[...lens]}`);
       const lazy = behind[0];
       assert(lens.get(lazy)! >= all, "the lazy node lost entries it had");
       // Every committed directory is in the index.
@@ -79,7 +79,7 @@ Deno.test("journal: lazy followers — appends skip the busiest Pi while a quoru
         [lazy, kept].map((id) => s.nodes.get(id)!.client!.journalRead(0)),
       );
       assert(jk.length > full, "the commit did not reach the survivor");
-      assertEquals(jl, jk);
+      assert.deepStrictEqual(jl, jk);
       before = s.index.walk("/");
     } finally {
       await s.close();
@@ -91,8 +91,8 @@ Deno.test("journal: lazy followers — appends skip the busiest Pi while a quoru
     }
     const s2 = await Store.open(dir, { copies: 1, checkpointEntries: 0 });
     try {
-      assertEquals(s2.up().length, 2);
-      assertEquals(s2.index.walk("/"), before);
+      assert.deepStrictEqual(s2.up().length, 2);
+      assert.deepStrictEqual(s2.index.walk("/"), before);
       assert(s2.index.get("/d/after"));
     } finally {
       await s2.close();

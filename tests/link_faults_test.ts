@@ -7,7 +7,7 @@ import { chunkId, type ClientOptions, NodeClient } from "../link/client.ts";
 import { SerialPort } from "../link/serial.ts";
 import { makeCard } from "../sim/card.ts";
 import { run } from "../sim/_run.ts";
-import { assert, assertEquals } from "./_assert.ts";
+import assert from "node:assert/strict";
 
 const FW = new URL("../firmware/", import.meta.url).pathname;
 
@@ -79,12 +79,12 @@ Deno.test("link faults: bit errors and dropped bytes, every chunk bit-exact", as
       const ids: string[] = [];
       for (const c of chunks) ids.push((await client.putChunk(c)).id);
       for (const [i, c] of chunks.entries()) {
-        assertEquals(ids[i], await chunkId(c));
+        assert.deepStrictEqual(ids[i], await chunkId(c));
         const back = await client.getChunk(ids[i]);
         assert(back.length === c.length && back.every((x, k) => x === c[k]), `chunk ${i} differs`);
       }
       const listed = (await client.listChunks()).map((e) => e.id).sort();
-      assertEquals(listed, [...new Set(ids)].sort());
+      assert.deepStrictEqual(listed, [...new Set(ids)].sort());
       // The faults really happened, and were repaired by retransmission.
       assert(client.retransmissions > 0, "no retransmission: the faults did not bite");
       const info = await client.info();

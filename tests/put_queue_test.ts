@@ -4,7 +4,7 @@
  * bytes and gives them back as copies land, and every file reads back.
  */
 import { withSim } from "./_cli.ts";
-import { assert, assertEquals } from "./_assert.ts";
+import assert from "node:assert/strict";
 import { Store } from "../store/store.ts";
 import { PutQueue } from "../store/put.ts";
 
@@ -15,7 +15,7 @@ Deno.test("put queue: more files than slots start while the Pis have little queu
       // 4 slots (the least); the Pis' lines are fast, so each has far less
       // than the default 128 KiB queued and more files start.
       const q = new PutQueue(s, { filesPerNode: 1, maxFilesPerNode: 8 });
-      assertEquals([q.fileSlots, q.maxFiles], [4, 24]);
+      assert.deepStrictEqual([q.fileSlots, q.maxFiles], [4, 24]);
       const ids = s.up().map((st) => st.entry.id);
       let peak = 0, sawQueued = 0;
       const bodies: Uint8Array[] = [];
@@ -34,11 +34,11 @@ Deno.test("put queue: more files than slots start while the Pis have little queu
       await q.finish();
       assert(peak > 4, `at most ${peak} files in flight: none beyond the 4 slots`);
       assert(sawQueued > 0, "no Pi ever had bytes queued");
-      for (const id of ids) assertEquals(s.queuedBytes(id), 0, `node ${id}`);
+      for (const id of ids) assert.deepStrictEqual(s.queuedBytes(id), 0, `node ${id}`);
       for (let i = 0; i < 150; i += 37) {
         const m = await s.manifestOf(s.index.get(`/q/f${i}`)!.manifest!);
         const back = new Uint8Array(await new Response(s.fileStream(m)).arrayBuffer());
-        assertEquals(back, bodies[i], `/q/f${i}`);
+        assert.deepStrictEqual(back, bodies[i], `/q/f${i}`);
       }
     } finally {
       await s.close();

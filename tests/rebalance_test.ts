@@ -4,7 +4,7 @@
  * cut mid-way converges) and `node drain`.
  */
 import { ok, pifs, rand, withSim } from "./_cli.ts";
-import { assert, assertEquals } from "./_assert.ts";
+import assert from "node:assert/strict";
 import { Store } from "../store/store.ts";
 import { rebalance } from "../store/rebalance.ts";
 import { readClusterFile } from "../store/cluster.ts";
@@ -38,7 +38,7 @@ async function readAll(s: Store, files: Map<string, Uint8Array>, names: string[]
     const got = new Uint8Array(
       await new Response(s.fileStream(await s.manifestOf(e.manifest!))).arrayBuffer(),
     );
-    assertEquals(got, files.get(name)!, name);
+    assert.deepStrictEqual(got, files.get(name)!, name);
   }
 }
 
@@ -51,10 +51,10 @@ Deno.test("rebalance: a 4th Pi joins and gets its capacity share, only onto it, 
     await before.close();
 
     const add = await pifs("sim", "up", "--dir", dir, "--add", "1");
-    assertEquals(add.code, 0, add.err);
+    assert.deepStrictEqual(add.code, 0, add.err);
     const c = await readClusterFile(dir);
-    assertEquals(c.nodes.map((n) => n.id), [0, 1, 2, 3]);
-    assertEquals(c.nodes[3].tty, "node3.tty");
+    assert.deepStrictEqual(c.nodes.map((n) => n.id), [0, 1, 2, 3]);
+    assert.deepStrictEqual(c.nodes[3].tty, "node3.tty");
 
     const dry = JSON.parse(await ok("rebalance", "--dry-run", "--json", "--cluster", dir));
     assert(dry.copied > 100, `dry run: ${dry.copied} copies`);
@@ -76,16 +76,20 @@ Deno.test("rebalance: a 4th Pi joins and gets its capacity share, only onto it, 
           await readAll(s, files, pick);
         },
       });
-      assertEquals(r.failed, []);
-      assertEquals(r.copied, dry.copied);
+      assert.deepStrictEqual(r.failed, []);
+      assert.deepStrictEqual(r.copied, dry.copied);
       // Copies went only onto the new Pi; the old ones only lost some.
       for (const n of r.nodes) {
         if (n.node === 3) assert(n.gained > 0 && n.lost === 0, JSON.stringify(n));
-        else assertEquals(n.gained, 0, `node ${n.node} gained copies`);
+        else assert.deepStrictEqual(n.gained, 0, `node ${n.node} gained copies`);
       }
       const now = await perNode(s);
       const total = [...now.values()].reduce((a, b) => a + b, 0);
-      assertEquals(total, [...old.values()].reduce((a, b) => a + b, 0), "bytes stored changed");
+      assert.deepStrictEqual(
+        total,
+        [...old.values()].reduce((a, b) => a + b, 0),
+        "bytes stored changed",
+      );
       const caps = new Map(s.up().map((st) => [st.entry.id, st.info!.capacity]));
       const capTotal = [...caps.values()].reduce((a, b) => a + b, 0);
       for (const [id, bytes] of now) {
@@ -96,15 +100,15 @@ Deno.test("rebalance: a 4th Pi joins and gets its capacity share, only onto it, 
         );
       }
       // The theoretical minimum is the new Pi's bytes: each had to cross once.
-      assertEquals(r.bytesCopied, now.get(3));
+      assert.deepStrictEqual(r.bytesCopied, now.get(3));
       await readAll(s, files, names);
     } finally {
       await s.close();
     }
     const again = JSON.parse(await ok("rebalance", "--json", "--cluster", dir));
-    assertEquals([again.chunks, again.copied, again.deleted], [0, 0, 0]);
+    assert.deepStrictEqual([again.chunks, again.copied, again.deleted], [0, 0, 0]);
     const scrub = JSON.parse(await ok("scrub", "--json", "--cluster", dir));
-    assertEquals([scrub.missing.length, scrub.over.length, scrub.lost.length], [0, 0, 0]);
+    assert.deepStrictEqual([scrub.missing.length, scrub.over.length, scrub.lost.length], [0, 0, 0]);
   });
 });
 
@@ -140,18 +144,18 @@ Deno.test("rebalance: the new Pi killed mid-way, then the host killed mid-way: r
     await host.status;
 
     const done = JSON.parse(await ok("rebalance", "--json", "--cluster", dir));
-    assertEquals(done.failed, []);
+    assert.deepStrictEqual(done.failed, []);
     assert(done.copied > 0, "the killed runs had already finished: nothing was interrupted");
     const again = JSON.parse(await ok("rebalance", "--json", "--cluster", dir));
-    assertEquals(again.chunks, 0);
+    assert.deepStrictEqual(again.chunks, 0);
     const scrub = JSON.parse(await ok("scrub", "--json", "--cluster", dir));
-    assertEquals([scrub.missing.length, scrub.over.length, scrub.lost.length], [0, 0, 0]);
-    for (const n of scrub.nodes) assertEquals(n.damaged, []);
+    assert.deepStrictEqual([scrub.missing.length, scrub.over.length, scrub.lost.length], [0, 0, 0]);
+    for (const n of scrub.nodes) assert.deepStrictEqual(n.damaged, []);
     await ok("get", "/d", `${dir}/back`, "--cluster", dir);
     for (const [name, data] of files) {
-      assertEquals(await Deno.readFile(`${dir}/back/${name}`), data, name);
+      assert.deepStrictEqual(await Deno.readFile(`${dir}/back/${name}`), data, name);
     }
-    assertEquals(c.nodes.length, 4);
+    assert.deepStrictEqual(c.nodes.length, 4);
   });
 });
 
@@ -160,30 +164,30 @@ Deno.test("node drain: every chunk gets its copies on the others, the Pi is reti
     const files = await source(dir, 200);
     await ok("put", `${dir}/src/.`, "/d", "--cluster", dir);
     const bad = await pifs("node", "drain", "9", "--cluster", dir);
-    assertEquals(bad.code, 1);
+    assert.deepStrictEqual(bad.code, 1);
     assert(bad.err.includes("node 9: not in this cluster"), bad.err);
 
     const r = JSON.parse(await ok("node", "drain", "2", "--json", "--cluster", dir));
-    assertEquals(r.retired, true);
-    assertEquals(r.failed, []);
+    assert.deepStrictEqual(r.retired, true);
+    assert.deepStrictEqual(r.failed, []);
     assert(r.copied > 50, `${r.copied} copies`);
     // Retired: the Pi can go. Everything reads back, scrub is clean without it.
     Deno.kill((await readClusterFile(dir)).nodes[2].pid!, "SIGKILL");
     await ok("get", "/d", `${dir}/back`, "--cluster", dir);
     for (const [name, data] of files) {
-      assertEquals(await Deno.readFile(`${dir}/back/${name}`), data, name);
+      assert.deepStrictEqual(await Deno.readFile(`${dir}/back/${name}`), data, name);
     }
     const scrub = JSON.parse(await ok("scrub", "--json", "--cluster", dir));
-    assertEquals([scrub.missing.length, scrub.lost.length], [0, 0]);
+    assert.deepStrictEqual([scrub.missing.length, scrub.lost.length], [0, 0]);
     // New writes work with a quorum of the 3 left and place nothing on it.
     await Deno.writeFile(`${dir}/late`, rand(50_000, 77));
     await ok("put", `${dir}/late`, "/late", "--cluster", dir);
     // status names it retired, and its silence is no failure.
     const st = await pifs("status", "--cluster", dir);
-    assertEquals(st.code, 0, st.out + st.err);
+    assert.deepStrictEqual(st.code, 0, st.out + st.err);
     assert(/node 2: retired/.test(st.out), st.out);
     const again = await pifs("node", "drain", "2", "--cluster", dir);
-    assertEquals(again.code, 1);
+    assert.deepStrictEqual(again.code, 1);
     assert(again.err.includes("already forgotten or drained"), again.err);
   });
 });
@@ -214,9 +218,9 @@ Deno.test("rebalance: stops between moves to let a command waiting for the clust
       if (!closed) await s.close();
     }
     const done = JSON.parse(await ok("rebalance", "--json", "--cluster", dir));
-    assertEquals([done.yielded, done.failed.length], [false, 0]);
+    assert.deepStrictEqual([done.yielded, done.failed.length], [false, 0]);
     assert(done.copied > 0, "the first run had moved everything");
     const again = JSON.parse(await ok("rebalance", "--json", "--cluster", dir));
-    assertEquals(again.chunks, 0);
+    assert.deepStrictEqual(again.chunks, 0);
   });
 });

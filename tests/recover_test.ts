@@ -4,7 +4,7 @@
  * never written to.
  */
 import { ok, pifs, rand, withSim } from "./_cli.ts";
-import { assert, assertEquals } from "./_assert.ts";
+import assert from "node:assert/strict";
 import { Store } from "../store/store.ts";
 
 async function sha256(path: string): Promise<string> {
@@ -84,7 +84,7 @@ Deno.test("recover: a 4-Pi R=2 cluster that lost a card is rebuilt bit-exact fro
     const snaps = JSON.parse(await ok("snapshots", "--cluster", dir, "--json")) as {
       name: string;
     }[];
-    assertEquals(snaps.length, 2);
+    assert.deepStrictEqual(snaps.length, 2);
     // A symbolic link, as `pifs mount` makes one.
     const st = await Store.open(dir);
     await st.commit({ op: "symlink", p: "/t/a/link", target: "b/big.bin", mtime: Date.now() });
@@ -98,7 +98,7 @@ Deno.test("recover: a 4-Pi R=2 cluster that lost a card is rebuilt bit-exact fro
       if (/^node\d+\.img$/.test(e.name)) images.push(`${dir}/${e.name}`);
     }
     images.sort();
-    assertEquals(images.length, 4);
+    assert.deepStrictEqual(images.length, 4);
     // One Pi lost for good; the others' images read-only and hashed.
     await Deno.remove(images[2]);
     const left = [images[0], images[1], images[3]];
@@ -106,38 +106,38 @@ Deno.test("recover: a 4-Pi R=2 cluster that lost a card is rebuilt bit-exact fro
     for (const img of left) await Deno.chmod(img, 0o444);
 
     const r = await pifs("recover", "--out", `${dir}/out`, "--snapshots", ...left, "--json");
-    assertEquals(r.code, 0, r.err + r.out);
+    assert.deepStrictEqual(r.code, 0, r.err + r.out);
     const rep = JSON.parse(r.out);
-    assertEquals(rep.failed, []);
-    assertEquals(rep.files, 8); // 6 under /t, 2 under /docs
-    assertEquals(rep.snapshots, 2);
-    assertEquals(rep.links, 1);
-    assertEquals(await Deno.readLink(`${dir}/out/t/a/link`), "b/big.bin");
+    assert.deepStrictEqual(rep.failed, []);
+    assert.deepStrictEqual(rep.files, 8); // 6 under /t, 2 under /docs
+    assert.deepStrictEqual(rep.snapshots, 2);
+    assert.deepStrictEqual(rep.links, 1);
+    assert.deepStrictEqual(await Deno.readLink(`${dir}/out/t/a/link`), "b/big.bin");
     const [s1, s2] = snaps.map((x) => `${dir}/out/.snapshots/${x.name}`);
-    assertEquals(await Deno.readTextFile(`${s1}/a.txt`), "first\n");
-    assertEquals(await Deno.readTextFile(`${s2}/a.txt`), "second\n");
-    assertEquals(await Deno.readFile(`${s1}/b.bin`), rand(90_000, 3));
-    assertEquals(await Deno.readTextFile(`${dir}/out/docs/a.txt`), "second\n");
-    assertEquals(rep.cards.map((c: { error?: string }) => c.error), [
+    assert.deepStrictEqual(await Deno.readTextFile(`${s1}/a.txt`), "first\n");
+    assert.deepStrictEqual(await Deno.readTextFile(`${s2}/a.txt`), "second\n");
+    assert.deepStrictEqual(await Deno.readFile(`${s1}/b.bin`), rand(90_000, 3));
+    assert.deepStrictEqual(await Deno.readTextFile(`${dir}/out/docs/a.txt`), "second\n");
+    assert.deepStrictEqual(rep.cards.map((c: { error?: string }) => c.error), [
       undefined,
       undefined,
       undefined,
     ]);
-    assertEquals(await tree(`${dir}/out/t`), await tree(`${dir}/want`));
+    assert.deepStrictEqual(await tree(`${dir}/out/t`), await tree(`${dir}/want`));
     // The rm and mv after the checkpoint were applied.
     const got = await tree(`${dir}/out`);
     assert(got.has("/t/small-moved.txt") && !got.has("/t/a/small.txt") && !got.has("/t/gone.bin"));
-    assertEquals(
+    assert.deepStrictEqual(
       await Deno.readFile(`${dir}/out/t/late.bin`),
       await Deno.readFile(`${dir}/late.bin`),
     );
-    assertEquals(await Promise.all(left.map(sha256)), before, "a card image changed");
+    assert.deepStrictEqual(await Promise.all(left.map(sha256)), before, "a card image changed");
 
     // The output directory now holds data: a second recover refuses it and writes nothing.
     const again = await pifs("recover", "--out", `${dir}/out`, ...left);
-    assertEquals(again.code, 1);
+    assert.deepStrictEqual(again.code, 1);
     assert(again.err.includes("not empty"), again.err);
-    assertEquals(await tree(`${dir}/out`), got);
+    assert.deepStrictEqual(await tree(`${dir}/out`), got);
   });
 });
 
@@ -164,19 +164,19 @@ Deno.test("recover: files whose every copy was on lost cards are listed, the res
     for await (const e of Deno.readDir(dir)) {
       if (/^node\d+\.img$/.test(e.name)) left.push(`${dir}/${e.name}`);
     }
-    assertEquals(left.length, 2);
+    assert.deepStrictEqual(left.length, 2);
 
     const r = await pifs("recover", "--out", `${dir}/out`, ...left, "--json");
-    assertEquals(r.code, 1, r.err + r.out);
+    assert.deepStrictEqual(r.code, 1, r.err + r.out);
     const rep = JSON.parse(r.out);
     assert(rep.failed.length >= 1, "nothing reported lost with a card of three gone at R=1");
-    assertEquals(rep.files + rep.failed.length, 6);
+    assert.deepStrictEqual(rep.files + rep.failed.length, 6);
     for (const f of rep.failed) assert(/^\/one\/f\d$/.test(f.path) && f.error.length > 0, f);
     for (const [name, bytes] of Object.entries(data)) {
       const lost = rep.failed.some((f: { path: string }) => f.path === `/one/${name}`);
       const have = await Deno.readFile(`${dir}/out/one/${name}`).catch(() => undefined);
-      if (lost) assertEquals(have, undefined, `${name}: lost, yet written`);
-      else assertEquals(have, bytes, name);
+      if (lost) assert.deepStrictEqual(have, undefined, `${name}: lost, yet written`);
+      else assert.deepStrictEqual(have, bytes, name);
     }
     for await (const e of Deno.readDir(`${dir}/out/one`)) {
       assert(!e.name.endsWith(".pifs-part"), `left behind: ${e.name}`);
@@ -192,7 +192,7 @@ Deno.test("recover: files whose every copy was on lost cards are listed, the res
     cases.push([[`${dir}/junk.img`], /no image holds a pifs store: .*junk\.img/]);
     for (const [args, re] of cases) {
       const x = await pifs("recover", "--out", `${dir}/out2`, ...args);
-      assertEquals(x.code, 1, `${args}: ${x.err}`);
+      assert.deepStrictEqual(x.code, 1, `${args}: ${x.err}`);
       assert(re.test(x.err), `${args}: ${x.err}`);
       const made = await Deno.readDir(`${dir}/out2`)[Symbol.asyncIterator]().next().then(
         (n) => !n.done,

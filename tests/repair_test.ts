@@ -5,7 +5,7 @@
  */
 import { ok, PIFS, pifs, rand } from "./_cli.ts";
 import { DatabaseSync } from "node:sqlite";
-import { assert, assertEquals } from "./_assert.ts";
+import assert from "node:assert/strict";
 import { assertScrubClean, assertTree, damagedCluster } from "./_damage.ts";
 
 Deno.test("repair: bytes flipped in chunk data on one card: scrub finds each, reads stay right, repair restores", async () => {
@@ -16,26 +16,26 @@ Deno.test("repair: bytes flipped in chunk data on one card: scrub finds each, re
     await assertTree(dir, files, "back1");
 
     const found = await pifs("scrub", "--cluster", dir, "--json");
-    assertEquals(found.code, 1, found.err);
+    assert.deepStrictEqual(found.code, 1, found.err);
     const r1 = JSON.parse(found.out);
     const node1 = r1.nodes.find((n: { node: number }) => n.node === 1);
-    assertEquals(node1.damaged, pieces.map((p) => p.id).sort());
-    for (const n of r1.nodes) if (n.node !== 1) assertEquals(n.damaged, []);
-    assertEquals(
+    assert.deepStrictEqual(node1.damaged, pieces.map((p) => p.id).sort());
+    for (const n of r1.nodes) if (n.node !== 1) assert.deepStrictEqual(n.damaged, []);
+    assert.deepStrictEqual(
       r1.missing.map((p: { id: string }) => p.id).sort(),
       pieces.map((p) => p.id).sort(),
     );
-    assertEquals(r1.lost, []);
+    assert.deepStrictEqual(r1.lost, []);
 
     const fixed = await pifs("repair", "--cluster", dir, "--json");
-    assertEquals(fixed.code, 0, fixed.err + fixed.out);
+    assert.deepStrictEqual(fixed.code, 0, fixed.err + fixed.out);
     const rr = JSON.parse(fixed.out);
-    assertEquals(rr.deleted, pieces.length);
+    assert.deepStrictEqual(rr.deleted, pieces.length);
     assert(rr.copied >= pieces.length, `${rr.copied} copies made`);
     await assertScrubClean(dir);
     // A second repair finds nothing to do.
     const again = JSON.parse(await ok("repair", "--cluster", dir, "--json"));
-    assertEquals([again.deleted, again.copied, again.failed.length], [0, 0, 0]);
+    assert.deepStrictEqual([again.deleted, again.copied, again.failed.length], [0, 0, 0]);
     await assertTree(dir, files, "back2");
   } finally {
     await pifs("sim", "down", "--dir", dir);
@@ -67,7 +67,7 @@ Deno.test("repair: the host and then a Pi killed during a repair; reruns converg
       stdout: "null",
       stderr: "null",
     }).output();
-    assertEquals(crash.signal, "SIGKILL");
+    assert.deepStrictEqual(crash.signal, "SIGKILL");
     // Then node 1 loses power while the repair writes copies back to it.
     const before = onNode1();
     const run = new Deno.Command(PIFS, {
@@ -84,7 +84,7 @@ Deno.test("repair: the host and then a Pi killed during a repair; reruns converg
     await ok("sim", "up", "--dir", dir); // power back on
     // Whatever was left half done, a rerun finishes it.
     const fixed = await pifs("repair", "--cluster", dir, "--json");
-    assertEquals(fixed.code, 0, fixed.err + fixed.out);
+    assert.deepStrictEqual(fixed.code, 0, fixed.err + fixed.out);
     await assertScrubClean(dir);
     await assertTree(dir, files, "back");
   } finally {
@@ -111,13 +111,13 @@ Deno.test("repair: a Pi lost for good (its card deleted): node forget brings eve
     await Deno.remove(`${dir}/node2.img`);
     // Refused while it answers; forgotten once it does not.
     const forgot = await pifs("node", "forget", "2", "--cluster", dir, "--json");
-    assertEquals(forgot.code, 0, forgot.err + forgot.out);
+    assert.deepStrictEqual(forgot.code, 0, forgot.err + forgot.out);
     const fr = JSON.parse(forgot.out);
     assert(fr.repair.copied > 0, "nothing was copied");
-    assertEquals(fr.repair.failed, []);
+    assert.deepStrictEqual(fr.repair.failed, []);
     await assertScrubClean(dir);
     const r = JSON.parse((await pifs("scrub", "--cluster", dir, "--json")).out);
-    assertEquals(r.nodes.map((n: { node: number }) => n.node), [0, 1, 3]); // 2 is not scrubbed
+    assert.deepStrictEqual(r.nodes.map((n: { node: number }) => n.node), [0, 1, 3]); // 2 is not scrubbed
     // Every needed chunk: 2 copies, none on node 2.
     const db = new DatabaseSync(`${dir}/index.db`, { readOnly: true });
     const rows = db.prepare(
@@ -125,17 +125,17 @@ Deno.test("repair: a Pi lost for good (its card deleted): node forget brings eve
     )
       .all() as { n: number; on2: number }[];
     db.close();
-    for (const row of rows) assertEquals([row.n >= 2, row.on2], [true, 0]);
+    for (const row of rows) assert.deepStrictEqual([row.n >= 2, row.on2], [true, 0]);
     await assertTree(dir, files, "back");
     // A host that rebuilds its index from the cards keeps node 2 forgotten.
     await ok("attach", "--cluster", dir);
     await assertScrubClean(dir);
     await assertTree(dir, files, "back2");
     const again = await pifs("node", "forget", "2", "--cluster", dir);
-    assertEquals(again.code, 2, again.err);
+    assert.deepStrictEqual(again.code, 2, again.err);
     assert(/already forgotten/.test(again.err), again.err);
     const alive = await pifs("node", "forget", "1", "--cluster", dir);
-    assertEquals(alive.code, 2, alive.err);
+    assert.deepStrictEqual(alive.code, 2, alive.err);
     assert(/node 1 answers: it is not lost/.test(alive.err), alive.err);
   } finally {
     await pifs("sim", "down", "--dir", dir);

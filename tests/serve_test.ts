@@ -5,7 +5,7 @@
  * with a message naming it.
  */
 import { ok, PIFS, pifs, rand, withSim } from "./_cli.ts";
-import { assert, assertEquals } from "./_assert.ts";
+import assert from "node:assert/strict";
 
 async function waitFor(what: string, fn: () => Promise<boolean>, ms = 20_000) {
   const end = Date.now() + ms;
@@ -35,7 +35,7 @@ Deno.test("serve: commands on a held cluster run in the holder, with their outpu
 
       await ok("put", `${dir}/src`, "/s", "--cluster", dir);
       const ls = JSON.parse(await ok("ls", "-R", "/s", "--json", "--cluster", dir));
-      assertEquals(ls.map((e: { path: string }) => e.path).sort(), [
+      assert.deepStrictEqual(ls.map((e: { path: string }) => e.path).sort(), [
         "/s/sub",
         "/s/sub/bin",
         "/s/t.txt",
@@ -45,8 +45,8 @@ Deno.test("serve: commands on a held cluster run in the holder, with their outpu
         stdout: "piped",
         stderr: "piped",
       }).output();
-      assertEquals(cat.code, 0, new TextDecoder().decode(cat.stderr));
-      assertEquals(cat.stdout, bin);
+      assert.deepStrictEqual(cat.code, 0, new TextDecoder().decode(cat.stderr));
+      assert.deepStrictEqual(cat.stdout, bin);
 
       // The caller's working directory and PIFS_CLUSTER.
       await Deno.mkdir(`${dir}/here`);
@@ -57,12 +57,12 @@ Deno.test("serve: commands on a held cluster run in the holder, with their outpu
         stdout: "piped",
         stderr: "piped",
       }).output();
-      assertEquals(rel.code, 0, new TextDecoder().decode(rel.stderr));
-      assertEquals(await Deno.readTextFile(`${dir}/here/t-copy.txt`), "text\n");
+      assert.deepStrictEqual(rel.code, 0, new TextDecoder().decode(rel.stderr));
+      assert.deepStrictEqual(await Deno.readTextFile(`${dir}/here/t-copy.txt`), "text\n");
 
       // A failing command: its message and exit code come back.
       const bad = await pifs("get", "/nope", `${dir}/x`, "--cluster", dir);
-      assertEquals(bad.code, 2);
+      assert.deepStrictEqual(bad.code, 2);
       assert(bad.err.includes("/nope: no such file"), bad.err);
 
       // A sync job (relative spec path) and two commands at once.
@@ -78,33 +78,37 @@ Deno.test("serve: commands on a held cluster run in the holder, with their outpu
       }).output();
       const du = pifs("du", "/s", "--cluster", dir);
       const [s1, d1] = await Promise.all([sync, du]);
-      assertEquals(s1.code, 0, new TextDecoder().decode(s1.stderr));
-      assertEquals(d1.code, 0, d1.err);
-      assertEquals(
+      assert.deepStrictEqual(s1.code, 0, new TextDecoder().decode(s1.stderr));
+      assert.deepStrictEqual(d1.code, 0, d1.err);
+      assert.deepStrictEqual(
         await ok("cat", "/j/sub/bin", "--cluster", dir).then((t) => t.length > 0),
         true,
       );
 
       // status asks the holder's own sessions (a second session on a line would steal its bytes).
       const st0 = JSON.parse(await ok("status", "--json", "--cluster", dir));
-      assertEquals(st0.nodes.map((n: { answers: boolean }) => n.answers), [true, true, true]);
+      assert.deepStrictEqual(st0.nodes.map((n: { answers: boolean }) => n.answers), [
+        true,
+        true,
+        true,
+      ]);
       assert(st0.nodes.every((n: { chunks: number }) => n.chunks > 0), JSON.stringify(st0));
-      assertEquals(await ok("cat", "/s/t.txt", "--cluster", dir), "text\n"); // the holder still works
+      assert.deepStrictEqual(await ok("cat", "/s/t.txt", "--cluster", dir), "text\n"); // the holder still works
 
       // What it does not run for others is refused, naming the holder.
       const att = await pifs("attach", "--cluster", dir);
-      assertEquals(att.code, 1);
+      assert.deepStrictEqual(att.code, 1);
       assert(att.err.includes("held open by `pifs serve`"), att.err);
 
       server.kill("SIGTERM");
       const st = await server.status;
       stopped = true;
-      assertEquals(st.code, 0, await serverErr);
+      assert.deepStrictEqual(st.code, 0, await serverErr);
       assert(!(await Deno.lstat(`${dir}/cmd.sock`).then(() => true, () => false)), "cmd.sock left");
       const log = await serverErr;
       assert(/ran for another command: pifs put .* \(exit 0\)/.test(log), log);
       // Without a holder, commands run on their own again.
-      assertEquals(await ok("cat", "/s/t.txt", "--cluster", dir), "text\n");
+      assert.deepStrictEqual(await ok("cat", "/s/t.txt", "--cluster", dir), "text\n");
     } finally {
       if (!stopped) {
         server.kill("SIGKILL");

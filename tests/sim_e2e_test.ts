@@ -7,7 +7,7 @@ import { pifs } from "./_cli.ts";
 import { chunkId } from "../link/client.ts";
 import { readClusterFile } from "../store/cluster.ts";
 import { connectNode } from "../store/cluster.ts";
-import { assert, assertEquals } from "./_assert.ts";
+import assert from "node:assert/strict";
 import { assertBootFilesIntact, assertFsckClean } from "./_cards.ts";
 
 /**
@@ -27,9 +27,9 @@ Deno.test(`sim e2e${QEMU ? ` (QEMU ${QEMU})` : ""}: 3 nodes, 200 chunks, status,
   const dir = await Deno.makeTempDir({ prefix: "pifs-e2e-" });
   try {
     const up = await pifs("sim", "up", "--dir", dir, "--nodes", "3", ...SIM_ARGS);
-    assertEquals(up.code, 0, up.err);
+    assert.deepStrictEqual(up.code, 0, up.err);
     const c = await readClusterFile(dir);
-    assertEquals(c.nodes.map((n) => n.id), [0, 1, 2]);
+    assert.deepStrictEqual(c.nodes.map((n) => n.id), [0, 1, 2]);
 
     // 200 chunks of random sizes spread over the nodes, pipelined per node.
     // An emulated Pi's UART is slow, so on QEMU the big ones are smaller
@@ -52,7 +52,7 @@ Deno.test(`sim e2e${QEMU ? ` (QEMU ${QEMU})` : ""}: 3 nodes, 200 chunks, status,
       await Promise.all(clients.map(async (cl, k) => {
         for (const ch of chunks.filter((x) => x.node === k)) {
           const r = await cl.putChunk(ch.data);
-          assertEquals(r.id, ch.id);
+          assert.deepStrictEqual(r.id, ch.id);
           assert(!r.existed);
         }
       }));
@@ -63,7 +63,7 @@ Deno.test(`sim e2e${QEMU ? ` (QEMU ${QEMU})` : ""}: 3 nodes, 200 chunks, status,
       // Each node lists exactly its chunks.
       for (let k = 0; k < 3; k++) {
         const ids = (await clients[k].listChunks()).map((e) => e.id).sort();
-        assertEquals(ids, chunks.filter((x) => x.node === k).map((x) => x.id).sort());
+        assert.deepStrictEqual(ids, chunks.filter((x) => x.node === k).map((x) => x.id).sort());
       }
     } finally {
       await Promise.all(clients.map((cl) => cl.close()));
@@ -73,8 +73,8 @@ Deno.test(`sim e2e${QEMU ? ` (QEMU ${QEMU})` : ""}: 3 nodes, 200 chunks, status,
     const file = `${dir}/one.bin`;
     await Deno.writeFile(file, chunks[4].data);
     const put = await pifs("chunk", "put", file, "--cluster", dir, "--node", "2", "--json");
-    assertEquals(put.code, 0, put.err);
-    assertEquals(JSON.parse(put.out).id, chunks[4].id);
+    assert.deepStrictEqual(put.code, 0, put.err);
+    assert.deepStrictEqual(JSON.parse(put.out).id, chunks[4].id);
     const get = await pifs(
       "chunk",
       "get",
@@ -85,29 +85,29 @@ Deno.test(`sim e2e${QEMU ? ` (QEMU ${QEMU})` : ""}: 3 nodes, 200 chunks, status,
       "--node",
       "2",
     );
-    assertEquals(get.code, 0, get.err);
-    assertEquals(await Deno.readFile(`${dir}/back.bin`), chunks[4].data);
+    assert.deepStrictEqual(get.code, 0, get.err);
+    assert.deepStrictEqual(await Deno.readFile(`${dir}/back.bin`), chunks[4].data);
 
     const st = await pifs("status", "--cluster", dir, "--json");
-    assertEquals(st.code, 0, st.err);
+    assert.deepStrictEqual(st.code, 0, st.err);
     const status = JSON.parse(st.out);
-    assertEquals(status.nodes.length, 3);
+    assert.deepStrictEqual(status.nodes.length, 3);
     for (const [k, n] of status.nodes.entries()) {
-      assertEquals(n.id, k);
-      assertEquals(n.answers, true);
-      assertEquals(n.board, BOARDS[k]);
-      assertEquals(n.card, "ok");
-      assertEquals(n.cluster_ok, true);
+      assert.deepStrictEqual(n.id, k);
+      assert.deepStrictEqual(n.answers, true);
+      assert.deepStrictEqual(n.board, BOARDS[k]);
+      assert.deepStrictEqual(n.card, "ok");
+      assert.deepStrictEqual(n.cluster_ok, true);
       const mine = chunks.filter((x) => x.node === k);
       const extra = k === 2 ? 1 : 0; // chunk 4 (node 1's) was put on node 2 too
-      assertEquals(n.chunks, mine.length + extra);
+      assert.deepStrictEqual(n.chunks, mine.length + extra);
       const used = mine.reduce((a, x) => a + Math.ceil(x.data.length / 512) * 512, 0) +
         (extra ? Math.ceil(chunks[4].data.length / 512) * 512 : 0);
-      assertEquals(n.capacity - n.free, used, `node ${k}: free space accounted exactly`);
+      assert.deepStrictEqual(n.capacity - n.free, used, `node ${k}: free space accounted exactly`);
     }
 
     const down = await pifs("sim", "down", "--dir", dir);
-    assertEquals(down.code, 0, down.err);
+    assert.deepStrictEqual(down.code, 0, down.err);
     for (const n of c.nodes) {
       await assertFsckClean(`${dir}/${n.card}`);
       await assertBootFilesIntact(`${dir}/${n.card}`);
@@ -115,10 +115,10 @@ Deno.test(`sim e2e${QEMU ? ` (QEMU ${QEMU})` : ""}: 3 nodes, 200 chunks, status,
 
     // Up again on the same cards: nothing re-formatted, every chunk still there.
     const again = await pifs("sim", "up", "--dir", dir);
-    assertEquals(again.code, 0, again.err);
+    assert.deepStrictEqual(again.code, 0, again.err);
     const ls = await pifs("chunk", "ls", "--cluster", dir, "--node", "1", "--json");
-    assertEquals(ls.code, 0, ls.err);
-    assertEquals(
+    assert.deepStrictEqual(ls.code, 0, ls.err);
+    assert.deepStrictEqual(
       JSON.parse(ls.out).map((e: { id: string }) => e.id).sort(),
       chunks.filter((x) => x.node === 1).map((x) => x.id).sort(),
     );

@@ -5,7 +5,7 @@
  * store's per-Pi queues are given back, and every file reads back.
  */
 import { withSim } from "./_cli.ts";
-import { assert, assertEquals } from "./_assert.ts";
+import assert from "node:assert/strict";
 import { Store } from "../store/store.ts";
 import { defineJob, sync } from "../sync/api.ts";
 import type { Source, SourceEntry } from "../pipelines/source.ts";
@@ -54,13 +54,15 @@ async function run(kind: string, lowWater: number | undefined) {
           if (e.event === "file") c.done();
         },
       });
-      assertEquals(sum.files_new, 80);
-      assertEquals(c.state.open, 0, "files opened but never finished");
-      for (const st of s.up()) assertEquals(s.queuedBytes(st.entry.id), 0, `node ${st.entry.id}`);
+      assert.deepStrictEqual(sum.files_new, 80);
+      assert.deepStrictEqual(c.state.open, 0, "files opened but never finished");
+      for (const st of s.up()) {
+        assert.deepStrictEqual(s.queuedBytes(st.entry.id), 0, `node ${st.entry.id}`);
+      }
       for (let i = 0; i < 80; i += 19) {
         const m = await s.manifestOf(s.index.get(`/feed/f${i}`)!.manifest!);
         const back = new Uint8Array(await new Response(s.fileStream(m)).arrayBuffer());
-        assertEquals(back, c.bodies[i], `/feed/f${i}`);
+        assert.deepStrictEqual(back, c.bodies[i], `/feed/f${i}`);
       }
       result = { peak: c.state.peak, up: s.up().length };
     } finally {

@@ -4,7 +4,7 @@
  * (not problems), and the daemon reading edited job files again.
  */
 import { ok, PIFS, pifs, withSim } from "./_cli.ts";
-import { assert, assertEquals } from "./_assert.ts";
+import assert from "node:assert/strict";
 import {
   estimateNodeTotals,
   fmtBytes,
@@ -28,15 +28,15 @@ function lines(out: string): Record<string, unknown>[] {
 const KiB = 1024, MiB = 1024 * KiB;
 
 Deno.test("progress: sizes, ETAs and a line with files, bytes, rate, bar and ETA", () => {
-  assertEquals(fmtBytes(512), "512 B");
-  assertEquals(fmtBytes(1536), "1.5 KiB");
-  assertEquals(fmtBytes(3 * 1024 * MiB), "3.0 GiB");
-  assertEquals(fmtEta(0), "0s");
-  assertEquals(fmtEta(59.4), "59s");
-  assertEquals(fmtEta(187), "3m07s");
-  assertEquals(fmtEta(7500), "2h05m");
-  assertEquals(fmtEta(NaN), "?");
-  assertEquals(fmtEta(1e9), ">99h");
+  assert.deepStrictEqual(fmtBytes(512), "512 B");
+  assert.deepStrictEqual(fmtBytes(1536), "1.5 KiB");
+  assert.deepStrictEqual(fmtBytes(3 * 1024 * MiB), "3.0 GiB");
+  assert.deepStrictEqual(fmtEta(0), "0s");
+  assert.deepStrictEqual(fmtEta(59.4), "59s");
+  assert.deepStrictEqual(fmtEta(187), "3m07s");
+  assert.deepStrictEqual(fmtEta(7500), "2h05m");
+  assert.deepStrictEqual(fmtEta(NaN), "?");
+  assert.deepStrictEqual(fmtEta(1e9), ">99h");
 
   // A job: 12 of 40 files listed so far, 25 of 100 MiB at 5 MiB/s: 15 s left.
   const job = formatProgressLine({
@@ -46,12 +46,12 @@ Deno.test("progress: sizes, ETAs and a line with files, bytes, rate, bar and ETA
     approx: true,
     files: { done: 12, total: 40, more: true },
   }, 5 * MiB);
-  assertEquals(
+  assert.deepStrictEqual(
     job,
     "photos        12/40+ files   25.0 MiB of ~100.0 MiB    5.0 MiB/s [#####---------------]  25% ETA 15s",
   );
   // A Pi without a total yet: bytes and rate only, no bar.
-  assertEquals(
+  assert.deepStrictEqual(
     formatProgressLine({ label: "node 2", done: 300 * KiB }, 0),
     "node 2      300.0 KiB        0 B/s",
   );
@@ -79,7 +79,7 @@ Deno.test("progress: each Pi's total is its bytes plus its share of what the job
   const wires = [20.4 * MiB, 40.8 * MiB, 0];
   const t = estimateNodeTotals(p, wires, [true, true, false]);
   const left = 100 * MiB * 1.02;
-  assertEquals(t, [
+  assert.deepStrictEqual(t, [
     Math.round(20.4 * MiB + left / 3),
     Math.round(40.8 * MiB + 2 * left / 3),
     0, // down: no more
@@ -93,10 +93,10 @@ Deno.test("progress: each Pi's total is its bytes plus its share of what the job
     bytes_planned: 2 * MiB,
     bytes_stored: 0,
   };
-  assertEquals(estimateNodeTotals(fresh, [0, 0], [true, true]), [5 * MiB, 5 * MiB]);
+  assert.deepStrictEqual(estimateNodeTotals(fresh, [0, 0], [true, true]), [5 * MiB, 5 * MiB]);
   // An unchanged re-sync plans nothing: the totals are what was sent.
   const same = { ...p, bytes_skipped: 0, bytes_read: 50 * MiB, bytes_planned: 0, bytes_stored: 0 };
-  assertEquals(estimateNodeTotals(same, [1000, 2000], [true, true]), [1000, 2000]);
+  assert.deepStrictEqual(estimateNodeTotals(same, [1000, 2000], [true, true]), [1000, 2000]);
 
   // The rows of `pifs sync`: the job with files done/listed, then each Pi.
   const prog = { ...newSyncProgress(), ...p, files_listed: 30, files_done: 10 };
@@ -105,14 +105,14 @@ Deno.test("progress: each Pi's total is its bytes plus its share of what the job
     { id: 1, wire: wires[1], up: true },
     { id: 2, wire: 0, up: false },
   ]);
-  assertEquals(rows[0], {
+  assert.deepStrictEqual(rows[0], {
     label: "docs",
     done: 40 * MiB,
     total: 80 * MiB,
     approx: false,
     files: { done: 10, total: 30, more: false },
   });
-  assertEquals(rows.slice(1).map((r) => [r.label, r.done, r.total, r.note]), [
+  assert.deepStrictEqual(rows.slice(1).map((r) => [r.label, r.done, r.total, r.note]), [
     ["node 0", wires[0], t[0], undefined],
     ["node 1", wires[1], t[1], undefined],
     ["node 2", 0, 0, "DOWN"],
@@ -161,15 +161,23 @@ Deno.test("sync: an http manifest's file takes the server's Last-Modified; the u
           }],
         });
         const first = await sync(store, job);
-        assertEquals([first.files_new, first.files_failed], [2, 0], JSON.stringify(first));
-        assertEquals(store.index.get("/lm/a.bin")?.mtime, Date.parse(lastModified));
-        assertEquals(store.index.get("/lm/b.bin")?.mtime, 0);
+        assert.deepStrictEqual(
+          [first.files_new, first.files_failed],
+          [2, 0],
+          JSON.stringify(first),
+        );
+        assert.deepStrictEqual(store.index.get("/lm/a.bin")?.mtime, Date.parse(lastModified));
+        assert.deepStrictEqual(store.index.get("/lm/b.bin")?.mtime, 0);
         // Again: both skipped by the cache, nothing fetched.
         gets.length = 0;
         const again = await sync(store, job);
-        assertEquals([again.files_unchanged, again.bytes_read], [2, 0], JSON.stringify(again));
-        assertEquals(gets, []);
-        assertEquals(store.index.get("/lm/a.bin")?.mtime, Date.parse(lastModified));
+        assert.deepStrictEqual(
+          [again.files_unchanged, again.bytes_read],
+          [2, 0],
+          JSON.stringify(again),
+        );
+        assert.deepStrictEqual(gets, []);
+        assert.deepStrictEqual(store.index.get("/lm/a.bin")?.mtime, Date.parse(lastModified));
       } finally {
         await store.close();
       }
@@ -195,23 +203,23 @@ Deno.test("sync: photo duplicates are counted as duplicates, not problems, and t
     );
     for (const run of [1, 2]) {
       const r = await pifs("sync", "--cluster", c, "--json", `${dir}/photos.yaml`);
-      assertEquals(r.code, 0, r.err);
+      assert.deepStrictEqual(r.code, 0, r.err);
       const events = lines(r.out);
       const sum = events[events.length - 1];
-      assertEquals(
+      assert.deepStrictEqual(
         [sum.files_new, sum.files_unchanged, sum.files_failed, sum.duplicates, sum.problems],
         run === 1 ? [3, 0, 0, 2, 0] : [0, 3, 0, 2, 0],
         JSON.stringify(sum),
       );
       const dups = events.filter((e) => e.event === "duplicate");
-      assertEquals(dups.map((e) => [e.path, e.of]), [
+      assert.deepStrictEqual(dups.map((e) => [e.path, e.of]), [
         [`${dir}/lib/backup/IMG_1 copy.jpg`, `${dir}/lib/IMG_1.jpg`],
         [`${dir}/lib/backup/IMG_1 copy.xmp`, `${dir}/lib/IMG_1.xmp`],
       ]);
-      assertEquals(events.filter((e) => e.event === "problem"), []);
+      assert.deepStrictEqual(events.filter((e) => e.event === "problem"), []);
     }
     const text = await pifs("sync", "--cluster", c, `${dir}/photos.yaml`);
-    assertEquals(text.code, 0, text.err);
+    assert.deepStrictEqual(text.code, 0, text.err);
     assert(text.out.includes("2 duplicates left out") && !text.out.includes("problem"), text.out);
     const runs = JSON.parse(await ok("jobs", "--cluster", c, "--json"));
     assert(runs.every((r: { outcome: string }) => r.outcome === "ok"), JSON.stringify(runs));
@@ -267,7 +275,7 @@ Deno.test("sync: the daemon reads an edited job file again; one that became inva
         await new Promise((res) => setTimeout(res, 100));
         ls = await pifs("ls", "--cluster", c, "/moved");
       }
-      assertEquals([ls.code, ls.out], [0, "a.txt\n"], ls.err);
+      assert.deepStrictEqual([ls.code, ls.out], [0, "a.txt\n"], ls.err);
       // Fixed again: job two runs again.
       await Deno.writeTextFile(`${dir}/two.yaml`, spec("two", "/two"));
       const fixed = (await runs()).length;
@@ -279,7 +287,7 @@ Deno.test("sync: the daemon reads an edited job file again; one that became inva
       daemon.kill("SIGTERM");
       const out = await daemon.output();
       err = new TextDecoder().decode(out.stderr);
-      assertEquals(out.code, 0, err);
+      assert.deepStrictEqual(out.code, 0, err);
     }
     assert(err.includes(`${dir}/one.yaml: changed, read again: one`), err);
     assert(err.includes(`${dir}/two.yaml: changed and now invalid`), err);

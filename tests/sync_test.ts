@@ -5,7 +5,7 @@
  * and an HTTP dataset served by a flaky server.
  */
 import { ok, PIFS, pifs, withSim } from "./_cli.ts";
-import { assert, assertEquals } from "./_assert.ts";
+import assert from "node:assert/strict";
 import { retained } from "../sync/engine.ts";
 import type { SnapshotRow } from "../store/index_db.ts";
 
@@ -65,14 +65,17 @@ Deno.test("sync: the smallest spec; an unchanged re-sync and 1 MiB edits of a 10
       "name: docs\ntarget: /docs\nsources:\n  - folder: ./my-docs\n",
     );
     const first = lastJson(await ok("sync", "--cluster", c, "--json", `${dir}/docs.yaml`));
-    assertEquals(first.files_new, 2);
-    assertEquals(first.bytes_read, 100 * MiB + 18);
-    assertEquals(await ok("cat", "--cluster", c, "/docs/notes/todo.txt"), "buy more SD cards\n");
+    assert.deepStrictEqual(first.files_new, 2);
+    assert.deepStrictEqual(first.bytes_read, 100 * MiB + 18);
+    assert.deepStrictEqual(
+      await ok("cat", "--cluster", c, "/docs/notes/todo.txt"),
+      "buy more SD cards\n",
+    );
 
     // Unchanged: skipped before being read; at most 0.1 % of the bytes on the wires.
     const again = lastJson(await ok("sync", "--cluster", c, "--json", `${dir}/docs.yaml`));
-    assertEquals(again.files_unchanged, 2);
-    assertEquals(again.bytes_read, 0);
+    assert.deepStrictEqual(again.files_unchanged, 2);
+    assert.deepStrictEqual(again.bytes_read, 0);
     assert(
       (again.wire_bytes as number) <= 0.001 * 100 * MiB,
       `unchanged re-sync sent ${again.wire_bytes} bytes`,
@@ -89,7 +92,7 @@ Deno.test("sync: the smallest spec; an unchanged re-sync and 1 MiB edits of a 10
       big.set(rand(MiB, 99 + k), at * MiB);
       await Deno.writeFile(`${dir}/my-docs/big.bin`, big);
       const edit = lastJson(await ok("sync", "--cluster", c, "--json", `${dir}/docs.yaml`));
-      assertEquals([edit.files_changed, edit.files_unchanged], [1, 1]);
+      assert.deepStrictEqual([edit.files_changed, edit.files_unchanged], [1, 1]);
       assert((edit.chunks_deduplicated as number) >= 95, JSON.stringify(edit));
       sent += edit.wire_bytes as number;
       each.push(edit.wire_bytes as number);
@@ -102,13 +105,13 @@ Deno.test("sync: the smallest spec; an unchanged re-sync and 1 MiB edits of a 10
 
     // Five runs, five snapshots; the diff of the first and the last names the edit.
     const snaps = JSON.parse(await ok("snapshots", "--cluster", c, "--json")) as SnapshotRow[];
-    assertEquals(snaps.length, 5);
-    assertEquals(snaps.map((s) => s.files), [2, 2, 2, 2, 2]);
+    assert.deepStrictEqual(snaps.length, 5);
+    assert.deepStrictEqual(snaps.map((s) => s.files), [2, 2, 2, 2, 2]);
     const diff = JSON.parse(
       await ok("diff", "--cluster", c, "--json", snaps[0].name, snaps[4].name),
     );
-    assertEquals(diff, [{ kind: "M", path: "big.bin", size: 100 * MiB }]);
-    assertEquals(
+    assert.deepStrictEqual(diff, [{ kind: "M", path: "big.bin", size: 100 * MiB }]);
+    assert.deepStrictEqual(
       JSON.parse(await ok("diff", "--cluster", c, "--json", snaps[0].name, snaps[1].name)),
       [],
     );
@@ -181,9 +184,9 @@ Deno.test("sync: an HTTP dataset from a flaky server: cut files resumed by range
           `      manifest: http://127.0.0.1:${port}/manifest.json\n      retries: 4\n`,
       );
       const r = await pifs("sync", "--cluster", c, "--json", `${dir}/dataset.yaml`);
-      assertEquals(r.code, 1, "a failed file makes the exit code 1");
+      assert.deepStrictEqual(r.code, 1, "a failed file makes the exit code 1");
       const sum = lastJson(r.out);
-      assertEquals([sum.files_new, sum.files_failed], [3, 1], JSON.stringify(sum));
+      assert.deepStrictEqual([sum.files_new, sum.files_failed], [3, 1], JSON.stringify(sum));
       assert(/bad\.bin.*sha256 mismatch/.test(r.out), r.out);
       // The cut file was resumed with a range request, not restarted.
       assert(
@@ -201,8 +204,8 @@ Deno.test("sync: an HTTP dataset from a flaky server: cut files resumed by range
       const again = lastJson(
         (await pifs("sync", "--cluster", c, "--json", `${dir}/dataset.yaml`)).out,
       );
-      assertEquals(again.files_unchanged, 3);
-      assertEquals(again.files_failed, 1);
+      assert.deepStrictEqual(again.files_unchanged, 3);
+      assert.deepStrictEqual(again.files_failed, 1);
     });
   } finally {
     await server.shutdown();
@@ -217,7 +220,7 @@ Deno.test("sync: --check validates, a bad spec names file, line and field; schem
       "name: docs\ntarget: docs\nsources:\n  - fodler: ./x\n",
     );
     const r = await pifs("sync", "--check", `${dir}/bad.yaml`);
-    assertEquals(r.code, 2);
+    assert.deepStrictEqual(r.code, 2);
     assert(r.err.includes(`${dir}/bad.yaml:2:9: target:`), r.err);
     assert(r.err.includes("sources[0].fodler: unknown field"), r.err);
     await Deno.writeTextFile(
@@ -225,7 +228,7 @@ Deno.test("sync: --check validates, a bad spec names file, line and field; schem
       "name: docs\ntarget: /docs\nsources:\n  - folder: .\n",
     );
     const g = await pifs("sync", "--check", `${dir}/good.yaml`);
-    assertEquals(g.code, 0, g.err);
+    assert.deepStrictEqual(g.code, 0, g.err);
     assert(g.out.includes("job docs ok"), g.out);
     const schema = JSON.parse((await pifs("schema")).out);
     assert(schema.properties?.sources && schema.properties?.target, "schema lacks job fields");
@@ -253,13 +256,13 @@ Deno.test("sync: retention keeps the last N and the newest per day, week and mon
   const keep = retained(snaps, { keepLast: 3, keepDaily: 7, keepWeekly: 0, keepMonthly: 0 });
   // The 3 newest, then the newest of each of 7 days: even i fall at 12:00, odd
   // i at 00:00 of the next day, so it is the even one (the last day has s119).
-  assertEquals(
+  assert.deepStrictEqual(
     [...keep].sort(),
     ["s108", "s110", "s112", "s114", "s116", "s117", "s118", "s119"],
   );
   const monthly = retained(snaps, { keepLast: 1, keepDaily: 0, keepWeekly: 0, keepMonthly: 12 });
   // Jan, Feb, Mar 2026: the newest of each month.
-  assertEquals(monthly.size, 3);
+  assert.deepStrictEqual(monthly.size, 3);
   assert(monthly.has("s119"));
   const jan = snaps.filter((s) => new Date(s.time).getUTCMonth() === 0).at(-1)!;
   assert(monthly.has(jan.name), `${jan.name} (last of January) not kept`);
@@ -286,7 +289,7 @@ Deno.test("sync: the host killed mid-run; the rerun rereads no finished file and
       (r.files_unchanged as number) >= 1,
       `nothing was finished before the kill: ${JSON.stringify(r)}`,
     );
-    assertEquals((r.files_unchanged as number) + (r.files_new as number), 12);
+    assert.deepStrictEqual((r.files_unchanged as number) + (r.files_new as number), 12);
     assert((r.bytes_read as number) < total, "finished files were read again");
     // What it re-read went out at most once per copy (chunks stored before the
     // kill not at all, a chunk cut half-way only from where the Pi stood).
@@ -328,18 +331,18 @@ Deno.test("sync: the daemon runs jobs on their schedule, one at a time, logs the
     }
     const out = await daemon.output();
     const err = new TextDecoder().decode(out.stderr);
-    assertEquals(out.code, 0, err);
+    assert.deepStrictEqual(out.code, 0, err);
     assert(err.includes("daemon stopped"), err);
     assert(runs.length >= 2, `runs: ${JSON.stringify(runs)}`);
     assert(runs.every((r) => r.outcome === "ok" && r.trigger === "schedule"), JSON.stringify(runs));
-    assertEquals(runs[0].summary!.files_new, 1);
-    assertEquals(runs[1].summary!.files_unchanged, 1);
-    assertEquals(await ok("ls", "--cluster", c, "/tick"), "a.bin\n");
+    assert.deepStrictEqual(runs[0].summary!.files_new, 1);
+    assert.deepStrictEqual(runs[1].summary!.files_unchanged, 1);
+    assert.deepStrictEqual(await ok("ls", "--cluster", c, "/tick"), "a.bin\n");
 
     // A live process holds the lock: a sync is refused, naming it.
     await Deno.writeTextFile(`${c}/sync.lock`, `${Deno.pid}\n`);
     const held = await pifs("sync", "--cluster", c, `${dir}/job.yaml`);
-    assertEquals(held.code, 1);
+    assert.deepStrictEqual(held.code, 1);
     assert(held.err.includes(`a sync of this cluster is running (pid ${Deno.pid})`), held.err);
     // A lock left by a process that died is taken over.
     const dead = new Deno.Command("true").spawn();
@@ -381,8 +384,8 @@ Deno.test("sync: bad input — malformed YAML, a missing folder, an unreachable 
       assert(want.test(r.err), `${name}: ${r.err}`);
       assert(!r.err.includes("    at "), `${name}: a stack trace: ${r.err}`);
     }
-    assertEquals(await journal(), before, "a failed job wrote to the journals");
-    assertEquals(await ok("ls", "--cluster", c, "/"), "");
+    assert.deepStrictEqual(await journal(), before, "a failed job wrote to the journals");
+    assert.deepStrictEqual(await ok("ls", "--cluster", c, "/"), "");
   });
 });
 
@@ -422,8 +425,8 @@ Deno.test("sync: the host killed at 20 random points; the rerun converges, and w
     await ok("get", "--cluster", c, "/k20", `${dir}/back`);
     const cmp = await new Deno.Command("diff", { args: ["-r", `${dir}/src`, `${dir}/back`] })
       .output();
-    assertEquals(cmp.code, 0, new TextDecoder().decode(cmp.stdout));
-    assertEquals(last.files_failed, 0);
+    assert.deepStrictEqual(cmp.code, 0, new TextDecoder().decode(cmp.stdout));
+    assert.deepStrictEqual(last.files_failed, 0);
     // Everything the nodes received: two copies of the data, protocol
     // overhead, metadata of 21 runs, and at most one chunk (1 MiB on average,
     // the chunk a Pi was receiving) per Pi per kill.

@@ -11,7 +11,7 @@ import { crc32c } from "../../link/crc32c.ts";
 import { DeployError, deployImage } from "../../link/deploy.ts";
 import { SerialPort } from "../../link/serial.ts";
 import { connectNode, readClusterFile } from "../../store/cluster.ts";
-import { assert, assertEquals } from "../_assert.ts";
+import assert from "node:assert/strict";
 import { assertBootFilesIntact, assertFsckClean } from "../_cards.ts";
 
 /** No QEMU of these tests outlives this many seconds. */
@@ -30,7 +30,7 @@ async function up(dir: string, nodes = 3, qemu = "mixed") {
     "--qemu-limit",
     LIMIT_S,
   );
-  assertEquals(r.code, 0, r.err);
+  assert.deepStrictEqual(r.code, 0, r.err);
 }
 
 async function down(dir: string) {
@@ -92,17 +92,21 @@ Deno.test("qemu: a mixed cluster boots, reports its boards, and idles without ho
   try {
     await up(dir);
     const st = await pifs("status", "--cluster", dir, "--json");
-    assertEquals(st.code, 0, st.err);
+    assert.deepStrictEqual(st.code, 0, st.err);
     const nodes = JSON.parse(st.out).nodes;
-    assertEquals(nodes.map((n: { board: string }) => n.board), ["raspi3b", "raspi0", "raspi3b"]);
+    assert.deepStrictEqual(nodes.map((n: { board: string }) => n.board), [
+      "raspi3b",
+      "raspi0",
+      "raspi3b",
+    ]);
     for (const n of nodes) {
-      assertEquals(n.answers, true);
-      assertEquals(n.card, "ok");
-      assertEquals(n.cluster_ok, true);
+      assert.deepStrictEqual(n.answers, true);
+      assert.deepStrictEqual(n.card, "ok");
+      assert.deepStrictEqual(n.cluster_ok, true);
       assert(n.capacity > 50 * 1024 * 1024, `capacity ${n.capacity}`);
       // From the Pi's mailbox: QEMU's Pi 3B is revision 1.2 (a02082), its
       // Pi Zero revision 1.2 (920092); the ARM's share of RAM.
-      assertEquals(n.board_revision, n.board === "raspi3b" ? 0xa02082 : 0x920092);
+      assert.deepStrictEqual(n.board_revision, n.board === "raspi3b" ? 0xa02082 : 0x920092);
       assert(n.memory >= 256 * 1024 * 1024, `memory ${n.memory}`);
     }
     // An idle emulated Pi sleeps in WFI: over 3 s it takes well under a
@@ -134,11 +138,11 @@ Deno.test("qemu: put and get a tree with 2 copies, bit-exact; cards fsck-clean",
     };
     for (const [p, d] of Object.entries(files)) await Deno.writeFile(`${src}/${p}`, d);
     const put = await pifs("put", src, "/t", "--cluster", dir);
-    assertEquals(put.code, 0, put.err);
+    assert.deepStrictEqual(put.code, 0, put.err);
     const get = await pifs("get", "/t", `${dir}/out`, "--cluster", dir);
-    assertEquals(get.code, 0, get.err);
+    assert.deepStrictEqual(get.code, 0, get.err);
     for (const [p, d] of Object.entries(files)) {
-      assertEquals(await Deno.readFile(`${dir}/out/${p}`), d, p);
+      assert.deepStrictEqual(await Deno.readFile(`${dir}/out/${p}`), d, p);
     }
     // Every chunk on 2 distinct Pis.
     const db = new DatabaseSync(`${dir}/index.db`);
@@ -147,7 +151,7 @@ Deno.test("qemu: put and get a tree with 2 copies, bit-exact; cards fsck-clean",
     }[];
     db.close();
     assert(rows.length >= 4, `${rows.length} chunks`);
-    for (const r of rows) assertEquals(r.n, 2);
+    for (const r of rows) assert.deepStrictEqual(r.n, 2);
     await down(dir);
     await cleanCards(dir);
   } finally {
@@ -181,10 +185,10 @@ Deno.test("qemu: kill -9 of an emulated Pi during a put, restart: acknowledged c
     const out = await put.output();
     const err = new TextDecoder().decode(out.stderr);
     // Two of three Pis still answer: with R=2 the put completes.
-    assertEquals(out.code, 0, err);
+    assert.deepStrictEqual(out.code, 0, err);
     const get = await pifs("get", "/big.bin", `${dir}/back.bin`, "--cluster", dir);
-    assertEquals(get.code, 0, get.err);
-    assertEquals(await Deno.readFile(`${dir}/back.bin`), data);
+    assert.deepStrictEqual(get.code, 0, get.err);
+    assert.deepStrictEqual(await Deno.readFile(`${dir}/back.bin`), data);
 
     // Restart the killed Pi: every chunk the host saw it acknowledge is on
     // its card, intact.
@@ -200,7 +204,7 @@ Deno.test("qemu: kill -9 of an emulated Pi during a put, restart: acknowledged c
       const listed = new Set((await n1.listChunks()).map((e) => e.id));
       for (const id of acked) {
         assert(listed.has(id), `acknowledged chunk ${id} missing on node 1`);
-        assertEquals(await chunkId(await n1.getChunk(id)), id);
+        assert.deepStrictEqual(await chunkId(await n1.getChunk(id)), id);
       }
     } finally {
       await n1.close();
@@ -231,7 +235,7 @@ async function variant(path: string, version: string): Promise<Uint8Array> {
 
 async function firmwareOf(dir: string): Promise<string[]> {
   const st = await pifs("status", "--cluster", dir, "--json");
-  assertEquals(st.code, 0, st.err);
+  assert.deepStrictEqual(st.code, 0, st.err);
   return JSON.parse(st.out).nodes.map((n: { firmware: string }) => n.firmware);
 }
 
@@ -243,14 +247,14 @@ Deno.test("qemu: deploy to 3 Pis at once; --install survives a restart", async (
     await Deno.writeFile(`${dir}/n3.img`, await variant(`${root}pi3/node.img`, "0.1.9"));
     await Deno.writeFile(`${dir}/n0.img`, await variant(`${root}pi0/node.img`, "0.1.9"));
     const dep = await pifs("deploy", `${dir}/n3.img`, `${dir}/n0.img`, "--cluster", dir, "--json");
-    assertEquals(dep.code, 0, dep.err);
+    assert.deepStrictEqual(dep.code, 0, dep.err);
     const pis = JSON.parse(dep.out).pis;
-    assertEquals(pis.map((p: { after: string }) => p.after), ["0.1.9", "0.1.9", "0.1.9"]);
-    assertEquals(await firmwareOf(dir), ["0.1.9", "0.1.9", "0.1.9"]);
+    assert.deepStrictEqual(pis.map((p: { after: string }) => p.after), ["0.1.9", "0.1.9", "0.1.9"]);
+    assert.deepStrictEqual(await firmwareOf(dir), ["0.1.9", "0.1.9", "0.1.9"]);
     // Not installed: a restart boots the card's firmware again.
     await down(dir);
     await up(dir);
-    assertEquals(await firmwareOf(dir), ["0.1.0", "0.1.0", "0.1.0"]);
+    assert.deepStrictEqual(await firmwareOf(dir), ["0.1.0", "0.1.0", "0.1.0"]);
     const inst = await pifs(
       "deploy",
       `${dir}/n3.img`,
@@ -259,13 +263,13 @@ Deno.test("qemu: deploy to 3 Pis at once; --install survives a restart", async (
       dir,
       "--install",
     );
-    assertEquals(inst.code, 0, inst.err);
+    assert.deepStrictEqual(inst.code, 0, inst.err);
     await down(dir);
     await up(dir);
-    assertEquals(await firmwareOf(dir), ["0.1.9", "0.1.9", "0.1.9"]);
+    assert.deepStrictEqual(await firmwareOf(dir), ["0.1.9", "0.1.9", "0.1.9"]);
     // The store survived all of it.
     const st = await pifs("status", "--cluster", dir, "--json");
-    for (const n of JSON.parse(st.out).nodes) assertEquals(n.cluster_ok, true);
+    for (const n of JSON.parse(st.out).nodes) assert.deepStrictEqual(n.cluster_ok, true);
     await down(dir);
     await cleanCards(dir);
   } finally {
@@ -297,7 +301,7 @@ Deno.test("qemu: a damaged or wrong image is refused by the Pi, which stays in i
       assert(why.test(err.message), err.message);
       // Still the bootloader, still answering.
       const n = await NodeClient.connect(await open(), { helloRetries: 3 });
-      assertEquals(n.hello.firmware, "boot-0.1.0");
+      assert.deepStrictEqual(n.hello.firmware, "boot-0.1.0");
       await n.close();
     }
     // Waiting in its bootloader, the Pi sleeps between bytes.
@@ -309,12 +313,12 @@ Deno.test("qemu: a damaged or wrong image is refused by the Pi, which stays in i
     // The host refuses the damaged image itself, before sending anything.
     await Deno.writeFile(`${dir}/bad.img`, damaged);
     const r = await pifs("deploy", `${dir}/bad.img`, "--cluster", dir);
-    assertEquals(r.code, 2, r.err);
+    assert.deepStrictEqual(r.code, 2, r.err);
     assert(/CRC-32C does not match/.test(r.err), r.err);
     // A good image still goes in from the bootloader.
     const ok = await deployImage(open, good);
-    assertEquals(ok.before, "boot-0.1.0");
-    assertEquals(ok.after, "0.1.0");
+    assert.deepStrictEqual(ok.before, "boot-0.1.0");
+    assert.deepStrictEqual(ok.after, "0.1.0");
   } finally {
     await down(dir);
     await Deno.remove(dir, { recursive: true });
