@@ -572,3 +572,44 @@ Deno.test("CLI: sync --check warns of a missing source folder; .nan, gc --help a
     "c",
   );
 });
+
+Deno.test("sim up on a damaged card names the real reason and writes nothing", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "pifs-err-card-" });
+  try {
+    const c = `${dir}/c`;
+    assert.equal((await pifs("sim", "up", "--dir", c, "--nodes", "2")).code, 0);
+    assert.equal((await pifs("sim", "down", "--dir", c)).code, 0);
+    // Sectors per cluster (BPB byte 13 of the FAT32 partition at 1 MiB): 3 is no power of two.
+    const f = await Deno.open(`${c}/node1.img`, { read: true, write: true });
+    await f.seek(1024 * 1024 + 13, Deno.SeekMode.Start);
+    await f.write(new Uint8Array([3]));
+    f.close();
+    const before = await Deno.readFile(`${c}/node1.img`);
+    const r = await pifs("sim", "up", "--dir", c);
+    noStack(r.err);
+    assert.equal(r.code, 1, r.err);
+    assert.match(
+      r.err,
+      /^pifs: sim: node 1: card node1\.img cannot be used: EBPB \(the card's FAT32 boot sector \(BPB\) is inconsistent\); nothing was written to it$/m,
+    );
+    assert.deepStrictEqual(await Deno.readFile(`${c}/node1.img`), before, "the card changed");
+  } finally {
+    await pifs("sim", "down", "--dir", `${dir}/c`);
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("a job file that is not UTF-8 is refused at its line, not read with U+FFFD", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "pifs-err-utf8-" });
+  try {
+    const f = `${dir}/job.yaml`;
+    const bytes = new TextEncoder().encode("name: a\ntarget: /a\nsources:\n  - folder: ./x\n");
+    bytes[bytes.indexOf(0x78)] = 0xff; // the x of ./x
+    await Deno.writeFile(f, bytes);
+    const r = await pifs("sync", "--check", f);
+    assert.equal(r.code, 2, r.err);
+    assert.match(r.err, /^pifs: sync: .*job\.yaml:4:1: not valid UTF-8 text/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
