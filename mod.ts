@@ -121,6 +121,16 @@ export {
   type ZipEntry,
 } from "./store/namespace.ts";
 export { Feed, type FeedOptions } from "./store/feed.ts";
+export {
+  formatCluster,
+  type FormatClusterOptions,
+  initCluster,
+  type InitClusterOptions,
+  InitError,
+  type PortProbe,
+  probePort,
+  probePorts,
+} from "./store/init.ts";
 export { type PutFileMeta, PutQueue, type PutQueueOptions } from "./store/put.ts";
 export {
   type CheckpointRow,

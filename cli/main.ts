@@ -9,6 +9,7 @@ import { registerCard } from "./card.ts";
 import { registerChunk } from "./chunk.ts";
 import { registerDeploy } from "./deploy.ts";
 import { registerFiles } from "./files.ts";
+import { registerInit } from "./init.ts";
 import { registerNodes } from "./nodes.ts";
 import { registerRecover } from "./recover.ts";
 import { registerRepair } from "./repair.ts";
@@ -42,6 +43,7 @@ export function buildCli(): Command {
     .exitOverride();
 
   registerSim(program);
+  registerInit(program);
   registerStatus(program);
   registerFiles(program);
   registerMount(program, main);

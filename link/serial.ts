@@ -737,30 +737,51 @@ export class SerialPort {
 export async function listPorts(): Promise<string[]> {
   const ports: string[] = [];
   const prefixes = IS_DARWIN ? ["cu."] : ["ttyUSB", "ttyACM", "ttyAMA"];
-  for await (const entry of Deno.readDir("/dev")) {
-    if (prefixes.some((p) => entry.name.startsWith(p))) {
-      ports.push(`/dev/${entry.name}`);
-    }
+  for (const name of await listDevDir("/dev")) {
+    if (prefixes.some((p) => name.startsWith(p))) ports.push(`/dev/${name}`);
   }
   ports.sort(byName);
   if (!IS_DARWIN) {
     const byId: string[] = [];
-    try {
-      for await (const entry of Deno.readDir("/dev/serial/by-id")) {
-        const path = `/dev/serial/by-id/${entry.name}`;
-        try {
-          await Deno.stat(path); // follows the symlink: skip dangling ones
-          byId.push(path);
-        } catch {
-          // dangling link
-        }
-      }
-    } catch (e) {
-      if (!(e instanceof Deno.errors.NotFound)) throw e;
+    for (const name of await listDevDir("/dev/serial/by-id")) {
+      const path = `/dev/serial/by-id/${name}`;
+      // Dangling links (an adapter just unplugged) are left out.
+      if (await devicePath(path)) byId.push(path);
     }
     ports.push(...byId.sort(byName));
   }
   return ports;
+}
+
+/**
+ * The names in a directory under /dev ([] if it does not exist). Deno's own
+ * file calls need --allow-all for /dev; `ls` needs only --allow-run.
+ */
+async function listDevDir(dir: string): Promise<string[]> {
+  const o = await new Deno.Command("ls", { args: ["-1", dir], stdout: "piped", stderr: "null" })
+    .output();
+  if (!o.success) return [];
+  return new TextDecoder().decode(o.stdout).split("\n").filter((n) => n !== "");
+}
+
+/**
+ * The device a port path leads to, following symbolic links (a
+ * `/dev/serial/by-id/` name, a link to a pty), or null when it leads
+ * nowhere. Uses `readlink -e` for the reason of {@linkcode listPorts}.
+ *
+ * @example
+ * ```ts ignore
+ * import { devicePath } from "./serial.ts";
+ * console.log(await devicePath("/dev/serial/by-id/usb-FTDI_FT232R-if00-port0")); // /dev/ttyUSB0
+ * ```
+ */
+export async function devicePath(path: string): Promise<string | null> {
+  const o = await new Deno.Command("readlink", {
+    args: ["-e", "--", path],
+    stdout: "piped",
+    stderr: "null",
+  }).output();
+  return o.success ? new TextDecoder().decode(o.stdout).trim() : null;
 }
 
 function byName(a: string, b: string): number {

@@ -6,7 +6,7 @@
  * @module
  */
 import { PifsError } from "../errors.ts";
-import { fromHex, NodeClient, TimeoutError, toHex } from "../link/client.ts";
+import { NodeClient, TimeoutError, toHex } from "../link/client.ts";
 import { statusToStr } from "../link/codec.ts";
 import { SerialPort } from "../link/serial.ts";
 import {
@@ -20,6 +20,7 @@ import {
 } from "../store/cluster.ts";
 import { makeCard, MIN_CARD_SIZE, parseSize } from "./card.ts";
 import { addNode } from "../store/membership.ts";
+import { formatCluster } from "../store/init.ts";
 import {
   checkLinkOptions,
   formatLinkStats,
@@ -448,30 +449,24 @@ export async function simUp(dir: string, opts: SimUpOptions = {}): Promise<Clust
     );
   }
   await writeClusterFile(dir, c);
-  for (const n of c.nodes) {
+  // A new cluster is made as `pifs init` makes one from real ports.
+  if (fresh) await formatCluster(dir, c, { log, timeoutMs: 3000 });
+  // An existing one: each card must still hold this cluster's store.
+  for (const n of fresh ? [] : c.nodes) {
     const client = await connectNode(dir, c, n, { timeoutMs: 3000 });
     try {
-      if (fresh) {
-        const info = await client.format({
-          clusterId: fromHex(c.cluster_id),
-          nodeId: n.id,
-          reserveBytes: 1024 * 1024,
-        });
-        log(`node ${n.id} formatted: ${(info.capacity / 1024 ** 2).toFixed(1)} MiB for chunks`);
-      } else {
-        const info = await client.info();
-        if (info.status !== 0) {
-          throw new SimError(
-            `node ${n.id}: card ${n.card} cannot be used: ${statusToStr(info.status)}; nothing ` +
-              `was written to it`,
-          );
-        }
-        if (info.clusterId !== c.cluster_id) {
-          throw new SimError(
-            `node ${n.id}: card ${n.card} holds another cluster's store (cluster ` +
-              `${info.clusterId}, this one is ${c.cluster_id}); nothing was written to it`,
-          );
-        }
+      const info = await client.info();
+      if (info.status !== 0) {
+        throw new SimError(
+          `node ${n.id}: card ${n.card} cannot be used: ${statusToStr(info.status)}; nothing ` +
+            `was written to it`,
+        );
+      }
+      if (info.clusterId !== c.cluster_id) {
+        throw new SimError(
+          `node ${n.id}: card ${n.card} holds another cluster's store (cluster ` +
+            `${info.clusterId}, this one is ${c.cluster_id}); nothing was written to it`,
+        );
       }
     } finally {
       await client.close();
