@@ -55,11 +55,22 @@ export const PIFS_CONFIG_TXT = [
   "kernel=kernel8.img",
   "[pi0]",
   "kernel=kernel.img",
+  "# The Zero 2 W is a Pi 3's chip on a Zero's board: [pi0] matches it too, so",
+  "# this section comes after that one and gives it the AArch64 image.",
+  "[pi02]",
+  "arm_64bit=1",
+  "kernel=kernel8.img",
   "[pi1]",
   "kernel=kernel.img",
+  "# Pi 2, Pi 4, Pi 400, CM4 and Pi 5 are not supported: no pifs image runs there.",
   "[all]",
   "",
 ].join("\n");
+
+/** Where a user finds the Raspberry Pi's own boot files. */
+export const BOOT_FILES_WHERE =
+  "the boot/ folder of the Raspberry Pi firmware repository, or the boot partition of a " +
+  "Raspberry Pi OS image";
 
 /** A bad card, a bad size, or a card that could not be made. */
 export class CardError extends PifsError {
@@ -794,7 +805,7 @@ interface BootTree {
 }
 
 /** Walks the user's boot tree: every file, refusing what FAT or pifs cannot take. */
-async function readBootTree(dir: string): Promise<BootTree> {
+async function readBootTree(dir: string, realCard = false): Promise<BootTree> {
   let st: Deno.FileInfo;
   try {
     st = await Deno.stat(dir);
@@ -845,6 +856,12 @@ async function readBootTree(dir: string): Promise<BootTree> {
   await walk(dir, "", 0);
   const top = new Set(tree.files.filter((f) => !f.path.includes("/")).map((f) => f.path));
   const missing = ["bootcode.bin", "start.elf", "fixup.dat"].filter((f) => !top.has(f));
+  if (missing.length && realCard) {
+    throw new CardError(
+      `--boot-files ${dir} has no ${missing.join(", ")}: a Pi would not boot this card, so ` +
+        `nothing was written (${BOOT_FILES_WHERE})`,
+    );
+  }
   if (missing.length) {
     tree.notes.push(
       `--boot-files ${dir} has no ${missing.join(", ")}: a Pi will not boot this card`,
@@ -909,7 +926,7 @@ async function writeCard(
 ): Promise<CardSummary> {
   const log = opts.log ?? (() => {});
   const label = (opts.label ?? "PIFS").slice(0, 11).toUpperCase();
-  const tree = opts.bootFiles ? await readBootTree(opts.bootFiles) : undefined;
+  const tree = opts.bootFiles ? await readBootTree(opts.bootFiles, t.kind === "device") : undefined;
   const fw = await firmwareFiles();
   const images = {
     kernel8: await Deno.readFile(fw.kernel8),
@@ -1059,6 +1076,13 @@ async function writeCard(
  */
 export async function initCard(path: string, opts: CardOptions = {}): Promise<CardSummary> {
   const t = await cardTarget(path, opts.size);
+  // Stand-ins make images for QEMU and the hosted node; a real Pi needs its GPU's own files.
+  if (t.kind === "device" && !opts.bootFiles) {
+    throw new CardError(
+      `${path}: a real card needs the Raspberry Pi's own boot files: give --boot-files DIR ` +
+        `with bootcode.bin, start.elf and fixup.dat (${BOOT_FILES_WHERE}); nothing was written`,
+    );
+  }
   let replaced: string[] | undefined;
   if (t.exists) {
     let survey: CardSurvey;

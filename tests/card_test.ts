@@ -7,6 +7,7 @@ import { pifs } from "./_cli.ts";
 import assert from "node:assert/strict";
 import { assertBootFilesIntact, assertFsckClean } from "./_cards.ts";
 import {
+  bootFileContents,
   deviceProblems,
   firmwareFiles,
   type LsblkDev,
@@ -419,8 +420,29 @@ Deno.test({
       await Deno.writeFile(backing, new Uint8Array(0));
       await Deno.truncate(backing, 128 * MiB);
       const loop = await sh("losetup", "-f", "--show", backing);
+      // The Pi's own boot files (here: files with the stand-ins' bytes, as a user's would be).
+      const boot = `${dir}/boot`;
+      await Deno.mkdir(boot);
+      for (const [name, bytes] of bootFileContents()) {
+        await Deno.writeFile(`${boot}/${name}`, bytes);
+      }
       try {
-        const r = await pifs("card", "init", loop, "--json");
+        // A real card without the Pi's boot files: refused, nothing written.
+        const bare = await pifs("card", "init", loop);
+        assert.equal(bare.code, 1, bare.err);
+        assert.match(bare.err, /needs the Raspberry Pi's own boot files: give --boot-files DIR/);
+        const partial = `${dir}/partial`;
+        await Deno.mkdir(partial);
+        await Deno.writeTextFile(`${partial}/start.elf`, "x");
+        const half = await pifs("card", "init", loop, "--boot-files", partial);
+        assert.equal(half.code, 1, half.err);
+        assert.match(half.err, /has no bootcode\.bin, fixup\.dat: a Pi would not boot this card/);
+        const head = await Deno.open(backing);
+        const first = new Uint8Array(1 << 20);
+        await head.read(first);
+        head.close();
+        assert(first.every((b) => b === 0), "a refused card init wrote to the device");
+        const r = await pifs("card", "init", loop, "--json", "--boot-files", boot);
         assert.deepStrictEqual(r.code, 0, r.err);
         const s = JSON.parse(r.out);
         assert.deepStrictEqual([s.kind, s.size], ["device", 128 * MiB]);
@@ -457,4 +479,52 @@ Deno.test({
       assert.deepStrictEqual(await sha256(ext), before);
     });
   },
+});
+
+/**
+ * The `kernel` and `arm_64bit` a board's firmware takes from `text`, by the
+ * conditional filter rules of config.txt: a section applies when its filter
+ * names the board or one of its families ([all] to everything); later
+ * settings override earlier ones.
+ */
+function configFor(text: string, filters: string[]): { kernel?: string; arm64?: string } {
+  let on = true;
+  const out: Record<string, string> = {};
+  for (const raw of text.split("\n")) {
+    const line = raw.trim();
+    if (line === "" || line.startsWith("#")) continue;
+    const f = /^\[(.*)\]$/.exec(line);
+    if (f) {
+      on = f[1] === "all" || filters.includes(f[1]);
+      continue;
+    }
+    const [k, v] = line.split("=");
+    if (on) out[k.trim()] = v.trim();
+  }
+  return {
+    ...(out.kernel === undefined ? {} : { kernel: out.kernel }),
+    ...(out.arm_64bit === undefined ? {} : { arm64: out.arm_64bit }),
+  };
+}
+
+Deno.test("card: config.txt gives each supported board its image, through the firmware's filters", () => {
+  // The filters each board matches (the Raspberry Pi documentation's table of
+  // model filters: a Zero 2 W matches [pi0] and [pi02], a 3B+ [pi3] and [pi3+]).
+  const boards: [string, string[], { kernel?: string; arm64?: string }][] = [
+    ["Pi 1 (A, B, A+, B+)", ["pi1"], { kernel: "kernel.img" }],
+    ["Pi Zero", ["pi0"], { kernel: "kernel.img" }],
+    ["Pi Zero W", ["pi0", "pi0w"], { kernel: "kernel.img" }],
+    ["Pi Zero 2 W", ["pi0", "pi02"], { kernel: "kernel8.img", arm64: "1" }],
+    ["Pi 3B", ["pi3"], { kernel: "kernel8.img", arm64: "1" }],
+    ["Pi 3B+", ["pi3", "pi3+"], { kernel: "kernel8.img", arm64: "1" }],
+    ["Pi 3A+", ["pi3", "pi3+"], { kernel: "kernel8.img", arm64: "1" }],
+  ];
+  for (const [name, filters, want] of boards) {
+    assert.deepStrictEqual(configFor(PIFS_CONFIG_TXT, filters), want, name);
+  }
+  // Every image named is one the card carries, and the UART is on for all.
+  assert.match(PIFS_CONFIG_TXT, /^\[all\]\nenable_uart=1$/m);
+  // The check itself can fail: the old order gave the Zero 2 W the ARMv6 image.
+  const old = PIFS_CONFIG_TXT.replace(/\[pi02\]\narm_64bit=1\nkernel=kernel8\.img\n/, "");
+  assert.deepStrictEqual(configFor(old, ["pi0", "pi02"]), { kernel: "kernel.img" });
 });
