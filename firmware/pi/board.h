@@ -6,7 +6,10 @@
 
 #include <stdint.h>
 
-#if defined(__aarch64__)
+/* PI_FAKE_REGS: the same driver code built on the host against a model of
+ * the registers (firmware/tests/test_emmc.c); PI_FAKE_PI3 makes it the Pi 3. */
+#if defined(__aarch64__) || defined(PI_FAKE_PI3)
+#define PI3 1
 #define PERIPH 0x3F000000u
 #define BOARD_NAME "raspi3b"
 #define MBOX_BUS 0xC0000000u /* the VideoCore sees RAM uncached here */
@@ -38,9 +41,11 @@
 #define MBOX_WRITE (PERIPH + 0xB8A0)
 
 /* GPIO */
+#define GPFSEL0 (PERIPH + 0x200000) /* function selects: GPFSELn covers pins 10n..10n+9 */
 #define GPFSEL1 (PERIPH + 0x200004)
 #define GPPUD (PERIPH + 0x200094)
 #define GPPUDCLK0 (PERIPH + 0x200098)
+#define GPPUDCLK1 (PERIPH + 0x20009C)
 
 /* PL011 UART0 */
 #define UART0 (PERIPH + 0x201000)
@@ -48,11 +53,20 @@
 /* EMMC (SD host controller, SDHCI-like) */
 #define EMMC (PERIPH + 0x300000)
 
+#if defined(PI_FAKE_REGS)
+void fake_w32(uintptr_t a, uint32_t v);
+uint32_t fake_r32(uintptr_t a);
+static inline void w32(uintptr_t a, uint32_t v) { fake_w32(a, v); }
+static inline uint32_t r32(uintptr_t a) { return fake_r32(a); }
+#else
 static inline void w32(uintptr_t a, uint32_t v) { *(volatile uint32_t *)a = v; }
 static inline uint32_t r32(uintptr_t a) { return *(volatile uint32_t *)a; }
+#endif
 
 static inline void barrier(void) {
-#if defined(__aarch64__)
+#if defined(PI_FAKE_REGS)
+  __asm__ volatile("" ::: "memory");
+#elif defined(__aarch64__)
   __asm__ volatile("dsb sy" ::: "memory");
 #else
   __asm__ volatile("mcr p15, 0, %0, c7, c10, 4" ::"r"(0) : "memory");

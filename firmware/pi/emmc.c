@@ -4,7 +4,26 @@
  * multiple block reads and writes by programmed I/O. Every wait has a time
  * limit; a failed command resets the controller's command and data lines and
  * is tried again (three times) before the error reaches the core as EIO.
- * SDSC cards are addressed in bytes, SDHC/SDXC in blocks. */
+ * SDSC cards are addressed in bytes, SDHC/SDXC in blocks.
+ *
+ * What silicon needs and QEMU does not show (each tested against the
+ * register model of firmware/tests/test_emmc.c):
+ * - the SD pins are set up here, not left to whatever the GPU firmware did:
+ *   GPIO 48-53 to ALT3 (the EMMC controller), pull-ups on 49-53 (CMD and
+ *   DAT0-3), and on the Pi 3 GPIO 34-39 (where the firmware may have routed
+ *   the controller, to the Wi-Fi chip) back to inputs; as bzt's
+ *   raspi3-tutorial and Circle's EMMC driver do;
+ * - at least 1 ms (74 SD clocks and more) of the 400 kHz clock before CMD0;
+ * - while the SD clock is slow, two SD clocks between writes to the
+ *   controller: the Arasan controller can lose a write that follows another
+ *   within two of them (the clock-domain crossing Linux's sdhci-iproc and
+ *   Circle wait out);
+ * - after a data error the card may still be in a data state, where it
+ *   ignores every command but CMD12: the transfer is stopped with CMD12 and
+ *   CMD13 is asked until the card is back in the transfer state, then the
+ *   transfer is tried again (before, one CRC error left the card refusing
+ *   every command until a reboot);
+ * - the whole initialisation is tried three times. */
 #include "emmc.h"
 
 #include "board.h"
@@ -62,10 +81,30 @@
 #define R6 (RSP_48 | CRC_CHK | IDX_CHK)
 #define R7 (RSP_48 | CRC_CHK | IDX_CHK)
 
+/* GPIO pull-up/down control (GPPUD) */
+#define PUD_UP 2u
+
 #define CMD_TIMEOUT_US 100000u
+#define CLOCK_BEFORE_CMD0_US 1000u /* 74 clocks at 400 kHz are 185 us: a margin */
+#define SLOW_WRITE_GAP_US 6u        /* two SD clocks at 400 kHz, rounded up */
+#define STOP_TIMEOUT_US 500000u     /* for the card to leave its data state */
+#define INIT_TRIES 3
+/* CMD13's card status, bits 12..9 */
+#define CARD_STATE(s) (((s) >> 9) & 0xFu)
+#define STATE_TRAN 4u
 #define DATA_TIMEOUT_US 2000000u /* per block: a card may take long to program */
 #define TRIES 3
 #define MAX_BLOCKS 65535u
+
+/* Whether the SD clock is at identification speed (set by set_clock). */
+static int slow_clock;
+
+/* A write to a controller register: spaced two SD clocks from the next one
+ * while the clock is slow. */
+static void ew32(uintptr_t reg, uint32_t v) {
+  w32(reg, v);
+  if (slow_clock) timer_sleep_us(SLOW_WRITE_GAP_US);
+}
 
 static int wait_reg(uintptr_t reg, uint32_t mask, uint32_t want, uint32_t us) {
   uint64_t end = timer_us() + us;
@@ -81,11 +120,11 @@ static int wait_int(uint32_t bits, uint32_t us) {
   for (;;) {
     uint32_t v = r32(INTERRUPT);
     if (v & INT_ERR_MASK) {
-      w32(INTERRUPT, v);
+      ew32(INTERRUPT, v);
       return -1;
     }
     if (v & bits) {
-      w32(INTERRUPT, v & bits);
+      ew32(INTERRUPT, v & bits);
       return 0;
     }
     if (timer_us() > end) return -1;
@@ -93,9 +132,9 @@ static int wait_int(uint32_t bits, uint32_t us) {
 }
 
 static void reset_lines(void) {
-  w32(CONTROL1, r32(CONTROL1) | C1_SRST_CMD | C1_SRST_DATA);
+  ew32(CONTROL1, r32(CONTROL1) | C1_SRST_CMD | C1_SRST_DATA);
   wait_reg(CONTROL1, C1_SRST_CMD | C1_SRST_DATA, 0, CMD_TIMEOUT_US);
-  w32(INTERRUPT, 0xFFFFFFFFu);
+  ew32(INTERRUPT, 0xFFFFFFFFu);
 }
 
 static int command(uint32_t cmdtm, uint32_t arg) {
@@ -103,9 +142,9 @@ static int command(uint32_t cmdtm, uint32_t arg) {
     reset_lines();
     return -1;
   }
-  w32(INTERRUPT, 0xFFFFFFFFu);
-  w32(ARG1, arg);
-  w32(CMDTM, cmdtm);
+  ew32(INTERRUPT, 0xFFFFFFFFu);
+  ew32(ARG1, arg);
+  ew32(CMDTM, cmdtm);
   if (wait_int(INT_CMD_DONE, CMD_TIMEOUT_US)) {
     reset_lines();
     return -1;
@@ -120,17 +159,19 @@ static int app_command(struct emmc *c, uint32_t cmdtm, uint32_t arg) {
 
 /* Sets the SD clock to at most `hz` from the controller's base clock. */
 static int set_clock(struct emmc *c, uint32_t hz) {
+  slow_clock = 1; /* until the new clock runs: the writes below are spaced */
   uint32_t div = (c->base_hz + 2 * hz - 1) / (2 * hz); /* 10-bit divided clock mode */
   if (div > 0x3FF) div = 0x3FF;
   uint32_t v = r32(CONTROL1) & ~(C1_CLK_EN | 0xFFE0u);
-  w32(CONTROL1, v);
+  ew32(CONTROL1, v);
   timer_sleep_us(10);
   v |= ((div & 0xFF) << 8) | (((div >> 8) & 3) << 6) | C1_CLK_INTLEN;
   v = (v & ~(0xFu << 16)) | (0xEu << 16); /* data timeout: the longest */
-  w32(CONTROL1, v);
+  ew32(CONTROL1, v);
   if (wait_reg(CONTROL1, C1_CLK_STABLE, C1_CLK_STABLE, CMD_TIMEOUT_US)) return -1;
-  w32(CONTROL1, v | C1_CLK_EN);
+  ew32(CONTROL1, v | C1_CLK_EN);
   timer_sleep_us(10);
+  slow_clock = hz <= 400000u;
   return 0;
 }
 
@@ -154,17 +195,42 @@ uint32_t csd_bits(const uint32_t r[4], uint32_t hi, uint32_t lo) {
   return v;
 }
 
-int emmc_init(struct emmc *c) {
+/* A function select of pin `pin` (3 bits in GPFSEL pin/10). */
+static void gpio_function(uint32_t pin, uint32_t fn) {
+  uintptr_t reg = GPFSEL0 + 4u * (pin / 10u);
+  uint32_t shift = 3u * (pin % 10u);
+  w32(reg, (r32(reg) & ~(7u << shift)) | (fn << shift));
+}
+
+/* The SD card's pins, as the EMMC controller needs them (see the top). */
+static void sd_pins(void) {
+#if defined(PI3)
+  for (uint32_t pin = 34; pin <= 39; pin++) gpio_function(pin, 0); /* input */
+#endif
+  for (uint32_t pin = 48; pin <= 53; pin++) gpio_function(pin, 7); /* ALT3 */
+  /* Pull-ups on 49-53, the BCM2835 way: set the control, wait 150 cycles,
+   * clock it into the pins, wait, then clear both. */
+  w32(GPPUD, PUD_UP);
+  timer_sleep_us(5);
+  w32(GPPUDCLK1, 0x1Fu << (49 - 32));
+  timer_sleep_us(5);
+  w32(GPPUD, 0);
+  w32(GPPUDCLK1, 0);
+}
+
+static int init_once(struct emmc *c) {
   c->sectors = 0;
   c->rca = 0;
+  slow_clock = 1; /* the card is at identification speed until the end */
   if (mbox_get_clock(CLOCK_EMMC, &c->base_hz) || c->base_hz == 0) c->base_hz = 50000000u;
-  w32(CONTROL0, 0);
-  w32(CONTROL1, C1_SRST_HC);
+  ew32(CONTROL0, 0);
+  ew32(CONTROL1, C1_SRST_HC);
   if (wait_reg(CONTROL1, C1_SRST_HC, 0, CMD_TIMEOUT_US)) return -1;
-  w32(IRPT_EN, 0);              /* no interrupt lines: we poll */
-  w32(IRPT_MASK, 0xFFFFFFFFu);  /* but want every status bit */
-  w32(INTERRUPT, 0xFFFFFFFFu);
+  ew32(IRPT_EN, 0);              /* no interrupt lines: we poll */
+  ew32(IRPT_MASK, 0xFFFFFFFFu);  /* but want every status bit */
+  ew32(INTERRUPT, 0xFFFFFFFFu);
   if (set_clock(c, 400000)) return -2;
+  timer_sleep_us(CLOCK_BEFORE_CMD0_US); /* the card needs clocks before its first command */
 
   if (command(CMD(0) | RSP_NONE, 0)) return -3;
   int v2 = command(CMD(8) | R7, 0x1AA) == 0 && (r32(RESP0) & 0xFFF) == 0x1AA;
@@ -186,10 +252,34 @@ int emmc_init(struct emmc *c) {
   c->sectors = csd_sectors(csd);
   if (command(CMD(7) | R1B, c->rca << 16)) return -9;
   if (!c->high_capacity && command(CMD(16) | R1, 512)) return -10;
-  if (app_command(c, CMD(6) | R1, 2) == 0) w32(CONTROL0, r32(CONTROL0) | (1u << 1)); /* 4-bit */
+  if (app_command(c, CMD(6) | R1, 2) == 0) ew32(CONTROL0, r32(CONTROL0) | (1u << 1)); /* 4-bit */
   if (set_clock(c, 25000000)) return -11;
   if (c->sectors == 0) return -12;
   return 0;
+}
+
+int emmc_init(struct emmc *c) {
+  sd_pins();
+  int step = 0;
+  for (int t = 0; t < INIT_TRIES; t++) {
+    step = init_once(c);
+    c->init_step = step;
+    if (step == 0) return 0;
+    c->init_tries = (uint32_t)t + 1;
+  }
+  return step;
+}
+
+/* After a data error: stops the transfer (CMD12) and waits until the card
+ * is back in its transfer state (CMD13), so that it takes commands again. */
+static void recover(struct emmc *c) {
+  reset_lines();
+  command(CMD(12) | R1B, 0);
+  uint64_t end = timer_us() + STOP_TIMEOUT_US;
+  while (timer_us() < end) {
+    if (command(CMD(13) | R1, c->rca << 16) == 0 && CARD_STATE(r32(RESP0)) == STATE_TRAN) return;
+    timer_sleep_us(1000);
+  }
 }
 
 static int transfer(struct emmc *c, int write, uint64_t lba, uint32_t count, uint8_t *buf) {
@@ -197,11 +287,11 @@ static int transfer(struct emmc *c, int write, uint64_t lba, uint32_t count, uin
   uint32_t tm = IS_DATA | R1 | (write ? 0 : TM_READ);
   if (count > 1) tm |= TM_MULTI | TM_BLKCNT_EN | TM_AUTO_CMD12 | CMD(write ? 25 : 18);
   else tm |= CMD(write ? 24 : 17);
-  w32(BLKSIZECNT, 512u | (count << 16));
+  ew32(BLKSIZECNT, 512u | (count << 16));
   if (command(tm, addr)) return -1;
   for (uint32_t b = 0; b < count; b++, buf += 512) {
     if (wait_int(write ? INT_WRITE_RDY : INT_READ_RDY, DATA_TIMEOUT_US)) {
-      reset_lines();
+      recover(c);
       return -1;
     }
     for (uint32_t i = 0; i < 512; i += 4) {
@@ -216,7 +306,7 @@ static int transfer(struct emmc *c, int write, uint64_t lba, uint32_t count, uin
     }
   }
   if (wait_int(INT_DATA_DONE, DATA_TIMEOUT_US)) {
-    reset_lines();
+    recover(c);
     return -1;
   }
   return 0;

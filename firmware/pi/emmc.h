@@ -12,10 +12,13 @@ struct emmc {
   int high_capacity;     /* SDHC/SDXC: block addressing */
   uint64_t sectors;      /* card capacity */
   uint32_t errors;       /* transfers retried */
+  int init_step;         /* 0, or the step where the last initialisation failed */
+  uint32_t init_tries;   /* initialisations that failed before the last one */
 };
 
-/* Resets the controller and initialises the card: 0, or a negative step
- * number telling where it failed. */
+/* Sets up the SD pins, resets the controller and initialises the card
+ * (tried three times): 0, or a negative step number telling where the last
+ * try failed (also in c->init_step). */
 int emmc_init(struct emmc *c);
 /* Binds an initialised card to a block device. */
 void emmc_bdev(struct emmc *c, struct pifs_bdev *bd);
