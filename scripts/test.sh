@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every pifs test: the firmware's C tests, Deno's tests (with the JSDoc
-# examples) and the emulated-Pi tests (deno task test:qemu). Installs what is missing first. The last line is
+# examples) and the emulated-Pi tests (deno task test:qemu, and
+# test:qemu:align on images that fault on a misaligned access). Installs what is missing first. The last line is
 # "N passed, N failed" over all of them; the exit code is non-zero on any
 # failure. Set PIFS_TEST_FILTER to pass a --filter to deno test.
 set -uo pipefail
@@ -58,6 +59,12 @@ NO_COLOR=1 "$DENO" task -q test:qemu 2>&1 | tee "$log/qemu"
 rc=${PIPESTATUS[0]}
 count "$log/qemu" "deno task test:qemu"
 if [[ $rc != 0 ]] && ! grep -qE '[1-9][0-9]* failed' "$log/qemu"; then failed=$((failed + 1)); fi
+
+echo "== deno task test:qemu:align: the same firmware built with alignment faults on (as silicon with its MMU off)"
+NO_COLOR=1 "$DENO" task -q test:qemu:align 2>&1 | tee "$log/qemu-align"
+rc=${PIPESTATUS[0]}
+count "$log/qemu-align" "deno task test:qemu:align"
+if [[ $rc != 0 ]] && ! grep -qE '[1-9][0-9]* failed' "$log/qemu-align"; then failed=$((failed + 1)); fi
 
 echo "== style: deno fmt --check, deno lint, deno doc --lint mod.ts (one test each)"
 for check in "fmt --check" "lint" "doc --lint mod.ts"; do

@@ -140,6 +140,37 @@ function standIn(name: string): Uint8Array {
   return out;
 }
 
+/**
+ * Builds `target` of the Pi firmware (`make -C firmware`) and returns the
+ * build directory. With `PIFS_FIRMWARE_ALIGN_CHECK=1` the images are the
+ * alignment-checked ones (`firmware/build/align`, built with
+ * `-DPI_ALIGN_CHECK`: every misaligned access faults, as on a real Pi with
+ * its MMU off, where QEMU would let it pass); the emulated-Pi tests run on
+ * them too.
+ */
+export async function buildFirmware(target: string): Promise<string> {
+  let check = false;
+  try {
+    check = Deno.env.get("PIFS_FIRMWARE_ALIGN_CHECK") === "1";
+  } catch { /* no env permission: the usual images */ }
+  const args = check ? ["B=build/align", "PI_EXTRA=-DPI_ALIGN_CHECK"] : [];
+  try {
+    await run("make", [
+      "-s",
+      "-C",
+      FIRMWARE,
+      ...args,
+      target.replace(/^build\//, check ? "build/align/" : "build/"),
+    ]);
+  } catch (e) {
+    throw new CardError(
+      `building the Pi firmware (make -C firmware ${target}) failed: ${(e as Error).message}`,
+      { cause: e },
+    );
+  }
+  return `${FIRMWARE}/build${check ? "/align" : ""}`;
+}
+
 /** The bytes of each stand-in boot file ({@linkcode BOOT_FILES}), by name. */
 export function bootFileContents(): Map<string, Uint8Array> {
   const m = new Map<string, Uint8Array>();
@@ -182,15 +213,7 @@ async function isFile(path: string): Promise<boolean> {
  * The one place that names them: `card init`, `sim up` and the tests all ask here.
  */
 export async function firmwareFiles(): Promise<FirmwareFiles> {
-  try {
-    await run("make", ["-s", "-C", FIRMWARE, "pi"]);
-  } catch (e) {
-    throw new CardError(
-      `building the Pi firmware (make -C firmware pi) failed: ${(e as Error).message}`,
-      { cause: e },
-    );
-  }
-  const b = `${FIRMWARE}/build`;
+  const b = await buildFirmware("pi");
   const f: FirmwareFiles = {
     kernel8: `${b}/pi3/boot.img`,
     kernel: `${b}/pi0/boot.img`,

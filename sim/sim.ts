@@ -18,7 +18,7 @@ import {
   resolveIn,
   writeClusterFile,
 } from "../store/cluster.ts";
-import { makeCard, MIN_CARD_SIZE, parseSize } from "./card.ts";
+import { buildFirmware, makeCard, MIN_CARD_SIZE, parseSize } from "./card.ts";
 import { addNode } from "../store/membership.ts";
 import { formatCluster } from "../store/init.ts";
 import {
@@ -80,10 +80,10 @@ export type QemuChoice = "raspi3b" | "raspi0" | "mixed";
 const QEMU_BOARDS: Record<string, { bin: string; image: string; load: string }> = {
   // raspi3b: a raw image via -kernel is loaded at 0x80000 and entered as the
   // Pi's boot stub would (cores 1-3 in the spin table).
-  raspi3b: { bin: "qemu-system-aarch64", image: "firmware/build/pi3/boot.img", load: "-kernel" },
+  raspi3b: { bin: "qemu-system-aarch64", image: "pi3/boot.img", load: "-kernel" },
   // raspi0: -bios loads the raw image at 0x8000 like the Pi's firmware does
   // (-kernel would load it at 0x10000).
-  raspi0: { bin: "qemu-system-arm", image: "firmware/build/pi0/boot.img", load: "-bios" },
+  raspi0: { bin: "qemu-system-arm", image: "pi0/boot.img", load: "-bios" },
 };
 
 /** Whether a node entry is an emulated Pi. */
@@ -101,8 +101,7 @@ function qemuBoard(choice: QemuChoice, i: number): string {
 export async function firmwareImage(board: string): Promise<string> {
   const b = QEMU_BOARDS[board];
   if (!b) throw new SimError(`board '${board}': not an emulated Pi (raspi3b or raspi0)`);
-  await run("make", ["-s", "-C", `${REPO}firmware`, b.image.replace("firmware/", "")]);
-  return `${REPO}${b.image}`;
+  return `${await buildFirmware(`build/${b.image}`)}/${b.image}`;
 }
 
 /** A bad `sim` request. */

@@ -56,6 +56,9 @@ reset:
     orr     r0, r0, #(1 << 12)
     orr     r0, r0, #(1 << 11)
     bic     r0, r0, #(1 << 13)
+#if defined(PI_ALIGN_CHECK)
+    orr     r0, r0, #(1 << 1)       // A: every misaligned access faults, as on Device memory
+#endif
     mcr     p15, 0, r0, c1, c0, 0
     cps     #0x12                   // IRQ mode stack
     ldr     sp, =__irq_stack_top

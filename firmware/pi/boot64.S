@@ -76,7 +76,11 @@ entry:
     mov     x1, #0x33ff             // no traps of FP/SIMD to EL2
     msr     cptr_el2, x1
     msr     hstr_el2, xzr
+#if defined(PI_ALIGN_CHECK)
+    ldr     x1, =0x30d00802         // SCTLR_EL1: RES1 bits, MMU and caches off, A: alignment faults
+#else
     ldr     x1, =0x30d00800         // SCTLR_EL1: RES1 bits, MMU and caches off
+#endif
     msr     sctlr_el1, x1
     mov     x1, #0x3c5              // EL1h, interrupts masked
     msr     spsr_el2, x1

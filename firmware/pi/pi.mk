@@ -11,7 +11,7 @@ OBJCOPY64 ?= aarch64-linux-gnu-objcopy
 OBJCOPY32 ?= arm-none-eabi-objcopy
 PI_CFLAGS := -std=c11 -O2 -g -Wall -Wextra -Werror -ffreestanding -fno-builtin \
   -fno-tree-loop-distribute-patterns -fno-stack-protector -ffunction-sections -fdata-sections \
-  -nostdinc -Ipi/include -Ipi -Icore
+  -nostdinc -Ipi/include -Ipi -Icore $(PI_EXTRA)
 PI3_CFLAGS := $(PI_CFLAGS) -isystem $(shell $(CC64) -print-file-name=include 2>/dev/null) \
   -mcpu=cortex-a53 -mgeneral-regs-only -mstrict-align -fno-pie -mno-outline-atomics
 PI0_CFLAGS := $(PI_CFLAGS) -isystem $(shell $(CC32) -print-file-name=include 2>/dev/null) \
