@@ -4,7 +4,7 @@
  * @module
  */
 import { type Command, Option } from "commander";
-import type { NodeClient } from "../link/client.ts";
+import { type NodeClient, sdInitStepText } from "../link/client.ts";
 import { statusToStr } from "../link/codec.ts";
 import { connectNode } from "../store/cluster.ts";
 import { humanBytes, withCluster } from "./_util.ts";
@@ -76,7 +76,12 @@ export function registerStatus(program: Command): void {
                 answers: true,
                 board: client.hello.board,
                 firmware: client.hello.firmware,
-                card: i.status === 0 ? "ok" : statusToStr(i.status),
+                card: i.status === 0 ? "ok" : statusToStr(i.status) +
+                  (i.cardInitStep
+                    ? ` (SD start-up failed at ${sdInitStepText(i.cardInitStep)})`
+                    : ""),
+                card_init_step: i.cardInitStep,
+                card_init_tries: i.cardInitTries,
                 cluster_ok: i.clusterId === c.cluster_id,
                 capacity: i.capacity,
                 free: i.free,

@@ -98,6 +98,35 @@ export interface Hello {
   firmware: string;
 }
 
+const SD_INIT_STEPS: Record<number, string> = {
+  [-1]: "controller reset",
+  [-2]: "SD clock at 400 kHz",
+  [-3]: "CMD0: the card does not answer",
+  [-4]: "ACMD41: no answer",
+  [-5]: "ACMD41: the card never became ready",
+  [-6]: "CMD2: card id",
+  [-7]: "CMD3: card address",
+  [-8]: "CMD9: card size",
+  [-9]: "CMD7: select",
+  [-10]: "CMD16: block length",
+  [-11]: "SD clock at 25 MHz",
+  [-12]: "the card reports no capacity",
+};
+
+/**
+ * The failed step of a Pi's SD card initialisation (INFO's `cardInitStep`),
+ * in words, e.g. `-3` → `step -3, CMD0: the card does not answer`.
+ *
+ * @example
+ * ```ts
+ * import { sdInitStepText } from "./client.ts";
+ * if (!sdInitStepText(-5).includes("never became ready")) throw new Error();
+ * ```
+ */
+export function sdInitStepText(step: number): string {
+  return `step ${step}${SD_INIT_STEPS[step] ? `, ${SD_INIT_STEPS[step]}` : ""}`;
+}
+
 /** What INFO (and FORMAT) report. */
 export interface NodeInfo {
   /** 0 when the node has a store, else why not ({@linkcode Status}). */
@@ -118,6 +147,13 @@ export interface NodeInfo {
   journalStart: number;
   /** The board's revision code from the Pi's mailbox (0: unknown, e.g. a hosted node). */
   boardRevision: number;
+  /**
+   * The SD card's start-up on a Pi: 0, or the step of its initialisation
+   * that failed last ({@linkcode sdInitStepText} names it).
+   */
+  cardInitStep: number;
+  /** Initialisations of the SD card that failed before the last one (it is tried 3 times). */
+  cardInitTries: number;
   /** RAM the node's CPU has, from the Pi's mailbox (0: unknown). */
   memoryBytes: number;
   /** First sector of PIFS/STORE.DAT on the card. */
@@ -544,6 +580,8 @@ export class NodeClient {
       journalStart: r.left >= 8 ? r.u64() : 0,
       boardRevision: r.left >= 4 ? r.u32() : 0,
       memoryBytes: r.left >= 4 ? r.u32() : 0,
+      cardInitStep: r.left >= 4 ? r.i32() : 0,
+      cardInitTries: r.left >= 4 ? r.u32() : 0,
     };
   }
 

@@ -50,7 +50,9 @@ static uint32_t info_payload(struct pifs_node *n, uint8_t *p) {
   st64(p + 104, in.journal_start);
   st32(p + 112, n->pl.revision);
   st32(p + 116, n->pl.mem_bytes);
-  return 120;
+  st32(p + 120, (uint32_t)n->pl.card_init_step);
+  st32(p + 124, n->pl.card_init_tries);
+  return 128;
 }
 
 struct list_ctx {

@@ -24,6 +24,10 @@ struct pifs_platform {
   /* Optional: restarts the board (into its bootloader); does not return.
    * Without it REBOOT is refused. */
   void (*reboot)(void);
+  /* The card's start-up, reported in INFO: 0, or the step of the SD
+   * initialisation that failed last (pi/emmc.h), and how many tries failed. */
+  int32_t card_init_step;
+  uint32_t card_init_tries;
 };
 
 struct pifs_node {

@@ -46,7 +46,8 @@ void pi_main(void) {
   struct pifs_bdev bd = {0};
   int card_err = emmc_init(&card);
   if (card_err == 0) emmc_bdev(&card, &bd);
-  struct pifs_platform pl = {BOARD_NAME, serial, WINDOW, 0, uart_write, 0, rev, mem_size, reboot};
+  struct pifs_platform pl = {BOARD_NAME, serial, WINDOW, 0, uart_write, 0, rev, mem_size, reboot,
+                             card.init_step, card.init_tries};
   node_init(&node, &bd, &pl);
   irq_on();
 

@@ -24,7 +24,7 @@ static struct proto_parser host;
 static uint16_t next_reqid = 1;
 
 static void boot(void) {
-  struct pifs_platform pl = {"test", 42, 65536, NULL, capture, NULL, 0xa02082, 1u << 30, NULL};
+  struct pifs_platform pl = {"test", 42, 65536, NULL, capture, NULL, 0xa02082, 1u << 30, NULL, -5, 2};
   node_init(&node, &bd, &pl);
   outlen = 0;
   proto_parser_init(&host);
@@ -354,11 +354,13 @@ static void test_journal_trim_over_frames(void) {
   CHECK_EQ(ld64(r.payload[0] + 12), 100);
   send(b, frame(b, OP_INFO, 513, NULL, 0));
   responses(&r);
-  CHECK_EQ(r.len[0], 120);
+  CHECK_EQ(r.len[0], 128);
   CHECK_EQ(ld64(r.payload[0] + 44), 100);  /* journal length */
   CHECK_EQ(ld32(r.payload[0] + 112), 0xa02082); /* board revision, from the platform */
   CHECK_EQ(ld32(r.payload[0] + 116), 1u << 30);  /* memory */
   CHECK_EQ(ld64(r.payload[0] + 104), 30); /* journal start */
+  CHECK_EQ((int32_t)ld32(r.payload[0] + 120), -5); /* the SD start-up step, from the platform */
+  CHECK_EQ(ld32(r.payload[0] + 124), 2);
   /* reading below the start: ERANGE; from it: entries 2 and 3 */
   st64(p, 0);
   st32(p + 8, 100);
