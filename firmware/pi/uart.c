@@ -29,16 +29,22 @@ volatile uint32_t uart_overruns;
 
 void uart_init(uint32_t baud, uint32_t clock_hz) {
   w32(CR, 0);
-  /* GPIO 14 and 15 to ALT0 (TXD0/RXD0), pulls off */
+  /* GPIO 14 and 15 to ALT0 (TXD0/RXD0). TXD without a pull; RXD pulled up,
+   * so that a line with no adapter on it (or a loose wire) reads idle, not
+   * noise the node would take for frames. */
   uint32_t sel = r32(GPFSEL1);
   sel &= ~((7u << 12) | (7u << 15));
   sel |= (4u << 12) | (4u << 15);
   w32(GPFSEL1, sel);
-  w32(GPPUD, 0);
-  timer_sleep_us(5);
-  w32(GPPUDCLK0, (1u << 14) | (1u << 15));
-  timer_sleep_us(5);
-  w32(GPPUDCLK0, 0);
+  const uint32_t pulls[2][2] = {{14, 0u}, {15, 2u}}; /* pin, GPPUD: 0 off, 2 up */
+  for (int i = 0; i < 2; i++) {
+    w32(GPPUD, pulls[i][1]);
+    timer_sleep_us(5);
+    w32(GPPUDCLK0, 1u << pulls[i][0]);
+    timer_sleep_us(5);
+    w32(GPPUD, 0);
+    w32(GPPUDCLK0, 0);
+  }
   /* divisor = clock / (16 · baud) in 16.6 fixed point, rounded */
   uint32_t div64 = (uint32_t)(((uint64_t)clock_hz * 4 + baud / 2) / baud);
   w32(ICR, 0x7FF & ~(INT_RX | INT_RT)); /* reading the FIFO clears those (uart_irq) */
