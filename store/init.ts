@@ -19,14 +19,7 @@
  * @module
  */
 import { PifsError } from "../errors.ts";
-import {
-  fromHex,
-  type Hello,
-  NodeClient,
-  type NodeInfo,
-  TimeoutError,
-  toHex,
-} from "../link/client.ts";
+import { fromHex, NodeClient, type NodeInfo, TimeoutError, toHex } from "../link/client.ts";
 import { Status, statusToStr } from "../link/codec.ts";
 import { devicePath, listPorts, SerialPort } from "../link/serial.ts";
 import {
@@ -61,6 +54,12 @@ export interface FormatClusterOptions {
   timeoutMs?: number;
   /** Tries of each HELLO (default: the client's; `initCluster` makes it 2). */
   helloRetries?: number;
+  /**
+   * Refuse two ports that answer with the same board serial: the same Pi at
+   * two paths that are not links to one another (`initCluster`; 0, unknown,
+   * is not compared; emulated Pis may all report one serial).
+   */
+  distinctBoards?: boolean;
   /** Progress messages. */
   log?: (msg: string) => void;
 }
@@ -102,8 +101,17 @@ export async function formatCluster(
       }
       found.push({ node, client, info: await client.info() });
     }));
+    const serials = new Map<bigint, string>();
     for (const f of found.sort((a, b) => a.node.id - b.node.id)) {
       const port = resolveIn(dir, f.node.tty), i = f.info;
+      const serial = f.client.hello.serial;
+      if (opts.distinctBoards && serial !== 0n) {
+        const other = serials.get(serial);
+        if (other) {
+          problems.push(`${port} and ${other} answer with the same Pi (board serial ${serial})`);
+        }
+        serials.set(serial, port);
+      }
       if (i.status === Status.OK) {
         const whose = i.clusterId === draft.cluster_id
           ? "this cluster's"
@@ -192,36 +200,8 @@ export async function initCluster(
   };
   await Deno.mkdir(dir, { recursive: true });
   // A port where nothing answers is named after two HELLOs, not after a long wait.
-  const o = { ...opts, helloRetries: opts.helloRetries ?? 2 };
-  // The same Pi at two paths that are not links to one another: one board serial, twice.
-  await sameBoardTwice(dir, draft, o);
+  const o = { ...opts, helloRetries: opts.helloRetries ?? 2, distinctBoards: true };
   return await formatCluster(dir, draft, o);
-}
-
-/** Refuses two ports that answer with the same board serial (0: unknown, not compared). */
-async function sameBoardTwice(dir: string, draft: ClusterFile, opts: InitClusterOptions) {
-  const seen = new Map<bigint, string>();
-  for (const n of draft.nodes) {
-    let hello: Hello;
-    try {
-      const c = await connectNode(dir, draft, n, {
-        timeoutMs: opts.timeoutMs ?? 3000,
-        helloRetries: opts.helloRetries,
-      });
-      hello = c.hello;
-      await c.close();
-    } catch {
-      continue; // formatCluster names it
-    }
-    if (hello.serial === 0n) continue;
-    const other = seen.get(hello.serial);
-    if (other) {
-      throw new InitError(
-        `${n.tty} and ${other} answer with the same Pi (board serial ${hello.serial})`,
-      );
-    }
-    seen.set(hello.serial, n.tty);
-  }
 }
 
 /** `/dev/serial/by-id/` names by the device they point to. */
