@@ -298,11 +298,7 @@ export function registerFiles(program: Command): void {
           onBytes: (n) => done += n,
           onFile: (p) => stored.add(p),
           onFailed: (p, e) => {
-            const local = localOf.get(p) ?? p;
-            fail(
-              local,
-              e.message.startsWith(`${local}: `) ? e.message.slice(local.length + 2) : e.message,
-            );
+            fail(localOf.get(p) ?? p, e.reason);
           },
         });
         let fatal: Error | undefined;

@@ -85,9 +85,12 @@ export class SourceError extends PifsError {
   override name = "SourceError";
   /** The entry's path in the target, when the error concerns one entry. */
   path?: string;
+  /** What went wrong, without the entry's path. */
+  readonly reason: string;
   /** A message and, optionally, the entry's path. */
   constructor(message: string, path?: string, options?: ErrorOptions) {
     super(path === undefined ? message : `${path}: ${message}`, options);
     this.path = path;
+    this.reason = message;
   }
 }
