@@ -4,7 +4,7 @@
  * @module
  */
 import { type Command, Option } from "commander";
-import { type NodeClient, sdInitStepText } from "../link/client.ts";
+import { type NodeClient, sdCardText, sdInitStepText } from "../link/client.ts";
 import { statusToStr } from "../link/codec.ts";
 import { connectNode } from "../store/cluster.ts";
 import { humanBytes, withCluster } from "./_util.ts";
@@ -97,6 +97,34 @@ export function registerStatus(program: Command): void {
                 naks: i.naks,
                 bytes_in: i.bytesIn,
               });
+              // What a Pi says of its SD card and CPU (a hosted node has neither).
+              if (i.sdCard) {
+                const sd = i.sdCard;
+                row.sd_card = {
+                  bytes: sd.bytes,
+                  manufacturer_id: sd.manufacturerId,
+                  oem_id: sd.oemId,
+                  product: sd.product,
+                  revision: sd.revision,
+                  serial: sd.serial,
+                  manufactured: sd.manufactured,
+                  speed_class: sd.speedClass,
+                  uhs_grade: sd.uhsGrade,
+                  bus_width: sd.busWidth,
+                  high_capacity: sd.highCapacity,
+                  clock_hz: sd.clockHz,
+                };
+                row.sd_card_text = sdCardText(sd);
+              }
+              if (i.cpu) {
+                row.cpu = {
+                  instruction_cache: i.cpu.instructionCache,
+                  data_cache: i.cpu.dataCache,
+                  alignment_checks: i.cpu.alignmentChecks,
+                  branch_prediction: i.cpu.branchPrediction,
+                  sha256_mb_s: i.cpu.sha256MBps,
+                };
+              }
             } catch (e) {
               row.error = (e as Error).message;
             } finally {
@@ -120,6 +148,13 @@ export function registerStatus(program: Command): void {
         console.log(JSON.stringify({ nodes: rows }));
       } else {
         for (const r of rows) {
+          const pi = r.sd_card_text || r.cpu
+            ? `\n  SD card ${r.sd_card_text ?? "unknown"}${
+              r.cpu
+                ? `; SHA-256 ${(r.cpu as { sha256_mb_s: number }).sha256_mb_s.toFixed(1)} MB/s`
+                : ""
+            }`
+            : "";
           console.log(
             r.retired
               ? `node ${r.id}: retired (drained or forgotten; no longer used)`
@@ -130,7 +165,7 @@ export function registerStatus(program: Command): void {
                 humanBytes(r.capacity as number)
               }, ${r.chunks} chunks, journal bytes ${r.journal_start}..${r.journal_bytes}${
                 r.journal_behind ? ` (${r.journal_behind} behind)` : ""
-              }, log ${r.log_used}/${r.log_half} sectors`
+              }, log ${r.log_used}/${r.log_half} sectors${pi}`
               : `node ${r.id}: DOWN (${r.error})`,
           );
         }

@@ -127,6 +127,103 @@ export function sdInitStepText(step: number): string {
   return `step ${step}${SD_INIT_STEPS[step] ? `, ${SD_INIT_STEPS[step]}` : ""}`;
 }
 
+/** What a Pi reports of its SD card (INFO; see docs/PROTOCOL.md). */
+export interface SdCardInfo {
+  /** The card's capacity in bytes (the whole card, not the store). */
+  bytes: number;
+  /** CID: manufacturer id (assigned by the SD Association). */
+  manufacturerId: number;
+  /** CID: OEM/application id, two ASCII characters. */
+  oemId: string;
+  /** CID: product name, five ASCII characters. */
+  product: string;
+  /** CID: product revision, as `n.m`. */
+  revision: string;
+  /** CID: serial number, 8 hex digits. */
+  serial: string;
+  /** CID: manufacturing month, `YYYY-MM` (null: not given). */
+  manufactured: string | null;
+  /** From the SD status: `class 0/2/4/6/10` (null: the card did not say). */
+  speedClass: string | null;
+  /** From the SD status: the UHS speed grade, 0, 1 or 3 (null: not said). */
+  uhsGrade: number | null;
+  /** Data lines in use: 1 or 4. */
+  busWidth: number;
+  /** SDHC/SDXC (block addressed) rather than SDSC. */
+  highCapacity: boolean;
+  /** The SD clock in use, in Hz. */
+  clockHz: number;
+}
+
+/** What a Pi reports of its CPU (INFO). */
+export interface CpuInfo {
+  /** The instruction cache is on. */
+  instructionCache: boolean;
+  /** The data cache is on (it needs the MMU, which the firmware leaves off). */
+  dataCache: boolean;
+  /** Misaligned accesses fault (an alignment-checked build). */
+  alignmentChecks: boolean;
+  /** Branch prediction is on. */
+  branchPrediction: boolean;
+  /** SHA-256 over RAM, measured at boot, in MB/s (0: not measured). */
+  sha256MBps: number;
+}
+
+const SPEED_CLASSES = ["class 0", "class 2", "class 4", "class 6", "class 10"];
+
+/**
+ * INFO's bytes 128..163: a Pi's SD card (only when it has one: all zero on
+ * a hosted node) and its CPU (only when measured).
+ */
+function parsePi(r: Reader): { sdCard?: SdCardInfo; cpu?: CpuInfo } {
+  if (r.left < 36) return {}; // an older node's answer ends before them
+  const ascii = (b: Uint8Array) =>
+    String.fromCharCode(...b).replace(/[^\x20-\x7e]/g, "?").trimEnd();
+  const bytes = r.u64(), mid = r.u8(), oem = r.bytes(2), pnm = r.bytes(5), prv = r.u8();
+  const speed = r.u8(), mdt = r.u16(), psn = r.u32(), uhs = r.u8(), width = r.u8();
+  const hc = r.u8(), flags = r.u8(), clockHz = r.u32(), kbps = r.u32();
+  const out: { sdCard?: SdCardInfo; cpu?: CpuInfo } = {};
+  if (bytes > 0) {
+    out.sdCard = {
+      bytes,
+      manufacturerId: mid,
+      oemId: ascii(oem),
+      product: ascii(pnm),
+      revision: `${prv >> 4}.${prv & 15}`,
+      serial: psn.toString(16).padStart(8, "0"),
+      manufactured: mdt ? `${2000 + (mdt >> 4)}-${String(mdt & 15).padStart(2, "0")}` : null,
+      speedClass: speed === 0xff ? null : SPEED_CLASSES[speed] ?? `code ${speed}`,
+      uhsGrade: uhs === 0xff ? null : uhs,
+      busWidth: width,
+      highCapacity: hc !== 0,
+      clockHz,
+    };
+  }
+  if (flags || kbps) {
+    out.cpu = {
+      instructionCache: (flags & 1) !== 0,
+      dataCache: (flags & 2) !== 0,
+      alignmentChecks: (flags & 4) !== 0,
+      branchPrediction: (flags & 8) !== 0,
+      sha256MBps: kbps / 1000,
+    };
+  }
+  return out;
+}
+
+/** What a Pi said of its SD card, in a few words: `SC16G (mfr 0x03, 16 GiB, class 10, U1, 4-bit at 25 MHz)`. */
+export function sdCardText(c: SdCardInfo): string {
+  const gib = c.bytes / 1024 ** 3;
+  const size = gib >= 1
+    ? `${gib.toFixed(gib >= 10 ? 0 : 1)} GiB`
+    : `${Math.round(c.bytes / 1024 ** 2)} MiB`;
+  return `${c.product || "?"} (mfr 0x${c.manufacturerId.toString(16).padStart(2, "0")}, ${size}, ${
+    c.speedClass ?? "class unknown"
+  }${c.uhsGrade ? `, U${c.uhsGrade}` : ""}, ${c.busWidth}-bit at ${
+    Math.round(c.clockHz / 1e5) / 10
+  } MHz)`;
+}
+
 /** What INFO (and FORMAT) report. */
 export interface NodeInfo {
   /** 0 when the node has a store, else why not ({@linkcode Status}). */
@@ -176,6 +273,10 @@ export interface NodeInfo {
   naks: number;
   /** Bytes the node received from the host since boot. */
   bytesIn: number;
+  /** A Pi's SD card: its CID, capacity and speed (absent: a hosted node, or older firmware). */
+  sdCard?: SdCardInfo;
+  /** A Pi's CPU: caches and its SHA-256 speed (absent: a hosted node, or older firmware). */
+  cpu?: CpuInfo;
 }
 
 /** Options of {@linkcode NodeClient.format}. */
@@ -582,12 +683,13 @@ export class NodeClient {
       memoryBytes: r.left >= 4 ? r.u32() : 0,
       cardInitStep: r.left >= 4 ? r.i32() : 0,
       cardInitTries: r.left >= 4 ? r.u32() : 0,
+      ...parsePi(r),
     };
   }
 
   /** INFO: the node's store and counters. `status` tells why there is no store. */
   async info(): Promise<NodeInfo> {
-    const f = await this.request(Op.INFO, new Uint8Array(), { replyBytes: 128 });
+    const f = await this.request(Op.INFO, new Uint8Array(), { replyBytes: 164 });
     const r = new Reader(f.payload);
     return NodeClient.#parseInfo(r, r.i32());
   }
@@ -617,7 +719,7 @@ export class NodeClient {
       .u64(Math.floor((opts.sizeBytes ?? 0) / 512)).u64(Math.floor((opts.reserveBytes ?? 0) / 512))
       .u32(nonce).u16(fatDate).u16(fatTime);
     // The node scans the FAT for free space and writes the store's start.
-    const f = await this.request(Op.FORMAT, w.done(), { workMs: 30000, replyBytes: 128 });
+    const f = await this.request(Op.FORMAT, w.done(), { workMs: 30000, replyBytes: 164 });
     const r = new Reader(f.payload);
     const status = r.i32();
     if (status !== 0) throw new NodeError(flags & 2 ? "FORMAT (grow)" : "FORMAT", status);

@@ -52,7 +52,22 @@ static uint32_t info_payload(struct pifs_node *n, uint8_t *p) {
   st32(p + 116, n->pl.mem_bytes);
   st32(p + 120, (uint32_t)n->pl.card_init_step);
   st32(p + 124, n->pl.card_init_tries);
-  return 128;
+  const struct pifs_card_info *c = &n->pl.card;
+  st64(p + 128, c->bytes);
+  p[136] = c->mid;
+  memcpy(p + 137, c->oid, 2);
+  memcpy(p + 139, c->pnm, 5);
+  p[144] = c->prv;
+  p[145] = c->speed_class;
+  st16(p + 146, c->mdt);
+  st32(p + 148, c->psn);
+  p[152] = c->uhs_grade;
+  p[153] = c->bus_width;
+  p[154] = c->high_capacity;
+  p[155] = (uint8_t)n->pl.cpu_flags;
+  st32(p + 156, c->clock_hz);
+  st32(p + 160, n->pl.sha256_kbps);
+  return 164;
 }
 
 struct list_ctx {

@@ -10,6 +10,32 @@
 
 #define PIFS_FW_VERSION "0.1.0"
 
+/* What a Pi knows of its SD card (all zero on a hosted node), reported in
+ * INFO. From the CID: manufacturer id, OEM id, product name, revision,
+ * serial number, manufacturing date (the CID's 12 bits: years since 2000
+ * << 4 | month). From the SD status (ACMD13): the speed class code (0: class
+ * 0, 1: 2, 2: 4, 3: 6, 4: 10) and the UHS speed grade, 0xFF when the card
+ * did not say. */
+struct pifs_card_info {
+  uint64_t bytes;
+  uint8_t mid;
+  char oid[2];
+  char pnm[5];
+  uint8_t prv;
+  uint16_t mdt;
+  uint32_t psn;
+  uint8_t speed_class, uhs_grade;
+  uint8_t bus_width;     /* 1 or 4 */
+  uint8_t high_capacity; /* SDHC/SDXC */
+  uint32_t clock_hz;     /* the SD clock in use */
+};
+
+/* The CPU's state, reported in INFO (cpu_flags). */
+#define PIFS_CPU_ICACHE 1u
+#define PIFS_CPU_DCACHE 2u
+#define PIFS_CPU_ALIGN_CHECK 4u
+#define PIFS_CPU_BRANCH_PREDICT 8u
+
 struct pifs_platform {
   const char *board;     /* "hosted", "raspi3b", "raspi0" */
   uint64_t serial;       /* board serial number (0 if unknown) */
@@ -28,6 +54,9 @@ struct pifs_platform {
    * initialisation that failed last (pi/emmc.h), and how many tries failed. */
   int32_t card_init_step;
   uint32_t card_init_tries;
+  struct pifs_card_info card;
+  uint32_t cpu_flags;   /* PIFS_CPU_* */
+  uint32_t sha256_kbps; /* SHA-256 over RAM, kB/s measured at boot (0: not measured) */
 };
 
 struct pifs_node {

@@ -271,7 +271,8 @@ static void fat_now(uint16_t *date, uint16_t *time) {
 }
 
 static void node_mode(const uint8_t *d, size_t n, struct cutter *c) {
-  struct pifs_platform pl = {"fuzz", 0x1234, 65536, NULL, host_write, fat_now, 0, 0, NULL, 0, 0};
+  struct pifs_platform pl = {
+      .board = "fuzz", .serial = 0x1234, .window = 65536, .write = host_write, .fat_now = fat_now};
   rd_restore(&disk);
   rd_restrict(&disk, "node wrote outside STORE.DAT and the sectors a grow may change");
   rd_allow(&disk, vol.part_lba + vol.reserved, vol.part_lba + vol.data_start); /* the FATs */

@@ -182,7 +182,8 @@ int main(int argc, char **argv) {
   signal(SIGPIPE, SIG_IGN);
 
   static struct pifs_node node;
-  struct pifs_platform pl = {board, 0, (uint32_t)window, &io, io_write, fat_now, 0, 0, NULL, 0, 0};
+  struct pifs_platform pl = {
+      .board = board, .window = (uint32_t)window, .io = &io, .write = io_write, .fat_now = fat_now};
   node_init(&node, &bd, &pl);
   fprintf(stderr, "pifs-node: card %s: %s%s\n", card,
           node.store ? "store mounted" : pifs_err_to_str(node.card_err),

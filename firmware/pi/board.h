@@ -63,9 +63,19 @@ static inline void w32(uintptr_t a, uint32_t v) { *(volatile uint32_t *)a = v; }
 static inline uint32_t r32(uintptr_t a) { return *(volatile uint32_t *)a; }
 #endif
 
+/* A data memory barrier. The BCM2835 datasheet (1.3, "Peripheral access
+ * precautions for correct memory ordering"): reads from two different
+ * peripherals can come back out of order, so a barrier goes before the first
+ * write to a peripheral and after the last read from it, and at the entry
+ * and exit of an interrupt handler, which may break into a sequence of
+ * accesses to another peripheral. Every driver function here begins and
+ * ends with one (firmware/tests/test_barriers.c checks each switch). */
+#if defined(PI_FAKE_REGS)
+void fake_barrier(void);
+#endif
 static inline void barrier(void) {
 #if defined(PI_FAKE_REGS)
-  __asm__ volatile("" ::: "memory");
+  fake_barrier();
 #elif defined(__aarch64__)
   __asm__ volatile("dsb sy" ::: "memory");
 #else

@@ -2,7 +2,8 @@
  * instruction branches over the image header (image.h). Cores other than 0
  * sleep. Core 0 (the bootloader first moves itself to where it is linked,
  * so that a node image can be loaded at 0x80000) drops from EL3 or EL2 to
- * EL1 with the MMU and caches off, sets its stack and vectors, clears .bss
+ * EL1 with the MMU and data cache off and the instruction cache on, sets
+ * its stack and vectors, clears .bss
  * and calls pi_main. */
 #include "image.h"
 
@@ -76,10 +77,17 @@ entry:
     mov     x1, #0x33ff             // no traps of FP/SIMD to EL2
     msr     cptr_el2, x1
     msr     hstr_el2, xzr
+    // SCTLR_EL1: RES1 bits, the MMU and data cache off, the instruction
+    // cache on (I, bit 12: instruction fetches are cacheable even with the
+    // MMU off), and with PI_ALIGN_CHECK, A: alignment faults. The cache is
+    // invalidated first: whatever the GPU firmware left in it is stale.
+    ic      iallu
+    dsb     sy
+    isb
 #if defined(PI_ALIGN_CHECK)
-    ldr     x1, =0x30d00802         // SCTLR_EL1: RES1 bits, MMU and caches off, A: alignment faults
+    ldr     x1, =0x30d01802
 #else
-    ldr     x1, =0x30d00800         // SCTLR_EL1: RES1 bits, MMU and caches off
+    ldr     x1, =0x30d01800
 #endif
     msr     sctlr_el1, x1
     mov     x1, #0x3c5              // EL1h, interrupts masked

@@ -23,8 +23,14 @@
  *   CMD13 is asked until the card is back in the transfer state, then the
  *   transfer is tried again (before, one CRC error left the card refusing
  *   every command until a reboot);
- * - the whole initialisation is tried three times. */
+ * - the whole initialisation is tried three times.
+ *
+ * What the card says of itself goes to INFO (c->info): the CID read at CMD2,
+ * the capacity from the CSD, and the speed class from the SD status
+ * (ACMD13, a 64-byte data read). */
 #include "emmc.h"
+
+#include <string.h>
 
 #include "board.h"
 #include "pifs.h"
@@ -172,6 +178,7 @@ static int set_clock(struct emmc *c, uint32_t hz) {
   ew32(CONTROL1, v | C1_CLK_EN);
   timer_sleep_us(10);
   slow_clock = hz <= 400000u;
+  c->info.clock_hz = c->base_hz / (2 * div);
   return 0;
 }
 
@@ -204,6 +211,7 @@ static void gpio_function(uint32_t pin, uint32_t fn) {
 
 /* The SD card's pins, as the EMMC controller needs them (see the top). */
 static void sd_pins(void) {
+  barrier();
 #if defined(PI3)
   for (uint32_t pin = 34; pin <= 39; pin++) gpio_function(pin, 0); /* input */
 #endif
@@ -216,11 +224,50 @@ static void sd_pins(void) {
   timer_sleep_us(5);
   w32(GPPUD, 0);
   w32(GPPUDCLK1, 0);
+  barrier(); /* from the GPIO to the controller */
+}
+
+static void recover(struct emmc *c);
+
+/* The CID's fields (an R2 response, as csd_bits reads it). */
+static void read_cid(struct pifs_card_info *in, const uint32_t r[4]) {
+  in->mid = (uint8_t)csd_bits(r, 127, 120);
+  for (uint32_t i = 0; i < 2; i++) in->oid[i] = (char)csd_bits(r, 119 - 8 * i, 112 - 8 * i);
+  for (uint32_t i = 0; i < 5; i++) in->pnm[i] = (char)csd_bits(r, 103 - 8 * i, 96 - 8 * i);
+  in->prv = (uint8_t)csd_bits(r, 63, 56);
+  in->psn = csd_bits(r, 55, 24);
+  in->mdt = (uint16_t)csd_bits(r, 19, 8);
+}
+
+/* ACMD13: the 64-byte SD status, for the speed class (bits 447..440, byte
+ * 8 as sent) and the UHS speed grade (bits 399..396, the top of byte 14).
+ * Unknown (0xFF) when the card does not answer. */
+static void read_sd_status(struct emmc *c) {
+  uint8_t st[64];
+  c->info.speed_class = c->info.uhs_grade = 0xFF;
+  ew32(BLKSIZECNT, 64u | (1u << 16));
+  if (app_command(c, CMD(13) | R1 | IS_DATA | TM_READ, 0)) return;
+  if (wait_int(INT_READ_RDY, DATA_TIMEOUT_US)) {
+    recover(c);
+    return;
+  }
+  for (uint32_t i = 0; i < 64; i += 4) { /* the first byte sent is the word's lowest */
+    uint32_t v = r32(DATA);
+    st[i] = (uint8_t)v, st[i + 1] = (uint8_t)(v >> 8);
+    st[i + 2] = (uint8_t)(v >> 16), st[i + 3] = (uint8_t)(v >> 24);
+  }
+  if (wait_int(INT_DATA_DONE, DATA_TIMEOUT_US)) {
+    recover(c);
+    return;
+  }
+  c->info.speed_class = st[8];
+  c->info.uhs_grade = st[14] >> 4;
 }
 
 static int init_once(struct emmc *c) {
   c->sectors = 0;
   c->rca = 0;
+  memset(&c->info, 0, sizeof c->info);
   slow_clock = 1; /* the card is at identification speed until the end */
   if (mbox_get_clock(CLOCK_EMMC, &c->base_hz) || c->base_hz == 0) c->base_hz = 50000000u;
   ew32(CONTROL0, 0);
@@ -245,6 +292,8 @@ static int init_once(struct emmc *c) {
   if (!(ocr & 0x80000000u)) return -5;
   c->high_capacity = (ocr >> 30) & 1;
   if (command(CMD(2) | R2, 0)) return -6;
+  uint32_t cid[4] = {r32(RESP0), r32(RESP1), r32(RESP2), r32(RESP3)};
+  read_cid(&c->info, cid);
   if (command(CMD(3) | R6, 0)) return -7;
   c->rca = r32(RESP0) >> 16;
   if (command(CMD(9) | R2, c->rca << 16)) return -8;
@@ -252,9 +301,16 @@ static int init_once(struct emmc *c) {
   c->sectors = csd_sectors(csd);
   if (command(CMD(7) | R1B, c->rca << 16)) return -9;
   if (!c->high_capacity && command(CMD(16) | R1, 512)) return -10;
-  if (app_command(c, CMD(6) | R1, 2) == 0) ew32(CONTROL0, r32(CONTROL0) | (1u << 1)); /* 4-bit */
+  c->info.bus_width = 1;
+  if (app_command(c, CMD(6) | R1, 2) == 0) {
+    ew32(CONTROL0, r32(CONTROL0) | (1u << 1)); /* 4-bit */
+    c->info.bus_width = 4;
+  }
   if (set_clock(c, 25000000)) return -11;
   if (c->sectors == 0) return -12;
+  c->info.bytes = c->sectors * 512u;
+  c->info.high_capacity = (uint8_t)c->high_capacity;
+  read_sd_status(c);
   return 0;
 }
 
@@ -264,9 +320,10 @@ int emmc_init(struct emmc *c) {
   for (int t = 0; t < INIT_TRIES; t++) {
     step = init_once(c);
     c->init_step = step;
-    if (step == 0) return 0;
+    if (step == 0) break;
     c->init_tries = (uint32_t)t + 1;
   }
+  barrier();
   return step;
 }
 
@@ -314,16 +371,22 @@ static int transfer(struct emmc *c, int write, uint64_t lba, uint32_t count, uin
 
 static int io(struct emmc *c, int write, uint64_t lba, uint32_t count, uint8_t *buf) {
   if (lba + count > c->sectors || lba + count < lba) return PIFS_EIO;
-  while (count) {
+  int err = 0;
+  barrier();
+  while (count && !err) {
     uint32_t n = count > MAX_BLOCKS ? MAX_BLOCKS : count;
     int tries = 0;
     while (transfer(c, write, lba, n, buf)) {
       c->errors++;
-      if (++tries == TRIES) return PIFS_EIO;
+      if (++tries == TRIES) {
+        err = PIFS_EIO;
+        break;
+      }
     }
     lba += n, count -= n, buf += (uint64_t)n * 512u;
   }
-  return 0;
+  barrier();
+  return err;
 }
 
 static int bd_read(void *ctx, uint64_t lba, uint32_t count, void *buf) {

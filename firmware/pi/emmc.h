@@ -4,6 +4,7 @@
 
 #include <stdint.h>
 
+#include "node.h"
 #include "pifs.h"
 
 struct emmc {
@@ -14,11 +15,13 @@ struct emmc {
   uint32_t errors;       /* transfers retried */
   int init_step;         /* 0, or the step where the last initialisation failed */
   uint32_t init_tries;   /* initialisations that failed before the last one */
+  struct pifs_card_info info; /* CID, capacity, speed class, bus and clock */
 };
 
 /* Sets up the SD pins, resets the controller and initialises the card
  * (tried three times): 0, or a negative step number telling where the last
- * try failed (also in c->init_step). */
+ * try failed (also in c->init_step). Fills c->info; a card that does not
+ * give its SD status (ACMD13) still initialises, its speed class unknown. */
 int emmc_init(struct emmc *c);
 /* Binds an initialised card to a block device. */
 void emmc_bdev(struct emmc *c, struct pifs_bdev *bd);

@@ -4,6 +4,10 @@
 #include "board.h"
 
 void irq_handler(void) {
-  if (r32(IRQ_PEND2) & IRQ2_UART0) uart_irq();
-  if (r32(IRQ_PEND1) & IRQ1_TIMER1) timer_irq();
+  barrier(); /* the interrupt may have come between two accesses of the code it broke into */
+  uint32_t pend2 = r32(IRQ_PEND2), pend1 = r32(IRQ_PEND1);
+  barrier();
+  if (pend2 & IRQ2_UART0) uart_irq();
+  if (pend1 & IRQ1_TIMER1) timer_irq();
+  barrier();
 }

@@ -6,6 +6,7 @@
 #include "board.h"
 #include "emmc.h"
 #include "node.h"
+#include "sha256.h"
 
 #define BAUD 115200u
 #define UART_CLOCK 48000000u
@@ -32,6 +33,42 @@ static void reboot(void) {
   for (;;) wait_for_irq();
 }
 
+/* The CPU's caches and checks, as its system control register says. */
+static uint32_t cpu_flags(void) {
+  uint64_t sctlr;
+  uint32_t f = 0;
+#if defined(__aarch64__)
+  __asm__ volatile("mrs %0, sctlr_el1" : "=r"(sctlr));
+  f |= PIFS_CPU_BRANCH_PREDICT; /* the Cortex-A53's cannot be turned off */
+#else
+  uint32_t v;
+  __asm__ volatile("mrc p15, 0, %0, c1, c0, 0" : "=r"(v));
+  sctlr = v;
+  if ((sctlr >> 11) & 1) f |= PIFS_CPU_BRANCH_PREDICT; /* Z */
+#endif
+  if ((sctlr >> 12) & 1) f |= PIFS_CPU_ICACHE;
+  if ((sctlr >> 2) & 1) f |= PIFS_CPU_DCACHE;
+  if ((sctlr >> 1) & 1) f |= PIFS_CPU_ALIGN_CHECK;
+  return f;
+}
+
+/* How fast this Pi hashes: SHA-256 over `buf` for about 50 ms, in kB/s
+ * (bytes per ms). Every chunk the node stores is hashed once on its way in. */
+static uint32_t sha256_kbps(void) {
+  struct sha256 s;
+  uint8_t out[32];
+  for (uint32_t i = 0; i < sizeof buf; i++) buf[i] = (uint8_t)(i * 131u);
+  sha256_init(&s);
+  uint64_t start = timer_us(), bytes = 0, us;
+  do {
+    sha256_update(&s, buf, sizeof buf);
+    bytes += sizeof buf;
+    us = timer_us() - start;
+  } while (us < 50000);
+  sha256_final(&s, out);
+  return (uint32_t)(bytes * 1000u / us);
+}
+
 void pi_main(void) {
   uint32_t clock = UART_CLOCK, got, rev = 0, mem_base = 0, mem_size = 0;
   if (mbox_set_clock(CLOCK_UART, UART_CLOCK, &got) == 0 && got) clock = got;
@@ -46,8 +83,18 @@ void pi_main(void) {
   struct pifs_bdev bd = {0};
   int card_err = emmc_init(&card);
   if (card_err == 0) emmc_bdev(&card, &bd);
-  struct pifs_platform pl = {BOARD_NAME, serial, WINDOW, 0, uart_write, 0, rev, mem_size, reboot,
-                             card.init_step, card.init_tries};
+  struct pifs_platform pl = {.board = BOARD_NAME,
+                             .serial = serial,
+                             .window = WINDOW,
+                             .write = uart_write,
+                             .revision = rev,
+                             .mem_bytes = mem_size,
+                             .reboot = reboot,
+                             .card_init_step = card.init_step,
+                             .card_init_tries = card.init_tries,
+                             .card = card.info,
+                             .cpu_flags = cpu_flags(),
+                             .sha256_kbps = sha256_kbps()};
   node_init(&node, &bd, &pl);
   irq_on();
 

@@ -31,19 +31,19 @@ PI_DEPS := $(wildcard core/*.h pi/*.h pi/include/*.h) pi/pi.mk
 $(B)/pi3/%.o: %.c $(PI_DEPS)
 	@mkdir -p $(dir $@)
 	$(CC64) $(PI3_CFLAGS) -c $< -o $@
-$(B)/pi3/%.node.o: %.S pi/image.h
+$(B)/pi3/%.node.o: %.S $(PI_DEPS)
 	@mkdir -p $(dir $@)
 	$(CC64) $(PI3_CFLAGS) -DIMAGE_KIND=IMAGE_KIND_NODE -c $< -o $@
-$(B)/pi3/%.boot.o: %.S pi/image.h
+$(B)/pi3/%.boot.o: %.S $(PI_DEPS)
 	@mkdir -p $(dir $@)
 	$(CC64) $(PI3_CFLAGS) -DIMAGE_KIND=IMAGE_KIND_BOOT -DRELOCATE -c $< -o $@
 $(B)/pi0/%.o: %.c $(PI_DEPS)
 	@mkdir -p $(dir $@)
 	$(CC32) $(PI0_CFLAGS) -c $< -o $@
-$(B)/pi0/%.node.o: %.S pi/image.h
+$(B)/pi0/%.node.o: %.S $(PI_DEPS)
 	@mkdir -p $(dir $@)
 	$(CC32) $(PI0_CFLAGS) -DIMAGE_KIND=IMAGE_KIND_NODE -c $< -o $@
-$(B)/pi0/%.boot.o: %.S pi/image.h
+$(B)/pi0/%.boot.o: %.S $(PI_DEPS)
 	@mkdir -p $(dir $@)
 	$(CC32) $(PI0_CFLAGS) -DIMAGE_KIND=IMAGE_KIND_BOOT -DRELOCATE -c $< -o $@
 

@@ -28,7 +28,9 @@ static volatile uint32_t head, tail; /* head: written by the IRQ; tail: by the m
 volatile uint32_t uart_overruns;
 
 void uart_init(uint32_t baud, uint32_t clock_hz) {
+  barrier();
   w32(CR, 0);
+  barrier();
   /* GPIO 14 and 15 to ALT0 (TXD0/RXD0). TXD without a pull; RXD pulled up,
    * so that a line with no adapter on it (or a loose wire) reads idle, not
    * noise the node would take for frames. */
@@ -45,6 +47,7 @@ void uart_init(uint32_t baud, uint32_t clock_hz) {
     w32(GPPUD, 0);
     w32(GPPUDCLK0, 0);
   }
+  barrier();
   /* divisor = clock / (16 · baud) in 16.6 fixed point, rounded */
   uint32_t div64 = (uint32_t)(((uint64_t)clock_hz * 4 + baud / 2) / baud);
   w32(ICR, 0x7FF & ~(INT_RX | INT_RT)); /* reading the FIFO clears those (uart_irq) */
@@ -59,10 +62,13 @@ void uart_init(uint32_t baud, uint32_t clock_hz) {
    * a byte reaches an empty FIFO, and a FIFO that never empties would never
    * raise it. */
   while (!(r32(FR) & FR_RXFE)) (void)r32(DR);
+  barrier();
   w32(IRQ_EN2, IRQ2_UART0);
+  barrier();
 }
 
 void uart_irq(void) {
+  barrier();
   uint32_t h = head;
   while (!(r32(FR) & FR_RXFE)) {
     uint32_t v = r32(DR);
@@ -80,18 +86,23 @@ void uart_irq(void) {
    * by a byte that came after the loop's last read, and the FIFO would then
    * fill without another interrupt. */
   w32(ICR, INT_OE);
+  barrier();
 }
 
 uint32_t uart_pending(void) { return head - tail; }
 
 int uart_getc_poll(void) {
-  if (r32(FR) & FR_RXFE) return -1;
-  return (int)(r32(DR) & 0xFF);
+  barrier();
+  int c = (r32(FR) & FR_RXFE) ? -1 : (int)(r32(DR) & 0xFF);
+  barrier();
+  return c;
 }
 
 void uart_drain(void) {
+  barrier();
   while (r32(FR) & FR_BUSY) {
   }
+  barrier();
 }
 
 uint32_t uart_read(uint8_t *buf, uint32_t max) {
@@ -105,11 +116,13 @@ uint32_t uart_read(uint8_t *buf, uint32_t max) {
 int uart_write(void *io, const void *buf, uint32_t n) {
   (void)io;
   const uint8_t *p = buf;
+  barrier();
   while (n--) {
     while (r32(FR) & FR_TXFF) {
     }
     w32(DR, *p++);
   }
+  barrier();
   return 0;
 }
 

@@ -5,7 +5,9 @@
  * does not show: the pins set before CMD0, the clock before it, two SD
  * clocks between register writes at 400 kHz, a data CRC error in the middle
  * of a multi-block transfer after which the card ignores every command but
- * CMD12, and a CMD0 that goes unanswered. Time is the model's: every
+ * CMD12, commands that go unanswered (CMD0 and every later one), the
+ * barriers between peripherals the Zero needs (fence.h), and what the card
+ * says of itself (CID, capacity, SD status). Time is the model's: every
  * register read takes 1 us, every sleep what it asks. */
 #include <stdint.h>
 #include <string.h>
@@ -13,6 +15,7 @@
 #include "board.h"
 #include "check.h"
 #include "emmc.h"
+#include "fence.h"
 
 #define GPIO_BASE (PERIPH + 0x200000)
 #define EMMC_BASE (PERIPH + 0x300000)
@@ -41,13 +44,14 @@ static struct {
   int writing;
   uint32_t blocks, block, word;
   uint64_t lba;
+  int status_read; /* the transfer is ACMD13's 64-byte SD status */
   /* what the driver did */
   int saw_cmd0;
   uint64_t cmd0_after_clock;
   int pins_ok_at_cmd0;
   int cmd12s, cmd13s, rejected;
   /* faults to inject */
-  int cmd0_silent;        /* CMD0 unanswered this many times */
+  int silent[64];         /* command i unanswered this many times (a timeout) */
   int crc_at_block;       /* a data CRC error at this block of the next transfer (-1: none) */
 } m;
 
@@ -61,13 +65,32 @@ static struct {
 
 /* --- the board functions the driver calls ------------------------------ */
 
-uint64_t timer_us(void) { return m.now; }
-void timer_sleep_us(uint32_t us) { m.now += us; }
+/* As the real ones (pi/timer.c, pi/mbox.c; test_barriers.c checks them):
+ * an access to their own peripheral with a barrier at each end. */
+uint64_t timer_us(void) {
+  barrier();
+  fence_access(ST_CLO);
+  barrier();
+  return m.now;
+}
+void timer_sleep_us(uint32_t us) {
+  (void)timer_us();
+  m.now += us;
+}
 int mbox_get_clock(uint32_t id, uint32_t *hz) {
   (void)id;
+  barrier();
+  fence_access(MBOX_STATUS);
+  barrier();
   *hz = BASE_HZ;
   return 0;
 }
+
+/* What the model's card says of itself. */
+#define CID_MID 0x03
+#define CID_PSN 0x1234ABCDu
+#define CID_MDT ((23u << 4) | 6u) /* June 2023 */
+static const uint8_t sd_status[64] = {[0] = 0x80, [8] = 4 /* class 10 */, [14] = 0x10 /* U1 */};
 
 /* --- the card ----------------------------------------------------------- */
 
@@ -106,19 +129,17 @@ static void command(uint32_t cmdtm) {
     m.rejected++;
     FAIL_CMD;
   }
+  if (idx == 0 && !m.saw_cmd0) {
+    m.saw_cmd0 = 1;
+    m.cmd0_after_clock = m.now - m.clock_on_at;
+    m.pins_ok_at_cmd0 = pins_ready();
+  }
+  if (m.silent[idx] > 0) {
+    m.silent[idx]--;
+    FAIL_CMD;
+  }
   switch (idx) {
-  case 0:
-    if (!m.saw_cmd0) {
-      m.saw_cmd0 = 1;
-      m.cmd0_after_clock = m.now - m.clock_on_at;
-      m.pins_ok_at_cmd0 = pins_ready();
-    }
-    if (m.cmd0_silent > 0) {
-      m.cmd0_silent--;
-      FAIL_CMD;
-    }
-    m.state = IDLE, m.acmd41 = 0;
-    break;
+  case 0: m.state = IDLE, m.acmd41 = 0; break;
   case 8: m.resp[0] = arg & 0xFFFu; break;
   case 55: m.app = 1; m.resp[0] = 1u << 5; break;
   case 41:
@@ -126,7 +147,16 @@ static void command(uint32_t cmdtm) {
     m.resp[0] = 0x00FF8000u | (++m.acmd41 >= 3 ? 0xC0000000u : 0);
     if (m.acmd41 >= 3) m.state = READY;
     break;
-  case 2: m.state = IDENT; m.resp[0] = 0x12345678u; break;
+  case 2:
+    m.state = IDENT;
+    set_csd(m.resp, 127, 120, CID_MID);
+    set_csd(m.resp, 119, 104, ('S' << 8) | 'D');
+    set_csd(m.resp, 103, 72, ('S' << 24) | ('C' << 16) | ('1' << 8) | '6');
+    set_csd(m.resp, 71, 64, 'G');
+    set_csd(m.resp, 63, 56, 0x80);
+    set_csd(m.resp, 55, 24, CID_PSN);
+    set_csd(m.resp, 19, 8, CID_MDT);
+    break;
   case 3: m.state = STBY; m.rca = 0x1234; m.resp[0] = m.rca << 16; break;
   case 9:
     set_csd(m.resp, 127, 126, 1);
@@ -135,16 +165,26 @@ static void command(uint32_t cmdtm) {
   case 7: m.state = TRAN; break;
   case 16: break;
   case 6: if (!app) FAIL_CMD; break;
+  case 13:
+    if (!app) {
+      m.cmd13s++;
+      m.resp[0] = (uint32_t)m.state << 9;
+      break;
+    }
+    if (m.state != TRAN || (m.blksizecnt & 0xFFFu) != 64) FAIL_CMD; /* ACMD13 */
+    m.status_read = 1, m.writing = 0, m.blocks = 1, m.block = 0, m.word = 0;
+    m.state = DATA_ST;
+    m.interrupt |= INT_READ_RDY;
+    break;
   case 12:
     m.cmd12s++;
     if (m.state == DATA_ST || m.state == RCV) m.state = TRAN;
     break;
-  case 13: m.cmd13s++; m.resp[0] = (uint32_t)m.state << 9; break;
   case 17: case 18: case 24: case 25:
     if (m.state != TRAN) FAIL_CMD;
     m.writing = idx >= 24;
     m.blocks = (idx == 18 || idx == 25) ? m.blksizecnt >> 16 : 1;
-    m.block = 0, m.word = 0, m.lba = arg;
+    m.block = 0, m.word = 0, m.lba = arg, m.status_read = 0;
     if (m.lba + m.blocks > SECTORS) FAIL_CMD;
     m.state = m.writing ? RCV : DATA_ST;
     m.interrupt |= m.writing ? INT_WRITE_RDY : INT_READ_RDY;
@@ -173,6 +213,7 @@ static void block_done(void) {
 /* --- the registers -------------------------------------------------------- */
 
 void fake_w32(uintptr_t a, uint32_t v) {
+  fence_access(a);
   if (a >= GPIO_BASE && a < GPIO_BASE + 0x18) {
     m.gpfsel[(a - GPIO_BASE) / 4] = v;
     return;
@@ -222,6 +263,7 @@ void fake_w32(uintptr_t a, uint32_t v) {
 }
 
 uint32_t fake_r32(uintptr_t a) {
+  fence_access(a);
   m.now++; /* a register read takes time: the driver's waits end */
   if (a >= GPIO_BASE && a < GPIO_BASE + 0x18) return m.gpfsel[(a - GPIO_BASE) / 4];
   if (a < EMMC_BASE || a >= EMMC_BASE + 0x100) return 0;
@@ -233,6 +275,11 @@ uint32_t fake_r32(uintptr_t a) {
   case 0x20: {
     if (m.state != DATA_ST || m.interrupt & INT_DCRC) return 0;
     uint32_t v;
+    if (m.status_read) {
+      memcpy(&v, &sd_status[m.word * 4], 4);
+      if (++m.word == 16) block_done();
+      return v;
+    }
     memcpy(&v, &m.card[(m.lba + m.block) * 512 + m.word * 4], 4);
     if (++m.word == 128) block_done();
     return v;
@@ -320,15 +367,109 @@ static void test_crc_error_mid_read_is_recovered(void) {
 static void test_init_is_tried_again(void) {
   fresh();
   struct emmc c = {0};
-  m.cmd0_silent = 1; /* the first CMD0 (of the first try) goes unanswered */
+  m.silent[0] = 1; /* the first CMD0 (of the first try) goes unanswered */
   CHECK_EQ(emmc_init(&c), 0);
   CHECK_EQ(c.init_step, 0);
   CHECK_EQ(c.sectors, SECTORS);
   fresh();
-  m.cmd0_silent = 100; /* a card that never answers: the step is reported */
+  m.silent[0] = 100; /* a card that never answers: the step is reported */
   CHECK_EQ(emmc_init(&c), -3);
   CHECK_EQ(c.init_step, -3);
   CHECK_EQ(c.init_tries, 3);
+}
+
+/* A command that times out once, at any step of the initialisation: the
+ * initialisation is tried again and succeeds; one that always times out is
+ * reported with its step. */
+static void test_command_timeouts_at_every_step(void) {
+  static const struct {
+    int cmd, step;
+  } steps[] = {{8, 0}, {55, -4}, {41, -4}, {2, -6}, {3, -7}, {9, -8}, {7, -9}};
+  for (uint32_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
+    fresh();
+    struct emmc c = {0};
+    m.silent[steps[i].cmd] = 1;
+    CHECK_EQ(emmc_init(&c), 0);
+    CHECK_EQ(c.sectors, SECTORS);
+    CHECK_EQ(m.state, TRAN);
+    if (steps[i].step == 0) continue; /* CMD8 unanswered: a version 1 card, no retry needed */
+    CHECK_EQ(c.init_tries, 1);
+    fresh();
+    m.silent[steps[i].cmd] = 1000;
+    CHECK_EQ(emmc_init(&c), steps[i].step);
+    CHECK_EQ(c.init_step, steps[i].step);
+    CHECK_EQ(c.init_tries, 3);
+  }
+}
+
+/* A read or write command that times out is retried; the bytes are right. */
+static void test_data_command_timeouts_are_retried(void) {
+  fresh();
+  struct emmc c = {0};
+  struct pifs_bdev bd;
+  CHECK_EQ(emmc_init(&c), 0);
+  emmc_bdev(&c, &bd);
+  static uint8_t buf[4 * 512], back[4 * 512];
+  pattern(buf, sizeof buf, 7);
+  m.silent[25] = 2;
+  CHECK_EQ(bd.write(bd.ctx, 40, 4, buf), 0);
+  CHECK_EQ(c.errors, 2);
+  m.silent[17] = 1;
+  CHECK_EQ(bd.read(bd.ctx, 41, 1, back), 0);
+  CHECK(memcmp(back, buf + 512, 512) == 0);
+  CHECK_EQ(c.errors, 3);
+  m.silent[18] = 3; /* three timeouts in a row: the error reaches the core */
+  CHECK_EQ(bd.read(bd.ctx, 40, 4, back), PIFS_EIO);
+  CHECK_EQ(bd.read(bd.ctx, 40, 4, back), 0); /* and the card still works */
+  CHECK(memcmp(back, buf, sizeof buf) == 0);
+}
+
+static void test_card_identity_and_speed_class(void) {
+  fresh();
+  struct emmc c = {0};
+  CHECK_EQ(emmc_init(&c), 0);
+  CHECK_EQ(c.info.mid, CID_MID);
+  CHECK(memcmp(c.info.oid, "SD", 2) == 0);
+  CHECK(memcmp(c.info.pnm, "SC16G", 5) == 0);
+  CHECK_EQ(c.info.prv, 0x80);
+  CHECK_EQ(c.info.psn, CID_PSN);
+  CHECK_EQ(c.info.mdt, CID_MDT);
+  CHECK_EQ(c.info.bytes, (uint64_t)SECTORS * 512u);
+  CHECK_EQ(c.info.speed_class, 4);
+  CHECK_EQ(c.info.uhs_grade, 1);
+  CHECK_EQ(c.info.bus_width, 4);
+  CHECK_EQ(c.info.high_capacity, 1);
+  CHECK_EQ(c.info.clock_hz, 25000000u); /* 50 MHz / 2 */
+  CHECK_EQ(m.state, TRAN);
+  /* A card that does not answer ACMD13 still works; its class is unknown. */
+  fresh();
+  m.silent[13] = 1000;
+  CHECK_EQ(emmc_init(&c), 0);
+  CHECK_EQ(c.info.speed_class, 0xFF);
+  CHECK_EQ(c.sectors, SECTORS);
+}
+
+/* The Zero's rule between peripherals (fence.h): GPIO, timer, mailbox and
+ * the controller, through an initialisation, a write, a read and a
+ * recovered CRC error. */
+static void test_peripheral_switches_are_fenced(void) {
+  fresh();
+  struct emmc c = {0};
+  struct pifs_bdev bd;
+  fence_begin();
+  CHECK_EQ(emmc_init(&c), 0);
+  CHECK_EQ(fence_end(), 0);
+  CHECK(fence.accesses > 100);
+  emmc_bdev(&c, &bd);
+  static uint8_t buf[8 * 512];
+  pattern(buf, sizeof buf, 3);
+  m.crc_at_block = 2;
+  fence_begin();
+  CHECK_EQ(bd.write(bd.ctx, 8, 8, buf), 0);
+  CHECK_EQ(fence_end(), 0);
+  fence_begin();
+  CHECK_EQ(bd.read(bd.ctx, 8, 8, buf), 0);
+  CHECK_EQ(fence_end(), 0);
 }
 
 int main(void) {
@@ -337,5 +478,9 @@ int main(void) {
   RUN(test_crc_error_mid_write_is_recovered);
   RUN(test_crc_error_mid_read_is_recovered);
   RUN(test_init_is_tried_again);
+  RUN(test_command_timeouts_at_every_step);
+  RUN(test_data_command_timeouts_are_retried);
+  RUN(test_card_identity_and_speed_class);
+  RUN(test_peripheral_switches_are_fenced);
   return CHECK_DONE();
 }

@@ -24,7 +24,28 @@ static struct proto_parser host;
 static uint16_t next_reqid = 1;
 
 static void boot(void) {
-  struct pifs_platform pl = {"test", 42, 65536, NULL, capture, NULL, 0xa02082, 1u << 30, NULL, -5, 2};
+  struct pifs_platform pl = {.board = "test",
+                             .serial = 42,
+                             .window = 65536,
+                             .write = capture,
+                             .revision = 0xa02082,
+                             .mem_bytes = 1u << 30,
+                             .card_init_step = -5,
+                             .card_init_tries = 2,
+                             .card = {.bytes = 16ull << 30,
+                                      .mid = 0x03,
+                                      .oid = {'S', 'D'},
+                                      .pnm = {'S', 'C', '1', '6', 'G'},
+                                      .prv = 0x80,
+                                      .mdt = (23u << 4) | 6u,
+                                      .psn = 0x1234abcdu,
+                                      .speed_class = 4,
+                                      .uhs_grade = 1,
+                                      .bus_width = 4,
+                                      .high_capacity = 1,
+                                      .clock_hz = 25000000u},
+                             .cpu_flags = PIFS_CPU_ICACHE | PIFS_CPU_BRANCH_PREDICT,
+                             .sha256_kbps = 12345};
   node_init(&node, &bd, &pl);
   outlen = 0;
   proto_parser_init(&host);
@@ -354,13 +375,27 @@ static void test_journal_trim_over_frames(void) {
   CHECK_EQ(ld64(r.payload[0] + 12), 100);
   send(b, frame(b, OP_INFO, 513, NULL, 0));
   responses(&r);
-  CHECK_EQ(r.len[0], 128);
+  CHECK_EQ(r.len[0], 164);
   CHECK_EQ(ld64(r.payload[0] + 44), 100);  /* journal length */
   CHECK_EQ(ld32(r.payload[0] + 112), 0xa02082); /* board revision, from the platform */
   CHECK_EQ(ld32(r.payload[0] + 116), 1u << 30);  /* memory */
   CHECK_EQ(ld64(r.payload[0] + 104), 30); /* journal start */
   CHECK_EQ((int32_t)ld32(r.payload[0] + 120), -5); /* the SD start-up step, from the platform */
   CHECK_EQ(ld32(r.payload[0] + 124), 2);
+  /* the card and the CPU, from the platform */
+  CHECK_EQ(ld64(r.payload[0] + 128), 16ull << 30);
+  CHECK_EQ(r.payload[0][136], 0x03);
+  CHECK(memcmp(r.payload[0] + 137, "SDSC16G", 7) == 0);
+  CHECK_EQ(r.payload[0][144], 0x80);
+  CHECK_EQ(r.payload[0][145], 4);
+  CHECK_EQ(ld16(r.payload[0] + 146), (23u << 4) | 6u);
+  CHECK_EQ(ld32(r.payload[0] + 148), 0x1234abcdu);
+  CHECK_EQ(r.payload[0][152], 1);
+  CHECK_EQ(r.payload[0][153], 4);
+  CHECK_EQ(r.payload[0][154], 1);
+  CHECK_EQ(r.payload[0][155], PIFS_CPU_ICACHE | PIFS_CPU_BRANCH_PREDICT);
+  CHECK_EQ(ld32(r.payload[0] + 156), 25000000u);
+  CHECK_EQ(ld32(r.payload[0] + 160), 12345);
   /* reading below the start: ERANGE; from it: entries 2 and 3 */
   st64(p, 0);
   st32(p + 8, 100);

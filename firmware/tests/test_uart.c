@@ -6,6 +6,7 @@
 
 #include "board.h"
 #include "check.h"
+#include "fence.h"
 
 #define GPIO_BASE (PERIPH + 0x200000)
 

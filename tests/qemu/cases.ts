@@ -108,6 +108,32 @@ Deno.test("qemu: a mixed cluster boots, reports its boards, and idles without ho
       // Pi Zero revision 1.2 (920092); the ARM's share of RAM.
       assert.deepStrictEqual(n.board_revision, n.board === "raspi3b" ? 0xa02082 : 0x920092);
       assert(n.memory >= 256 * 1024 * 1024, `memory ${n.memory}`);
+      // The SD card's CID as QEMU's card model (hw/sd/sd.c) makes it, read
+      // at CMD2 and parsed by the firmware; its capacity, the image's size.
+      const card = (await readClusterFile(dir)).nodes[n.id].card!;
+      assert.deepStrictEqual(n.sd_card, {
+        bytes: (await Deno.stat(`${dir}/${card}`)).size,
+        manufacturer_id: 0xaa,
+        oem_id: "XY",
+        product: "QEMU!",
+        revision: "0.1",
+        serial: "deadbeef",
+        manufactured: "2006-02",
+        speed_class: "class 0", // QEMU's SD status is all zero (ACMD13 answered)
+        uhs_grade: 0,
+        bus_width: 4,
+        high_capacity: false,
+        clock_hz: 25_000_000,
+      });
+      // Both boards run with the instruction cache on, and alignment faults
+      // only in the alignment-checked build; each measured its SHA-256 speed.
+      assert.deepStrictEqual(n.cpu.instruction_cache, true);
+      assert.deepStrictEqual(n.cpu.data_cache, false);
+      assert.deepStrictEqual(
+        n.cpu.alignment_checks,
+        Deno.env.get("PIFS_FIRMWARE_ALIGN_CHECK") === "1",
+      );
+      assert(n.cpu.sha256_mb_s > 0.5, `SHA-256 at ${n.cpu.sha256_mb_s} MB/s`);
     }
     // An idle emulated Pi sleeps in WFI: over 3 s it takes well under a
     // tenth of a core (a spinning core would take all of one).
