@@ -62,7 +62,8 @@ export function registerInit(program: Command): void {
     .action(async (dir: string, o) => {
       const c = await initCluster(dir, o.port, { baud: o.baud, force: !!o.force, log: info });
       if (o.copies !== undefined) {
-        const s = await Store.open(dir, { log: info });
+        // (quietly: a new cluster's index is built from empty journals)
+        const s = await Store.open(dir);
         try {
           await s.commit({ op: "copies", p: "/", copies: o.copies });
         } finally {

@@ -198,10 +198,18 @@ export async function initCluster(
     created: new Date().toISOString(),
     nodes: ports.map((p, id) => ({ id, tty: byId.get(realOf.get(p)!) ?? abs(p) })),
   };
+  const existed = await Deno.stat(dir).then(() => true, () => false);
   await Deno.mkdir(dir, { recursive: true });
   // A port where nothing answers is named after two HELLOs, not after a long wait.
   const o = { ...opts, helloRetries: opts.helloRetries ?? 2, distinctBoards: true };
-  return await formatCluster(dir, draft, o);
+  try {
+    return await formatCluster(dir, draft, o);
+  } catch (e) {
+    // A refused init leaves nothing behind: the directory it made goes
+    // (only if still empty: never anything a user put there).
+    if (!existed) await Deno.remove(dir).catch(() => {});
+    throw e;
+  }
 }
 
 /** `/dev/serial/by-id/` names by the device they point to. */
