@@ -110,6 +110,8 @@ export {
   PathError,
   type SnapshotObject,
   SNAPSHOTS_DIR,
+  type SnapshotV1,
+  type SnapshotV2,
   splitTree,
   TREE_PART_BYTES,
   TREE_PART_ENTRIES,
@@ -154,9 +156,23 @@ export {
 } from "./sync/api.ts";
 export {
   diffSnapshots,
+  type NamespaceView,
+  type SnapshotStore,
+  SnapshotView,
+  writeSnapshot,
+  type WrittenSnapshot,
+} from "./store/snapshots.ts";
+export {
+  buildTrees,
+  diffTrees,
+  type GetObject,
+  readTreeFiles,
+  type SnapshotChange,
+  type SnapshotFile,
+} from "./store/trees.ts";
+export {
   newSyncProgress,
   runJob,
-  type SnapshotChange,
   sourceFor,
   type SyncEvent,
   type SyncOptions,

@@ -2,7 +2,7 @@
  * `deno task bench`: every benchmark of the issues, one after the other, in
  * one report.
  *
- *   deno task bench [--quick] [--only link,cluster,catchup,cdc,sync,e2e,repair,rebalance,mount] [--out report.md]
+ *   deno task bench [--quick] [--only link,cluster,catchup,cdc,sync,e2e,resync,repair,rebalance,mount] [--out report.md]
  *
  * Each section is a program of its own in `bench/`, run here as a subprocess
  * so that it has its own memory (the sync section measures the peak RSS of
@@ -65,6 +65,12 @@ export const SECTIONS: Section[] = [
       "Sync end to end: chunk + hash against read; throughput against N/R × line rate (issue 4)",
     file: "sync_e2e_bench.ts",
     v8: "--max-semi-space-size=2",
+  },
+  {
+    name: "resync",
+    title:
+      "Many small files synced again: wire bytes and time of an unchanged re-sync, a one-file change, a diff (issue 21)",
+    file: "resync_bench.ts",
   },
   {
     name: "repair",

@@ -8,7 +8,18 @@ import type { Entry } from "../store/index_db.ts";
 import { resolve } from "node:path";
 import { isOsError, PifsError, printable } from "../errors.ts";
 import { NOT_UTF8, openLocalFile, specialKind, walkLocalTree } from "../pipelines/folder.ts";
-import { baseName, checkWritable, normalizePath, parentOf, PathError } from "../store/namespace.ts";
+import {
+  baseName,
+  checkWritable,
+  normalizePath,
+  parentOf,
+  PathError,
+  SNAPSHOTS_DIR,
+} from "../store/namespace.ts";
+import type { NamespaceView } from "../store/snapshots.ts";
+import picomatch from "picomatch";
+
+type Matcher = (path: string) => boolean;
 import { CHECKPOINT_ENTRIES, type PutStats, Store, type StoreOptions } from "../store/store.ts";
 import { clusterDir } from "../store/cluster.ts";
 import { MultiProgress } from "./_progress.ts";
@@ -34,10 +45,111 @@ async function withStore<T>(o: Common, fn: (s: Store) => Promise<T>): Promise<T>
   }
 }
 
-function need(s: Store, path: string): Entry {
-  const e = s.index.get(path);
+function need(v: NamespaceView, path: string): Entry {
+  const e = v.get(path);
   if (!e) throw new UsageError(`${path}: no such file or directory in the store`);
   return e;
+}
+
+/** The namespace `path` is read from: the store's, or under /.snapshots a snapshot's. */
+async function viewOf(s: Store, path: string): Promise<NamespaceView> {
+  const v = await s.view(path);
+  if (!v) {
+    const name = path.split("/")[2];
+    throw new UsageError(`${name}: no such snapshot (see pifs snapshots)`);
+  }
+  return v;
+}
+
+/** What {@linkcode writeEntries} did. */
+interface Written {
+  files: number;
+  bytes: number;
+  notWritten: NotStored[];
+}
+
+/**
+ * Writes `rows` (a walk of the remote directory or file `src`, parents
+ * before children) to the local path `dest`, as cp -r would: files through
+ * the one local-file writer, directories with their modes and (afterwards)
+ * times, links as links. An entry that cannot be written is named and
+ * skipped with everything under it; the rest is written. `dryRun`: nothing
+ * is written, each file is passed to `onFile`.
+ */
+async function writeEntries(
+  s: Store,
+  rows: Entry[],
+  src: string,
+  dest: string,
+  opts: { dryRun?: boolean; onFile?: (local: string, e: Entry) => void } = {},
+): Promise<Written> {
+  const notWritten: NotStored[] = [];
+  const refused = new Set<string>(); // store directories not written: nothing under them is
+  let files = 0, bytes = 0;
+  for (const x of rows) {
+    if (refused.has(parentOf(x.path))) {
+      if (x.type === "d") refused.add(x.path);
+      continue;
+    }
+    const lp = dest + x.path.slice(src.length);
+    if (x.type === "f") opts.onFile?.(lp, x);
+    if (opts.dryRun) {
+      if (x.type === "f") files++, bytes += x.size;
+      continue;
+    }
+    try {
+      if (x.type === "d") await makeLocalDir(lp, x.mode);
+      else if (x.type === "l") {
+        await Deno.remove(lp).catch(() => {});
+        await Deno.symlink(x.target!, lp);
+      } else {
+        await writeLocalFile(s, x.manifest!, lp, x.mode, x.mtime);
+        files++;
+        bytes += x.size;
+      }
+    } catch (e) {
+      if (!(e instanceof PifsError) && !isOsError(e)) throw e;
+      notWritten.push({ path: lp, message: localErrorText(e) });
+      if (x.type === "d") refused.add(x.path);
+    }
+  }
+  if (!opts.dryRun) {
+    for (const x of [...rows].reverse()) {
+      if (x.type === "d" && !refused.has(x.path)) {
+        const lp = dest + x.path.slice(src.length);
+        await Deno.utime(lp, new Date(x.mtime), new Date(x.mtime)).catch(() => {});
+      }
+    }
+  }
+  return { files, bytes, notWritten };
+}
+
+/** The one-line summary (and the entries not written) of a get or a restore; exit 1 if any. */
+function reportWritten(
+  w: Written,
+  secs: number,
+  json: boolean,
+  extra: Record<string, unknown> = {},
+) {
+  if (json) {
+    console.log(JSON.stringify({
+      ...extra,
+      files: w.files,
+      bytes: w.bytes,
+      files_failed: w.notWritten.length,
+      failed: w.notWritten,
+      seconds: Number(secs.toFixed(3)),
+    }));
+  } else {
+    for (const n of w.notWritten) info(`not written: ${printable(n.path)}: ${n.message}`);
+    info(
+      `${extra.dry_run ? "would write" : "wrote"} ${plural(w.files, "file")}, ${
+        humanBytes(w.bytes)
+      } in ${secs.toFixed(1)} s` +
+        (w.notWritten.length ? `; ${w.notWritten.length} not written (listed above)` : ""),
+    );
+  }
+  if (w.notWritten.length) Deno.exitCode = 1;
 }
 
 function modeString(e: Entry): string {
@@ -385,7 +497,8 @@ export function registerFiles(program: Command): void {
     .action(async (remote: string, local: string, o) => {
       const src = normalizePath(remote);
       await withStore(o, async (s) => {
-        const top = need(s, src);
+        const v = await viewOf(s, src);
+        const top = need(v, src);
         if (local === "-") {
           if (top.type !== "f") {
             throw new UsageError(
@@ -404,55 +517,71 @@ export function registerFiles(program: Command): void {
           : local;
         await checkLocalParent(dest);
         const t0 = performance.now();
-        const notWritten: NotStored[] = [];
-        const refused = new Set<string>(); // store directories not written: nothing under them is
-        let files = 0, bytes = 0;
-        const rows = s.index.walk(src);
-        for (const x of rows) {
-          if (refused.has(parentOf(x.path))) {
-            if (x.type === "d") refused.add(x.path);
-            continue;
-          }
-          const lp = dest + x.path.slice(src.length);
-          try {
-            if (x.type === "d") await makeLocalDir(lp, x.mode);
-            else if (x.type === "l") {
-              await Deno.remove(lp).catch(() => {});
-              await Deno.symlink(x.target!, lp);
-            } else {
-              await writeLocalFile(s, x.manifest!, lp, x.mode, x.mtime);
-              files++;
-              bytes += x.size;
-            }
-          } catch (e) {
-            if (!(e instanceof PifsError) && !isOsError(e)) throw e;
-            notWritten.push({ path: lp, message: localErrorText(e) });
-            if (x.type === "d") refused.add(x.path);
-          }
-        }
-        for (const x of rows.reverse()) {
-          if (x.type === "d" && !refused.has(x.path)) {
-            const lp = dest + x.path.slice(src.length);
-            await Deno.utime(lp, new Date(x.mtime), new Date(x.mtime)).catch(() => {});
-          }
-        }
-        const secs = (performance.now() - t0) / 1000;
-        if (o.json) {
-          console.log(JSON.stringify({
-            files,
-            bytes,
-            files_failed: notWritten.length,
-            failed: notWritten,
-            seconds: Number(secs.toFixed(3)),
-          }));
-        } else {
-          for (const n of notWritten) info(`not written: ${printable(n.path)}: ${n.message}`);
-          info(
-            `wrote ${plural(files, "file")}, ${humanBytes(bytes)} in ${secs.toFixed(1)} s` +
-              (notWritten.length ? `; ${notWritten.length} not written (listed above)` : ""),
+        const w = await writeEntries(s, v.walk(src), src, dest);
+        reportWritten(w, (performance.now() - t0) / 1000, !!o.json);
+      });
+    });
+
+  program.command("restore")
+    .description(
+      "write snapshot SNAPSHOT (or the file or directory PATH in it) into the local directory " +
+        "DEST (made if missing): files with their modes and times, directories, links. An entry " +
+        "that cannot be written is named and skipped, the rest is written, and the exit code is 1",
+    )
+    .argument("<snapshot>", "SNAPSHOT or SNAPSHOT:PATH (see pifs snapshots)")
+    .argument("<dest>", "local directory")
+    .option(
+      "--include <glob>",
+      "only files whose path in the snapshot matches (repeatable)",
+      (v: string, prev: string[] = []) => [...prev, v],
+    )
+    .option(
+      "--exclude <glob>",
+      "leave out files whose path in the snapshot matches (repeatable)",
+      (v: string, prev: string[] = []) => [...prev, v],
+    )
+    .option("--dry-run", "list what would be written; write nothing")
+    .addOption(clusterOpt())
+    .option("--json", "print a JSON summary")
+    .action(async (spec: string, dest: string, o) => {
+      const colon = spec.indexOf(":");
+      const name = colon < 0 ? spec : spec.slice(0, colon);
+      const inner = colon < 0 ? "/" : normalizePath(spec.slice(colon + 1) || "/");
+      if (!name) throw new UsageError(`${spec}: no snapshot named (SNAPSHOT or SNAPSHOT:PATH)`);
+      const base = `/${SNAPSHOTS_DIR}/${name}`;
+      const src = inner === "/" ? base : base + inner;
+      const include = (o.include ?? []).map((g: string) => picomatch(g, { dot: true }));
+      const exclude = (o.exclude ?? []).map((g: string) => picomatch(g, { dot: true }));
+      await withStore(o, async (s) => {
+        const v = await viewOf(s, base);
+        const top = need(v, src);
+        const out = dest.replace(/\/+$/, "") || "/";
+        // What goes into DEST: PATH's contents (a directory), or PATH itself (a file or link).
+        const from = top.type === "d" ? src : parentOf(src);
+        const rel = (p: string) => p.slice(base.length + 1); // the path in the snapshot
+        let rows = top.type === "d" ? v.walk(src) : [top];
+        if (include.length || exclude.length) {
+          const wanted = rows.filter((e) =>
+            e.type !== "d" && (!include.length || include.some((m: Matcher) => m(rel(e.path)))) &&
+            !exclude.some((m: Matcher) => m(rel(e.path)))
           );
-        }
-        if (notWritten.length) Deno.exitCode = 1;
+          // Their directories, and no others.
+          const dirs = new Set<string>();
+          for (const e of wanted) {
+            for (let d = parentOf(e.path); d.length > from.length; d = parentOf(d)) dirs.add(d);
+          }
+          rows = rows.filter((e) => e.type === "d" ? dirs.has(e.path) : wanted.includes(e));
+        } else if (top.type === "d") rows = rows.filter((e) => e.path !== src);
+        if (!o.dryRun) await Deno.mkdir(out, { recursive: true });
+        const t0 = performance.now();
+        const w = await writeEntries(s, rows, from, out, {
+          dryRun: !!o.dryRun,
+          onFile: o.dryRun && !o.json ? (lp) => console.log(printable(lp)) : undefined,
+        });
+        reportWritten(w, (performance.now() - t0) / 1000, !!o.json, {
+          snapshot: name,
+          ...(o.dryRun ? { dry_run: true } : {}),
+        });
       });
     });
 
@@ -465,20 +594,21 @@ export function registerFiles(program: Command): void {
     .option("--json", "machine-readable output")
     .action(async (path: string, o) => {
       const p = normalizePath(path);
-      await withStore(o, (s) => {
-        const e = need(s, p);
+      await withStore(o, async (s) => {
+        const v = await viewOf(s, p);
+        const e = need(v, p);
         const rows = e.type !== "d"
           ? [e]
           : o.recursive
-          ? s.index.walk(p).filter((x) => x.path !== p)
-          : s.index.list(p);
+          ? v.walk(p).filter((x) => x.path !== p)
+          : v.list(p);
         if (o.recursive && !o.json) {
           const from = p === "/" ? 1 : p.length + 1;
           for (const r of rows) {
             // The path relative to the directory instead of the name.
             console.log(lsLine(r, !!o.long, r.path.slice(from) || baseName(r.path)));
           }
-          return Promise.resolve();
+          return;
         }
         if (o.json) {
           console.log(JSON.stringify(rows.map((r) => ({
@@ -492,7 +622,7 @@ export function registerFiles(program: Command): void {
             copies: r.copies,
           }))));
         } else for (const r of rows) console.log(lsLine(r, !!o.long));
-        return Promise.resolve();
+        return;
       });
     });
 
@@ -503,7 +633,7 @@ export function registerFiles(program: Command): void {
     .action(async (path: string, o) => {
       const p = normalizePath(path);
       await withStore(o, async (s) => {
-        const e = need(s, p);
+        const e = need(await viewOf(s, p), p);
         if (e.type !== "f") {
           throw new UsageError(`${p}: is a ${e.type === "d" ? "directory" : "symbolic link"}`);
         }
@@ -540,7 +670,7 @@ export function registerFiles(program: Command): void {
       const p = normalizePath(path);
       if (p === "/") throw new UsageError("refusing to remove /");
       await withStore(o, async (s) => {
-        const e = need(s, p);
+        const e = need(s.index, p);
         if (e.type === "d" && !o.recursive && s.index.list(p).length > 0) {
           throw new UsageError(`${p}: is a directory (use -r)`);
         }
@@ -558,7 +688,7 @@ export function registerFiles(program: Command): void {
       let b = normalizePath(to);
       if (a === "/") throw new UsageError("cannot move /");
       await withStore(o, async (s) => {
-        need(s, a);
+        need(s.index, a);
         if (s.index.get(b)?.type === "d") b = normalizePath(`${b}/${baseName(a)}`);
         if (b === a) return;
         if (b.startsWith(a + "/")) throw new UsageError(`cannot move ${a} into itself (${b})`);
@@ -575,7 +705,7 @@ export function registerFiles(program: Command): void {
     .action(async (path: string, o) => {
       const p = normalizePath(path);
       await withStore(o, (s) => {
-        need(s, p);
+        need(s.index, p);
         const u = s.index.usage(p);
         if (o.json) console.log(JSON.stringify({ path: p, ...u }));
         else console.log(`${humanBytes(u.bytes)}\t${u.files} files\t${p}`);

@@ -10,8 +10,8 @@ import { printable } from "../errors.ts";
 import { ClusterBusyError, Store } from "../store/store.ts";
 import { clusterDir, readClusterFile } from "../store/cluster.ts";
 import { type JobSpec, loadSpec, SpecError, specJsonSchema } from "../sync/spec.ts";
+import { diffSnapshots } from "../store/snapshots.ts";
 import {
-  diffSnapshots,
   newSyncProgress,
   runJob,
   type SyncOptions,
@@ -629,13 +629,12 @@ export function registerSync(program: Command): void {
     .action(async (a: string, b: string, o) => {
       const store = await openStore(o.cluster);
       try {
-        const objs = [];
-        for (const name of [a, b]) {
+        const roots = [a, b].map((name) => {
           const row = store.index.snapshot(name);
           if (!row) throw new UsageError(`${name}: no such snapshot (see pifs snapshots)`);
-          objs.push(await store.snapshotObject(row.root));
-        }
-        const changes = diffSnapshots(objs[0], objs[1]);
+          return row.root;
+        });
+        const changes = await diffSnapshots(store, roots[0], roots[1]);
         if (o.json) console.log(JSON.stringify(changes));
         else for (const c of changes) console.log(`${c.kind} ${c.path}`);
       } finally {

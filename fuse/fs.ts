@@ -15,9 +15,9 @@ import {
   type Manifest,
   MAX_NAME,
   MAX_PATH,
-  type SnapshotObject,
   SNAPSHOTS_DIR,
 } from "../store/namespace.ts";
+import type { SnapshotFile } from "../store/trees.ts";
 import type { DiskChunkCache } from "./disk_cache.ts";
 import {
   type Attr,
@@ -145,8 +145,8 @@ export interface Backend {
   capacity(): Promise<Capacity>;
   /** Snapshots. */
   snapshots(): SnapshotRef[];
-  /** A snapshot object. */
-  snapshotObject(root: string): Promise<SnapshotObject>;
+  /** A snapshot's files, by path within it (either snapshot format). */
+  snapshotFiles(root: string): Promise<SnapshotFile[]>;
   /** How many chunks to read ahead of a sequential reader. */
   readAhead(): number;
   /** The changes (absent: the backend is read-only). */
@@ -548,11 +548,11 @@ export class PifsFs {
     if (!ref) return Promise.resolve(undefined);
     let p = this.#snaps.get(ref.root);
     if (!p) {
-      p = this.#b.snapshotObject(ref.root).then((obj) => {
+      p = this.#b.snapshotFiles(ref.root).then((files) => {
         const t = new Map<string, FsNode>();
         const dir: FsNode = { type: "d", size: 0, mode: 0o555, mtime: ref.time, manifest: null };
         t.set("/", dir);
-        for (const [rel, manifest, size, mode, mtime] of obj.files) {
+        for (const [rel, manifest, size, mode, mtime] of files) {
           const path = "/" + rel.split("/").filter((x) => x && x !== "." && x !== "..").join("/");
           if (path === "/") continue;
           for (let d = parent(path); !t.has(d); d = parent(d)) t.set(d, { ...dir });

@@ -10,13 +10,9 @@ import { CHUNK_SIZE, NoSpaceError, ReadOnlyError, type Store } from "../store/st
 import { NodeError } from "../link/client.ts";
 import { Status } from "../link/codec.ts";
 import type { Entry } from "../store/index_db.ts";
-import {
-  encodeManifest,
-  type Manifest,
-  normalizePath,
-  PathError,
-  type SnapshotObject,
-} from "../store/namespace.ts";
+import { encodeManifest, type Manifest, normalizePath, PathError } from "../store/namespace.ts";
+import { snapshotContents } from "../store/snapshots.ts";
+import type { SnapshotFile } from "../store/trees.ts";
 import { Errno } from "./ffi.ts";
 import {
   type Backend,
@@ -195,8 +191,8 @@ export class StoreBackend implements Backend {
     return this.#s.index.snapshots().map((r) => ({ name: r.name, root: r.root, time: r.time }));
   }
 
-  snapshotObject(root: string): Promise<SnapshotObject> {
-    return this.#s.snapshotObject(root);
+  async snapshotFiles(root: string): Promise<SnapshotFile[]> {
+    return (await snapshotContents(this.#s, root)).files;
   }
 
   readAhead(): number {

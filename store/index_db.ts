@@ -6,14 +6,7 @@
  * @module
  */
 import { DatabaseSync } from "node:sqlite";
-import {
-  baseName,
-  type JournalEntry,
-  type Manifest,
-  parentOf,
-  type SnapshotObject,
-  unzipEntry,
-} from "./namespace.ts";
+import { baseName, type JournalEntry, type Manifest, parentOf, unzipEntry } from "./namespace.ts";
 
 /** One file or directory of the namespace. */
 export interface Entry {
@@ -66,6 +59,7 @@ CREATE TABLE IF NOT EXISTS manifest_known (manifest TEXT PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS snap_known (root TEXT PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS ckpt_objects (id TEXT PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS forgotten (node INTEGER PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS objects (id TEXT PRIMARY KEY, data BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS sync_cache (job TEXT NOT NULL, path TEXT NOT NULL, key TEXT NOT NULL,
   size INTEGER NOT NULL, mtime INTEGER NOT NULL, manifest TEXT NOT NULL, PRIMARY KEY (job, path));
 `;
@@ -316,7 +310,7 @@ export class Index {
   apply(
     e: JournalEntry,
     manifest?: Manifest,
-    snapshot?: SnapshotObject,
+    held?: readonly string[],
     manifests?: (Manifest | undefined)[],
   ): void {
     if (e.s !== this.lastSeq() + 1) {
@@ -328,10 +322,10 @@ export class Index {
     if (e.op === "z") {
       // The entries a packed line holds; `manifests` gives their puts' manifests.
       unzipEntry(e).forEach((x, i) => this.#effect(x, manifests?.[i]));
-    } else this.#effect(e, manifest, snapshot);
+    } else this.#effect(e, manifest, held);
   }
 
-  #effect(e: JournalEntry, manifest?: Manifest, snapshot?: SnapshotObject): void {
+  #effect(e: JournalEntry, manifest?: Manifest, held?: readonly string[]): void {
     switch (e.op) {
       case "mkdir":
         this.#mkdirs(e.p, e.mode, e.mtime);
@@ -377,7 +371,7 @@ export class Index {
       case "snap": {
         const { name, job, target, root, time, files, bytes } = e;
         this.insertSnapshot({ name, job, target, root, time, files, bytes });
-        if (snapshot) this.setSnapshotManifests(e.root, snapshot);
+        if (held) this.setSnapshotHeld(e.root, held);
         break;
       }
       case "snaprm":
@@ -392,6 +386,24 @@ export class Index {
         } else this.#db.prepare("DELETE FROM policies WHERE path = ?").run(e.p);
         break;
     }
+  }
+
+  /**
+   * Keeps a copy of a metadata object (a tree, a snapshot record) the host
+   * wrote or read, so that reading it again (a diff, a snapshot's files, a
+   * checkpoint) costs no wire. Content-addressed: never stale; dropped with
+   * the chunk's last copy.
+   */
+  cacheObject(id: string, data: Uint8Array): void {
+    this.#db.prepare("INSERT OR IGNORE INTO objects VALUES (?, ?)").run(id, data);
+  }
+
+  /** A metadata object from the host's copy, if it has one. */
+  cachedObject(id: string): Uint8Array | undefined {
+    const r = this.#db.prepare("SELECT data FROM objects WHERE id = ?").get(id) as
+      | { data: Uint8Array }
+      | undefined;
+    return r?.data;
   }
 
   /** Records node `node` as lost for good: its copies are forgotten with it. */
@@ -425,10 +437,14 @@ export class Index {
     }
   }
 
-  /** Records which manifests a snapshot object references (for gc). */
-  setSnapshotManifests(root: string, s: SnapshotObject): void {
+  /**
+   * Records every object the snapshot `root` holds, for gc: its files'
+   * manifests, and (format 2) its trees. Kept in `snap_manifests`, whose
+   * rows gc keeps, with the chunks of those that are manifests.
+   */
+  setSnapshotHeld(root: string, held: Iterable<string>): void {
     const ins = this.#db.prepare("INSERT OR IGNORE INTO snap_manifests VALUES (?, ?)");
-    for (const f of s.files) ins.run(root, f[1]);
+    for (const id of held) ins.run(root, id);
     this.#db.prepare("INSERT OR IGNORE INTO snap_known VALUES (?)").run(root);
   }
 
@@ -547,9 +563,11 @@ export class Index {
   /** Forgets that `node` holds chunk `id`. */
   removeLocation(id: string, node: number): void {
     this.#db.prepare("DELETE FROM locations WHERE id = ? AND node = ?").run(id, node);
-    this.#db.prepare(
-      "DELETE FROM chunks WHERE id = ? AND NOT EXISTS (SELECT 1 FROM locations WHERE id = ?)",
-    ).run(id, id);
+    for (const t of ["chunks", "objects"]) {
+      this.#db.prepare(
+        `DELETE FROM ${t} WHERE id = ? AND NOT EXISTS (SELECT 1 FROM locations WHERE id = ?)`,
+      ).run(id, id);
+    }
   }
 
   /** Forgets every location on `node` (before re-listing it). */

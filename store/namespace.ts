@@ -396,7 +396,11 @@ export function decodeCheckpoint(bytes: Uint8Array, id: string): CheckpointObjec
 }
 
 /** What a snapshot holds: every file under its target, stored as a chunk. */
-export interface SnapshotObject {
+/**
+ * A snapshot as its first format kept it (still read): every file's row in
+ * one object, sorted by path. Nothing is shared between two snapshots.
+ */
+export interface SnapshotV1 {
   /** Format version: 1. */
   v: 1;
   /** Snapshot name. */
@@ -409,12 +413,36 @@ export interface SnapshotObject {
   files: [string, string, number, number, number][];
 }
 
+/**
+ * A snapshot (format 2): a small record naming the tree of its target,
+ * written by the same tree writer as checkpoints (store/trees.ts). An
+ * unchanged directory keeps its tree's id, so two snapshots of an unchanged
+ * library share every tree and a new one costs this record alone.
+ */
+export interface SnapshotV2 {
+  /** Format version: 2. */
+  v: 2;
+  /** Always "snap". */
+  kind: "snap";
+  /** Snapshot name. */
+  name: string;
+  /** The store directory it captured. */
+  target: string;
+  /** When it was taken, ms since the epoch. */
+  time: number;
+  /** The tree object of the target directory. */
+  tree: string;
+}
+
+/** A snapshot object, in either format. */
+export type SnapshotObject = SnapshotV1 | SnapshotV2;
+
 /** Encodes a snapshot object (canonical JSON: equal snapshots, equal ids). */
 export function encodeSnapshot(s: SnapshotObject): Uint8Array {
   return new TextEncoder().encode(JSON.stringify(s));
 }
 
-/** Decodes a snapshot object, refusing anything else. */
+/** Decodes a snapshot object (either format), refusing anything else. */
 export function decodeSnapshot(bytes: Uint8Array, id: string): SnapshotObject {
   let s: SnapshotObject;
   try {
@@ -422,9 +450,10 @@ export function decodeSnapshot(bytes: Uint8Array, id: string): SnapshotObject {
   } catch {
     throw new JournalError(`snapshot ${id.slice(0, 12)} is not JSON`);
   }
-  if (s?.v !== 1 || typeof s.name !== "string" || !Array.isArray(s.files)) {
-    throw new JournalError(`snapshot ${id.slice(0, 12)} is not a pifs snapshot`);
-  }
+  const ok = s?.v === 1
+    ? typeof s.name === "string" && Array.isArray(s.files)
+    : s?.v === 2 && s.kind === "snap" && typeof s.name === "string" && typeof s.tree === "string";
+  if (!ok) throw new JournalError(`snapshot ${id.slice(0, 12)} is not a pifs snapshot`);
   return s;
 }
 

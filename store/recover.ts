@@ -29,6 +29,7 @@ import { nodeBinary } from "../sim/sim.ts";
 import { type ClusterFile, connectNode } from "./cluster.ts";
 import { Store } from "./store.ts";
 import { writeLocalFile } from "./local.ts";
+import { snapshotContents } from "./snapshots.ts";
 
 /** Options of {@linkcode recover}. */
 export interface RecoverOptions {
@@ -291,8 +292,8 @@ export async function recover(cards: string[], opts: RecoverOptions): Promise<Re
       for (const snap of s.index.snapshots()) {
         const base = `/.snapshots/${snap.name}`;
         try {
-          const obj = await s.snapshotObject(snap.root);
-          for (const [rel, manifest, size, mode, mtime] of obj.files) {
+          const { files } = await snapshotContents(s, snap.root);
+          for (const [rel, manifest, size, mode, mtime] of files) {
             const p = `${base}/${rel}`;
             const lp = local(p);
             await Deno.mkdir(lp.slice(0, lp.lastIndexOf("/")), { recursive: true });

@@ -5,8 +5,6 @@
  * @module
  */
 import { PifsError } from "../errors.ts";
-import { sha256 } from "@noble/hashes/sha2.js";
-import { bytesToHex } from "@noble/hashes/utils.js";
 import { chunkId, NodeClient, NodeError, type NodeInfo } from "../link/client.ts";
 import { MAX_DATA, ProtocolError, Status } from "../link/codec.ts";
 import { type SerialPort, tryLockFile } from "../link/serial.ts";
@@ -20,7 +18,6 @@ import {
   decodeJournal,
   decodeManifest,
   decodeSnapshot,
-  decodeTree,
   type DistributiveOmit,
   encodeEntry,
   encodeManifest,
@@ -29,13 +26,11 @@ import {
   type JournalEntry,
   JournalError,
   type Manifest,
-  parentOf,
   type SnapshotObject,
-  splitTree,
-  type TreeEntry,
-  type TreeObject,
   zipEntries,
 } from "./namespace.ts";
+import { buildTrees, objectId, pool, readTreeAll } from "./trees.ts";
+import { inSnapshots, type NamespaceView, snapshotContents, SnapshotView } from "./snapshots.ts";
 import { type PlacementNode, rankNodes } from "./placement.ts";
 
 /** Bytes per chunk when files are cut into fixed-size pieces (content-defined chunking: `pifs sync`). */
@@ -255,7 +250,8 @@ export interface PutStats {
 interface QueuedEntry {
   entry: DistributiveOmit<JournalEntry, "s">;
   manifest?: Manifest;
-  snapshot?: SnapshotObject;
+  /** A `snap` entry: every object its snapshot holds (recorded for gc). */
+  held?: readonly string[];
   /** A job run alone between commits (a checkpoint) instead of an entry. */
   task?: () => Promise<unknown>;
   resolve: (v?: unknown) => void;
@@ -273,24 +269,6 @@ function envCount(name: string): number | undefined {
   if (v === undefined || v === "") return undefined;
   if (!/^\d+$/.test(v)) throw new Error(`${name}='${v}': must be a whole number`);
   return Number(v);
-}
-
-/** Runs fn over items with at most `n` at a time; the first failure is thrown. */
-async function pool<T>(items: T[], n: number, fn: (x: T) => Promise<void>): Promise<void> {
-  let i = 0;
-  let failure: unknown;
-  const worker = async () => {
-    while (i < items.length && failure === undefined) {
-      const x = items[i++];
-      try {
-        await fn(x);
-      } catch (e) {
-        failure ??= e;
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: Math.max(1, n) }, worker));
-  if (failure !== undefined) throw failure;
 }
 
 /** `fn`, called at most once however often the result is called. */
@@ -623,7 +601,7 @@ export class Store {
   async #readCheckpoint(
     ck: { gen: number; root: string; s: number },
   ): Promise<{ obj: CheckpointObject; entries: Entry[]; objects: string[] }> {
-    const obj = decodeCheckpoint(await this.getChunk(ck.root), ck.root);
+    const obj = decodeCheckpoint(await this.getObject(ck.root), ck.root);
     if (obj.gen !== ck.gen || obj.s !== ck.s) {
       throw new JournalError(
         `checkpoint ${
@@ -632,45 +610,21 @@ export class Store {
           `its entry generation ${ck.gen} at ${ck.s}`,
       );
     }
-    const objects = [ck.root];
-    const entries: Entry[] = [];
-    let level: { path: string; id: string }[] = [{ path: "/", id: obj.tree }];
     const limit = Math.max(2, 2 * this.up().length);
-    while (level.length) {
-      const next: { path: string; id: string }[] = [];
-      await pool(level, limit, async (d) => {
-        const tree = decodeTree(await this.getChunk(d.id), d.id);
-        objects.push(d.id);
-        let list: TreeEntry[];
-        if ("parts" in tree) {
-          // A large directory's parts, read side by side, kept in order.
-          const parts: TreeEntry[][] = new Array(tree.parts.length);
-          await pool([...tree.parts.keys()], limit, async (k) => {
-            const pid = tree.parts[k];
-            const part = decodeTree(await this.getChunk(pid), pid);
-            if (!("entries" in part)) throw new JournalError(`tree part ${pid}: has parts itself`);
-            parts[k] = part.entries;
-          });
-          objects.push(...tree.parts);
-          list = parts.flat();
-        } else list = tree.entries;
-        for (const [name, type, size, mode, mtime, id, copies] of list) {
-          const path = d.path === "/" ? `/${name}` : `${d.path}/${name}`;
-          entries.push({
-            path,
-            type,
-            size,
-            mode,
-            mtime,
-            manifest: type === "f" ? id : null,
-            copies,
-            ...(type === "l" ? { target: id } : {}),
-          });
-          if (type === "d") next.push({ path, id });
-        }
-      });
-      level = next;
-    }
+    const t = await readTreeAll(obj.tree, (id) => this.getObject(id), limit);
+    const objects = [ck.root, ...t.objects];
+    const entries: Entry[] = t.items.map((
+      { path, entry: [, type, size, mode, mtime, id, copies] },
+    ) => ({
+      path: `/${path}`,
+      type,
+      size,
+      mode,
+      mtime,
+      manifest: type === "f" ? id : null,
+      copies,
+      ...(type === "l" ? { target: id } : {}),
+    }));
     entries.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
     return { obj, entries, objects };
   }
@@ -737,8 +691,8 @@ export class Store {
     });
     for (const root of this.index.missingSnapshots()) {
       try {
-        const obj = await this.snapshotObject(root);
-        this.index.tx(() => this.index.setSnapshotManifests(root, obj));
+        const { held } = await snapshotContents(this, root);
+        this.index.tx(() => this.index.setSnapshotHeld(root, held));
       } catch (e) {
         failed.push(`snapshot object ${root.slice(0, 12)}: ${(e as Error).message}`);
       }
@@ -879,59 +833,18 @@ export class Store {
    */
   #buildCheckpoint(gen: number, s: number): BuiltCheckpoint {
     const objects = new Map<string, Uint8Array>();
-    const put = (o: TreeObject | CheckpointObject): string => {
-      const b = encodeObject(o);
-      const id = sha256Hex(b);
-      objects.set(id, b);
-      return id;
-    };
-    const all = this.index.walk("/");
-    const children = new Map<string, Entry[]>();
-    for (const e of all) {
-      if (e.path === "/") continue;
-      const p = parentOf(e.path);
-      let l = children.get(p);
-      if (!l) children.set(p, l = []);
-      l.push(e);
-    }
-    // Deepest directories first, so a directory's children have their ids.
-    const dirs = all.filter((e) => e.type === "d").map((e) => e.path);
-    const depth = (p: string) => (p === "/" ? 0 : p.split("/").length - 1);
-    dirs.sort((a, b) => depth(b) - depth(a));
-    const treeId = new Map<string, string>();
-    const name = (p: string) => p.slice(p.lastIndexOf("/") + 1);
-    for (const d of dirs) {
-      const list = (children.get(d) ?? []).map((e): TreeEntry => [
-        name(e.path),
-        e.type,
-        e.size,
-        e.mode,
-        e.mtime,
-        e.type === "f" ? e.manifest ?? "" : e.type === "l" ? e.target ?? "" : treeId.get(e.path)!,
-        e.type === "f" ? e.copies : 0,
-      ]);
-      list.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
-      const parts = splitTree(list);
-      treeId.set(
-        d,
-        parts.length === 1 ? put({ v: 1, kind: "tree", entries: parts[0] }) : put({
-          v: 1,
-          kind: "tree",
-          parts: parts.map((x) => put({ v: 1, kind: "tree", entries: x })),
-        }),
-      );
-    }
+    const tree = buildTrees(this.index.walk("/"), "/", objects);
     // The root's mode and mtime, when changed (chmod or touch of a mount's root).
     const r0 = this.index.get("/");
     const rootAttr: [number, number] | undefined = r0 && (r0.mode !== 0o755 || r0.mtime !== 0)
       ? [r0.mode, r0.mtime]
       : undefined;
-    const root = put({
+    const ckpt: CheckpointObject = {
       v: 1,
       kind: "ckpt",
       gen,
       s,
-      tree: treeId.get("/")!,
+      tree,
       policies: this.index.policies().map((r) => [r.path, r.copies]),
       // Only when there are any: older checkpoints keep their ids.
       ...(this.index.forgotten().length ? { forgotten: this.index.forgotten() } : {}),
@@ -945,7 +858,10 @@ export class Store {
         r.files,
         r.bytes,
       ]),
-    });
+    };
+    const bytes = encodeObject(ckpt);
+    const root = objectId(bytes);
+    objects.set(root, bytes);
     return { root, objects };
   }
 
@@ -987,14 +903,10 @@ export class Store {
     const ids = [...built.objects.keys()]; // children before parents, the root last
     // Ahead of the data chunks queued for the Pis: commits wait for this.
     await pool(ids.slice(0, -1), limit, async (id) => {
-      const r = await this.storeChunk(built.objects.get(id)!, { id, copies, urgent: true });
+      const r = await this.storeObject(built.objects.get(id)!, { id, copies });
       if (r.sent) objectsNew++;
     });
-    const r = await this.storeChunk(built.objects.get(built.root)!, {
-      id: built.root,
-      copies,
-      urgent: true,
-    });
+    const r = await this.storeObject(built.objects.get(built.root)!, { id: built.root, copies });
     if (r.sent) objectsNew++;
     this.#crashPoint("ckpt-objects");
     const entry = { op: "ckpt", gen, root: built.root, s } as JournalEntry;
@@ -1024,9 +936,42 @@ export class Store {
       (this.#ckptBytes > 0 && this.#ckptEntries > 0 && bytes >= this.#ckptBytes);
   }
 
+  /**
+   * The namespace `path` is read from: the store's own (its index), or under
+   * `/.snapshots` a snapshot's, read-only (undefined: no such snapshot).
+   */
+  async view(path: string): Promise<NamespaceView | undefined> {
+    if (!inSnapshots(path)) return this.index;
+    return await SnapshotView.open(this, this.index.snapshots(), path);
+  }
+
   /** Reads a snapshot object by its id. */
   async snapshotObject(id: string): Promise<SnapshotObject> {
-    return decodeSnapshot(await this.getChunk(id), id);
+    return decodeSnapshot(await this.getObject(id), id);
+  }
+
+  /**
+   * Reads a metadata object (a tree, a snapshot record, a checkpoint's
+   * root): the host's copy when it has one (checked against its id), else
+   * the nodes', which is then kept. A diff or a snapshot's listing reads the
+   * same trees again and again; over a 115200-baud line each costs seconds.
+   */
+  async getObject(id: string): Promise<Uint8Array> {
+    const kept = this.index.cachedObject(id);
+    if (kept && objectId(kept) === id) return kept;
+    const b = await this.getChunk(id);
+    this.index.cacheObject(id, b);
+    return b;
+  }
+
+  /** Stores a metadata object (urgently: others wait on it) and keeps the host's copy. */
+  async storeObject(
+    data: Uint8Array,
+    opts: { id?: string; copies?: number } = {},
+  ): Promise<{ id: string; sent: boolean }> {
+    const r = await this.storeChunk(data, { ...opts, urgent: true });
+    this.index.cacheObject(r.id, data);
+    return r;
   }
 
   async #fetchManifest(id: string): Promise<Manifest> {
@@ -1037,11 +982,13 @@ export class Store {
   /**
    * Appends an entry to the journals of a quorum of nodes, then applies it
    * to the index. Throws {@linkcode QuorumError} if too few nodes took it.
+   * A file's entry comes with its manifest; a `snap` entry with the ids of
+   * every object its snapshot holds (trees and manifests, kept by gc).
    */
   commit(
     entry: DistributiveOmit<JournalEntry, "s">,
     manifest?: Manifest,
-    snapshot?: SnapshotObject,
+    held?: readonly string[],
   ): Promise<void> {
     if (this.#opts.readOnly) return Promise.reject(new ReadOnlyError(`commit of ${entry.op}`));
     try {
@@ -1050,7 +997,7 @@ export class Store {
       return Promise.reject(e);
     }
     return new Promise<void>((resolve, reject) => {
-      this.#queue.push({ entry, manifest, snapshot, resolve: () => resolve(), reject });
+      this.#queue.push({ entry, manifest, held, resolve: () => resolve(), reject });
       if (!this.#committing) this.#drained = this.#drain();
     });
   }
@@ -1091,16 +1038,16 @@ export class Store {
       const lines: Uint8Array[] = [];
       const records: JournalEntry[] = [];
       const manifests: (Manifest | undefined | (Manifest | undefined)[])[] = [];
-      const snapshots: (SnapshotObject | undefined)[] = [];
+      const helds: (readonly string[] | undefined)[] = [];
       for (let i = 0; i < batch.length;) {
         let j = i;
-        while (j < batch.length && canZip(batch[j].e) && !batch[j].q.snapshot) j++;
+        while (j < batch.length && canZip(batch[j].e) && !batch[j].q.held) j++;
         if (this.#opts.zipJournal !== false && j - i >= 2) {
           const run = batch.slice(i, j);
           const z = zipEntries(run.map((x) => x.e));
           const zb = encodeEntry(z);
           if (zb.length < run.reduce((a, x) => a + x.b.length, 0)) {
-            records.push(z), lines.push(zb), snapshots.push(undefined);
+            records.push(z), lines.push(zb), helds.push(undefined);
             manifests.push(run.map((x) => x.q.manifest));
             i = j;
             continue;
@@ -1108,12 +1055,12 @@ export class Store {
         }
         for (const x of batch.slice(i, Math.max(j, i + 1))) {
           records.push(x.e), lines.push(x.b);
-          manifests.push(x.q.manifest), snapshots.push(x.q.snapshot);
+          manifests.push(x.q.manifest), helds.push(x.q.held);
         }
         i = Math.max(j, i + 1);
       }
       try {
-        await this.#append(records, lines, manifests, snapshots);
+        await this.#append(records, lines, manifests, helds);
       } catch (err) {
         for (const x of batch) x.q.reject(err);
         continue;
@@ -1141,7 +1088,7 @@ export class Store {
     entries: JournalEntry[],
     lines: Uint8Array[],
     manifests: (Manifest | undefined | (Manifest | undefined)[])[],
-    snapshots: (SnapshotObject | undefined)[],
+    helds: (readonly string[] | undefined)[],
     alsoInTx?: () => void,
   ) {
     const bytes = concat(lines);
@@ -1208,8 +1155,8 @@ export class Store {
     this.index.tx(() => {
       entries.forEach((e, i) => {
         const m = manifests[i];
-        if (Array.isArray(m)) this.index.apply(e, undefined, snapshots[i], m);
-        else this.index.apply(e, m, snapshots[i]);
+        if (Array.isArray(m)) this.index.apply(e, undefined, helds[i], m);
+        else this.index.apply(e, m, helds[i]);
       });
       this.index.setMeta("journal_bytes", String(applied + bytes.length));
       alsoInTx?.();
@@ -1629,10 +1576,6 @@ function concat(parts: Uint8Array[]): Uint8Array {
   let o = 0;
   for (const x of parts) b.set(x, o), o += x.length;
   return b;
-}
-
-function sha256Hex(b: Uint8Array): string {
-  return bytesToHex(sha256(b));
 }
 
 export type { DistributiveOmit } from "./namespace.ts";

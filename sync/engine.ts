@@ -20,13 +20,8 @@ import { bytesToHex } from "@noble/hashes/utils.js";
 import { chunkId } from "../link/client.ts";
 import type { Store } from "../store/store.ts";
 import { Feed } from "../store/feed.ts";
-import {
-  encodeManifest,
-  encodeSnapshot,
-  type Manifest,
-  normalizePath,
-  type SnapshotObject,
-} from "../store/namespace.ts";
+import { encodeManifest, type Manifest, normalizePath } from "../store/namespace.ts";
+import { writeSnapshot } from "../store/snapshots.ts";
 import type { SnapshotRow } from "../store/index_db.ts";
 import { Chunker } from "./cdc.ts";
 import type { JobSpec, SnapshotsSpec, SourceSpec } from "./spec.ts";
@@ -523,7 +518,11 @@ export function snapshotName(job: string, time: number): string {
   return `${job}-${d.slice(0, 10).replaceAll("-", "")}-${d.slice(11, 19).replaceAll(":", "")}`;
 }
 
-/** Records the target tree as an immutable snapshot (an object plus a journal entry). */
+/**
+ * Records the target tree as an immutable snapshot: its trees (shared with
+ * earlier snapshots and checkpoints wherever a directory is unchanged), a
+ * small record, and the `snap` journal entry.
+ */
 export async function takeSnapshot(
   store: Store,
   job: JobSpec,
@@ -531,31 +530,18 @@ export async function takeSnapshot(
   copies: number,
   time: number,
 ): Promise<SnapshotRow> {
-  const files: SnapshotObject["files"] = [];
-  let bytes = 0;
-  const prefix = target === "/" ? "/" : `${target}/`;
-  for (const e of store.index.walk(target)) {
-    if (e.type !== "f" || !e.manifest) continue;
-    files.push([e.path.slice(prefix.length), e.manifest, e.size, e.mode, e.mtime]);
-    bytes += e.size;
-  }
-  files.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
   let name = snapshotName(job.name, time);
   for (let k = 2; store.index.snapshot(name); k++) name = `${snapshotName(job.name, time)}-${k}`;
-  const obj: SnapshotObject = { v: 1, name, target, time, files };
-  const bytesObj = encodeSnapshot(obj);
-  const r = await store.storeChunk(bytesObj, { copies });
-  const row: SnapshotRow = {
+  const w = await writeSnapshot(store, {
     name,
     job: job.name,
     target,
-    root: r.id,
     time,
-    files: files.length,
-    bytes,
-  };
-  await store.commit({ op: "snap", ...row }, undefined, obj);
-  return row;
+    copies,
+    entries: store.index.walk(target),
+  });
+  await store.commit({ op: "snap", ...w.row }, undefined, w.held);
+  return w.row;
 }
 
 /**
@@ -606,29 +592,4 @@ export async function applyRetention(
     removed.push(s.name);
   }
   return removed;
-}
-
-/** One difference between two snapshots. */
-export interface SnapshotChange {
-  /** `+` added, `-` removed, `M` content changed, `m` only mode or mtime changed. */
-  kind: "+" | "-" | "M" | "m";
-  /** Path relative to the snapshots' target. */
-  path: string;
-  /** Size in the newer snapshot (or the older, when removed). */
-  size: number;
-}
-
-/** The differences from snapshot `a` to snapshot `b`, by path. */
-export function diffSnapshots(a: SnapshotObject, b: SnapshotObject): SnapshotChange[] {
-  const before = new Map(a.files.map((f) => [f[0], f]));
-  const after = new Map(b.files.map((f) => [f[0], f]));
-  const out: SnapshotChange[] = [];
-  for (const [p, f] of after) {
-    const o = before.get(p);
-    if (!o) out.push({ kind: "+", path: p, size: f[2] });
-    else if (o[1] !== f[1]) out.push({ kind: "M", path: p, size: f[2] });
-    else if (o[3] !== f[3] || o[4] !== f[4]) out.push({ kind: "m", path: p, size: f[2] });
-  }
-  for (const [p, f] of before) if (!after.has(p)) out.push({ kind: "-", path: p, size: f[2] });
-  return out.sort((x, y) => (x.path < y.path ? -1 : x.path > y.path ? 1 : 0));
 }

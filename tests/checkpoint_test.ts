@@ -15,7 +15,7 @@ import {
   decodeJournal,
   decodeTree,
   encodeSnapshot,
-  type SnapshotObject,
+  type SnapshotV1,
 } from "../store/namespace.ts";
 
 /** Runs `pifs ARGS` with extra environment variables. */
@@ -73,16 +73,20 @@ async function workload(s: Store, n: number, from = 0) {
   }
 }
 
-/** A snapshot of `target`, as `pifs sync` takes one (object, then entry). */
+/**
+ * A snapshot of `target` in the first format (every file's row in one
+ * object), as `pifs sync` took them before snapshots became trees: such
+ * snapshots, already on cards, must stay readable.
+ */
 async function snapshot(s: Store, name: string, target: string, time: number) {
-  const files: SnapshotObject["files"] = [];
+  const files: SnapshotV1["files"] = [];
   let bytes = 0;
   for (const e of s.index.walk(target)) {
     if (e.type !== "f") continue;
     files.push([e.path.slice(target.length + 1), e.manifest!, e.size, e.mode, e.mtime]);
     bytes += e.size;
   }
-  const obj: SnapshotObject = { v: 1, name, target, time, files };
+  const obj: SnapshotV1 = { v: 1, name, target, time, files };
   const r = await s.storeChunk(encodeSnapshot(obj));
   await s.commit(
     {
@@ -96,7 +100,7 @@ async function snapshot(s: Store, name: string, target: string, time: number) {
       bytes,
     },
     undefined,
-    obj,
+    files.map((f) => f[1]),
   );
 }
 

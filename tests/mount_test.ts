@@ -180,14 +180,8 @@ function fakeBackend(files: Map<string, Uint8Array>, chunk = 1000) {
     },
     capacity: () => Promise.resolve({ capacity: 0, free: 0, copies: 2, entries: 0 }),
     snapshots: () => [{ name: "s1", root: "r1", time: 5 }],
-    snapshotObject: () =>
-      Promise.resolve({
-        v: 1 as const,
-        name: "s1",
-        target: "/",
-        time: 5,
-        files: [["a/b/c.txt", "/big", files.get("/big")!.length, 0o600, 9]],
-      }),
+    snapshotFiles: () =>
+      Promise.resolve([["a/b/c.txt", "/big", files.get("/big")!.length, 0o600, 9]]),
     readAhead: () => 2,
   };
   return { b, fetches: () => fetches };
