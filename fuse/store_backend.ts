@@ -210,20 +210,7 @@ export class StoreBackend implements Backend {
       return Promise.resolve(this.#cap.value);
     }
     this.#capLoading ??= (async () => {
-      const infos = await Promise.all([...this.#s.nodes.values()].map(async (st) => {
-        if (st.client) {
-          try {
-            st.info = await st.client.info();
-          } catch { /* keep what it said before */ }
-        }
-        return st.info;
-      }));
-      let capacity = 0, free = 0;
-      for (const i of infos) {
-        if (!i || i.status !== 0) continue;
-        capacity += i.capacity;
-        free += i.free;
-      }
+      const { capacity, free } = await this.#s.space();
       const value: Capacity = {
         capacity,
         free,

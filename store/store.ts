@@ -937,6 +937,30 @@ export class Store {
   }
 
   /**
+   * Capacity and free bytes of the cluster's cards, summed: asked now of
+   * the nodes that answer (INFO), a node down counted with what it said at
+   * open, a node without a store not at all. Asking changes nothing else
+   * (placement weighs nodes by what they said at open).
+   */
+  async space(): Promise<{ capacity: number; free: number }> {
+    const infos = await Promise.all([...this.nodes.values()].map(async (st) => {
+      if (!st.client) return st.info;
+      try {
+        return await st.client.info();
+      } catch {
+        return st.info;
+      }
+    }));
+    let capacity = 0, free = 0;
+    for (const i of infos) {
+      if (!i || i.status !== 0) continue;
+      capacity += i.capacity;
+      free += i.free;
+    }
+    return { capacity, free };
+  }
+
+  /**
    * The namespace `path` is read from: the store's own (its index), or under
    * `/.snapshots` a snapshot's, read-only (undefined: no such snapshot).
    */

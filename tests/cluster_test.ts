@@ -394,3 +394,22 @@ Deno.test("cluster: a second command while one runs says the lines are busy and 
     assert.deepStrictEqual(await Deno.readFile(`${dir}/back.bin`), rand(150_000, 5));
   });
 });
+
+Deno.test("cluster: asking for free space (a df on the mount) does not change where chunks go", async () => {
+  await withSim(["--nodes", "3"], async (dir) => {
+    const s = await Store.open(dir);
+    try {
+      const said = [...s.nodes.values()].map((st) => st.info);
+      const at = await s.space();
+      await s.storeChunk(rand(200_000, 5), { copies: 2 });
+      const now = await s.space();
+      assert(now.free < at.free, `free ${now.free} after a put, ${at.free} before`);
+      assert.deepStrictEqual(now.capacity, at.capacity);
+      // Placement weighs each node by what it said at open: unchanged.
+      assert.deepStrictEqual([...s.nodes.values()].map((st) => st.info), said);
+      for (const [k, st] of [...s.nodes.values()].entries()) assert.equal(st.info, said[k]);
+    } finally {
+      await s.close();
+    }
+  });
+});
