@@ -764,23 +764,10 @@ export function registerFiles(program: Command): void {
     .option("--json", "machine-readable output")
     .action(async (o) => {
       await withStore(o, async (s) => {
-        // What the nodes really hold: a host killed between a node's commit
-        // and its own index update must not leave a chunk nobody deletes.
-        await s.relist();
-        await s.fillMissing(); // every live file's chunk list, before anything is deleted
-        const dead = s.index.unreferenced(Date.now() - o.grace * 1000);
-        let deleted = 0;
-        for (const c of dead) {
-          for (const nid of c.nodes) {
-            const st = s.nodes.get(nid);
-            if (!st?.client) continue;
-            await st.client.deleteChunk(c.id);
-            s.index.removeLocation(c.id, nid);
-            deleted++;
-          }
-        }
-        if (o.json) console.log(JSON.stringify({ chunks: dead.length, copies_deleted: deleted }));
-        else info(`gc: ${dead.length} unreferenced chunks, ${deleted} copies deleted`);
+        const r = await s.gc(o.grace * 1000);
+        if (o.json) {
+          console.log(JSON.stringify({ chunks: r.chunks, copies_deleted: r.copiesDeleted }));
+        } else info(`gc: ${r.chunks} unreferenced chunks, ${r.copiesDeleted} copies deleted`);
       });
     });
 

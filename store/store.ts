@@ -719,6 +719,33 @@ export class Store {
     }
   }
 
+  /**
+   * Deletes every chunk nothing holds (no live file, no live snapshot, not
+   * the current checkpoint) that was first stored more than `graceMs` ago
+   * (a put may still need a younger one). First re-learns what the nodes
+   * really hold (a host killed between a node's commit and its own index
+   * update must not leave a chunk nobody deletes) and fetches every live
+   * file's and snapshot's chunk list: if some cannot be read, nothing is
+   * deleted ({@linkcode QuorumError}).
+   */
+  async gc(graceMs: number): Promise<{ chunks: number; copiesDeleted: number }> {
+    if (this.#opts.readOnly) throw new ReadOnlyError("gc");
+    await this.relist();
+    await this.fillMissing();
+    const dead = this.index.unreferenced(Date.now() - graceMs);
+    let copiesDeleted = 0;
+    for (const c of dead) {
+      for (const nid of c.nodes) {
+        const st = this.nodes.get(nid);
+        if (!st?.client) continue;
+        await st.client.deleteChunk(c.id);
+        this.index.removeLocation(c.id, nid);
+        copiesDeleted++;
+      }
+    }
+    return { chunks: dead.length, copiesDeleted };
+  }
+
   /** Re-learns where every chunk is, from each answering node's LIST. */
   relist(): Promise<void> {
     return this.#relist();

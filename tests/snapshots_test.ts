@@ -158,6 +158,18 @@ Deno.test("snapshots: restore, ls/cat/get of /.snapshots, diff; a first-format s
         { kind: "M", path: "a.txt", size: 7 },
         { kind: "-", path: "sub/deep/d.log", size: 1000 },
       ]);
+
+      // The live files gone and gc run: the snapshots hold their trees,
+      // manifests and data, and read back whole, from a fresh host too.
+      await ok("rm", "--cluster", c, "-r", "/t");
+      const gc = JSON.parse(await ok("gc", "--cluster", c, "--grace", "0", "--json"));
+      assert.equal(gc.chunks, 0, `gc deleted what a snapshot holds: ${JSON.stringify(gc)}`);
+      for (const f of ["index.db", "index.db-wal", "index.db-shm"]) {
+        await Deno.remove(`${c}/${f}`).catch(() => {});
+      }
+      await ok("restore", "--cluster", c, s1, `${dir}/out6`);
+      assert.deepStrictEqual(await tree(`${dir}/out6`), before);
+      assert.equal(await ok("cat", "--cluster", c, `/.snapshots/${old}/a.txt`), "second\n");
     },
     "pifs-snap-",
     "c",
