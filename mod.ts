@@ -41,7 +41,7 @@ export {
   makeCard,
   parseSize,
   type StoreInfo,
-} from "./sim/card.ts";
+} from "./card/card.ts";
 export {
   DeployError,
   deployImage,

@@ -10,7 +10,7 @@
  */
 import { simDown, simUp } from "../sim/sim.ts";
 import { connectNode } from "../store/cluster.ts";
-import { run } from "../sim/_run.ts";
+import { run } from "../card/run.ts";
 import { opt, quick, random } from "./_util.ts";
 
 const bauds = opt("--baud", "115200,921600").split(",").map(Number);

@@ -4,7 +4,7 @@
  * @module
  */
 import type { Command } from "commander";
-import { CardError, CardHoldsDataError, initCard, parseSize } from "../sim/card.ts";
+import { CardError, CardHoldsDataError, initCard, parseSize } from "../card/card.ts";
 import { humanBytes, info, UsageError } from "./_util.ts";
 
 /** A commander parser for `--size`. */

@@ -18,7 +18,7 @@
  * @module
  */
 import { PifsError } from "../errors.ts";
-import { run } from "./_run.ts";
+import { run } from "../card/run.ts";
 
 /** Options of {@linkcode startLink}. */
 export interface LinkOptions {

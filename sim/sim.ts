@@ -18,7 +18,7 @@ import {
   resolveIn,
   writeClusterFile,
 } from "../store/cluster.ts";
-import { buildFirmware, makeCard, MIN_CARD_SIZE, parseSize } from "./card.ts";
+import { buildFirmware, makeCard, MIN_CARD_SIZE, nodeBinary, parseSize } from "../card/card.ts";
 import { addNode } from "../store/membership.ts";
 import { formatCluster } from "../store/init.ts";
 import {
@@ -30,7 +30,6 @@ import {
   spawnDetached,
   startLink,
 } from "./link.ts";
-import { run } from "./_run.ts";
 
 /** Options of {@linkcode simUp}. */
 export interface SimUpOptions {
@@ -110,17 +109,6 @@ export class SimError extends PifsError {
   override readonly code: string = "SIM";
   /** The error's name. */
   override name = "SimError";
-}
-
-const REPO = new URL("..", import.meta.url).pathname;
-
-/** Path of the hosted node binary, built on first use. */
-export async function nodeBinary(): Promise<string> {
-  const env = Deno.env.get("PIFS_NODE_BIN");
-  if (env) return env;
-  const bin = `${REPO}firmware/build/pifs-node`;
-  await run("make", ["-s", "-C", `${REPO}firmware`, "build/pifs-node"]);
-  return bin;
 }
 
 /**

@@ -25,7 +25,7 @@
  */
 import { PifsError } from "../errors.ts";
 import { statusToStr } from "../link/codec.ts";
-import { nodeBinary } from "../sim/sim.ts";
+import { nodeBinary } from "../card/card.ts";
 import { type ClusterFile, connectNode } from "./cluster.ts";
 import { Store } from "./store.ts";
 import { writeLocalFile } from "./local.ts";

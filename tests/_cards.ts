@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { bootFileContents, mtoolsImage, PARTITION_START } from "../sim/card.ts";
+import { bootFileContents, mtoolsImage, PARTITION_START } from "../card/card.ts";
 import assert from "node:assert/strict";
 
 /** Runs `fsck.fat -n` on the card's partition; throws with its output unless clean. */

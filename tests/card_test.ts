@@ -14,7 +14,7 @@ import {
   mtoolsImage,
   NODE_SLOT,
   PIFS_CONFIG_TXT,
-} from "../sim/card.ts";
+} from "../card/card.ts";
 import { crc32c } from "../link/crc32c.ts";
 import { readClusterFile } from "../store/cluster.ts";
 

@@ -6,7 +6,7 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { nodeBinary } from "../sim/sim.ts";
+import { nodeBinary } from "../card/card.ts";
 import { ok, pifs, rand } from "./_cli.ts";
 
 interface HandNode {

@@ -5,8 +5,8 @@
  */
 import { chunkId, type ClientOptions, NodeClient } from "../link/client.ts";
 import { SerialPort } from "../link/serial.ts";
-import { makeCard } from "../sim/card.ts";
-import { run } from "../sim/_run.ts";
+import { makeCard } from "../card/card.ts";
+import { run } from "../card/run.ts";
 import assert from "node:assert/strict";
 
 const FW = new URL("../firmware/", import.meta.url).pathname;

@@ -15,7 +15,7 @@
  */
 import { PifsError } from "../errors.ts";
 import { crc32c } from "../link/crc32c.ts";
-import { run } from "./_run.ts";
+import { run } from "./run.ts";
 
 /** Sectors before the first partition (1 MiB, as on a real Pi card). */
 export const PARTITION_START = 2048;
@@ -186,6 +186,18 @@ export function mtoolsImage(path: string, offset = PARTITION_START * 512): strin
 }
 
 const FIRMWARE = new URL("../firmware", import.meta.url).pathname;
+
+/**
+ * Path of the hosted node binary (the node core built for this host, which
+ * serves a card image over a pty or a tty), built on first use;
+ * `PIFS_NODE_BIN` names another.
+ */
+export async function nodeBinary(): Promise<string> {
+  const env = Deno.env.get("PIFS_NODE_BIN");
+  if (env) return env;
+  await run("make", ["-s", "-C", FIRMWARE, "build/pifs-node"]);
+  return `${FIRMWARE}/build/pifs-node`;
+}
 
 /** Host paths of the images a card carries ({@linkcode FIRMWARE_ON_CARD} says where). */
 export interface FirmwareFiles {
