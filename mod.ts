@@ -39,9 +39,9 @@ export {
   type FatVolume,
   initCard,
   makeCard,
-  parseSize,
   type StoreInfo,
 } from "./card/card.ts";
+export { formatBytes, parseSize, SizeError } from "./units.ts";
 export {
   DeployError,
   deployImage,

@@ -16,6 +16,7 @@
 import { PifsError } from "../errors.ts";
 import { crc32c } from "../link/crc32c.ts";
 import { run } from "./run.ts";
+import { formatBytes } from "../units.ts";
 
 /** Sectors before the first partition (1 MiB, as on a real Pi card). */
 export const PARTITION_START = 2048;
@@ -93,24 +94,6 @@ export class CardHoldsDataError extends CardError {
   }
 }
 
-/**
- * Parses a size such as `64M`, `1G`, `512K` or `1048576` into bytes.
- *
- * @example
- * ```ts
- * import { parseSize } from "./card.ts";
- * if (parseSize("64M") !== 64 * 1024 * 1024) throw new Error();
- * ```
- */
-export function parseSize(text: string): number {
-  const m = /^(\d+)\s*([KMGT]?)(i?B)?$/i.exec(text.trim());
-  if (!m) throw new CardError(`not a size: '${text}' (use e.g. 64M, 1G)`);
-  const mult = { "": 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3, T: 1024 ** 4 }[
-    m[2].toUpperCase() as "" | "K" | "M" | "G" | "T"
-  ];
-  return Number(m[1]) * mult;
-}
-
 /** Throws a CardError unless `size` is a card size QEMU's Pi can use: a power of two ≥ 64 MiB. */
 export function checkImageSize(size: number): void {
   let p = MIN_CARD_SIZE;
@@ -118,7 +101,7 @@ export function checkImageSize(size: number): void {
   if (!Number.isSafeInteger(size) || p !== size) {
     throw new CardError(
       `card size ${size} bytes${
-        Number.isFinite(size) ? ` (${humanBytes(size)})` : ""
+        Number.isFinite(size) ? ` (${formatBytes(size)})` : ""
       }: must be a power of two of at least 64 MiB ` +
         `(QEMU needs a power of two), e.g. 64M, 128M, 1G`,
     );
@@ -543,16 +526,6 @@ export async function surveyCard(path: string): Promise<CardSurvey> {
   return s;
 }
 
-function humanBytes(n: number): string {
-  const u = ["B", "KiB", "MiB", "GiB", "TiB"];
-  let i = 0;
-  while (n >= 1024 && i < u.length - 1) {
-    n /= 1024;
-    i++;
-  }
-  return `${i ? n.toFixed(1) : n} ${u[i]}`;
-}
-
 /** The lines that say what a survey found: what `--force` would destroy. */
 export function describeSurvey(s: CardSurvey, maxPaths = 20): string[] {
   const out: string[] = [];
@@ -562,7 +535,7 @@ export function describeSurvey(s: CardSurvey, maxPaths = 20): string[] {
       out.push(`${name}: mtools cannot list it: ${v.error}`);
       continue;
     }
-    const bytes = v.bytes === null ? "" : `, ${v.bytes} bytes (${humanBytes(v.bytes)})`;
+    const bytes = v.bytes === null ? "" : `, ${v.bytes} bytes (${formatBytes(v.bytes)})`;
     out.push(`${name}: ${v.files.length} files in ${v.dirs + 1} directories${bytes}`);
     if (v.store) {
       out.push(
@@ -1033,7 +1006,7 @@ async function writeCard(
     ];
 
     // From here on the card is written; a new image that fails half-way is removed.
-    log(`writing the partition table of ${t.path} (${humanBytes(t.size)})`);
+    log(`writing the partition table of ${t.path} (${formatBytes(t.size)})`);
     if (t.kind === "file") {
       const f = await Deno.open(t.path, {
         write: true,
@@ -1074,7 +1047,9 @@ async function writeCard(
     const img = mtoolsImage(t.path);
     if (tree) {
       log(
-        `copying ${tree.files.length} boot files from ${opts.bootFiles} (${humanBytes(treeBytes)})`,
+        `copying ${tree.files.length} boot files from ${opts.bootFiles} (${
+          formatBytes(treeBytes)
+        })`,
       );
       if (tree.entries.length) await run("mcopy", ["-s", "-m", "-i", img, ...tree.entries, "::/"]);
     } else log("copying the stand-in boot files");

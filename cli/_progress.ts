@@ -2,6 +2,7 @@
  * A one-line progress bar on stderr: bytes, rate and ETA. Drawn only when
  * stderr is a terminal and the work has run for more than a second.
  */
+import { formatBytes } from "../units.ts";
 export class Progress {
   #label: string;
   #total: number;
@@ -55,17 +56,6 @@ export interface ProgressRow {
   note?: string;
 }
 
-/** Bytes for a progress line: `512 B`, `12.3 KiB`, `1.5 GiB`. */
-export function fmtBytes(n: number): string {
-  const u = ["B", "KiB", "MiB", "GiB", "TiB"];
-  let i = 0;
-  while (n >= 1024 && i < u.length - 1) {
-    n /= 1024;
-    i++;
-  }
-  return i ? `${n.toFixed(1)} ${u[i]}` : `${Math.round(n)} B`;
-}
-
 /** Seconds left for a progress line: `45s`, `3m07s`, `2h05m`; `?` when unknown. */
 export function fmtEta(secs: number): string {
   if (!Number.isFinite(secs) || secs < 0) return "?";
@@ -94,9 +84,9 @@ export function formatProgressLine(row: ProgressRow, rate: number): string {
   const total = row.total !== undefined && row.total > 0
     ? Math.max(row.total, row.done)
     : undefined;
-  line += ` ${fmtBytes(row.done).padStart(10)}`;
-  if (total !== undefined) line += ` of ${row.approx ? "~" : ""}${fmtBytes(total)}`;
-  line += ` ${`${fmtBytes(Math.max(0, rate))}/s`.padStart(12)}`;
+  line += ` ${formatBytes(row.done).padStart(10)}`;
+  if (total !== undefined) line += ` of ${row.approx ? "~" : ""}${formatBytes(total)}`;
+  line += ` ${`${formatBytes(Math.max(0, rate))}/s`.padStart(12)}`;
   if (total !== undefined) {
     const frac = Math.min(1, row.done / total), w = 20, fill = Math.round(frac * w);
     const left = total - row.done;

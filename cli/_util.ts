@@ -75,17 +75,6 @@ export async function withNode<T>(
   });
 }
 
-/** Bytes as a human-readable size. */
-export function humanBytes(n: number): string {
-  const u = ["B", "KiB", "MiB", "GiB", "TiB"];
-  let i = 0;
-  while (n >= 1024 && i < u.length - 1) {
-    n /= 1024;
-    i++;
-  }
-  return `${i ? n.toFixed(1) : n} ${u[i]}`;
-}
-
 /** Throws a UsageError unless id is a chunk id. */
 export function checkId(id: string): void {
   if (!/^[0-9a-f]{64}$/.test(id)) {

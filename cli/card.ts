@@ -4,15 +4,16 @@
  * @module
  */
 import type { Command } from "commander";
-import { CardError, CardHoldsDataError, initCard, parseSize } from "../card/card.ts";
-import { humanBytes, info, UsageError } from "./_util.ts";
+import { CardError, CardHoldsDataError, initCard } from "../card/card.ts";
+import { formatBytes, parseSize, SizeError } from "../units.ts";
+import { info, UsageError } from "./_util.ts";
 
 /** A commander parser for `--size`. */
 function sizeOption(v: string): number {
   try {
     return parseSize(v);
   } catch (e) {
-    if (e instanceof CardError) {
+    if (e instanceof SizeError) {
       throw new UsageError(`--size '${v}': not a size (use e.g. 64M, 1G)`);
     }
     throw e;
@@ -87,7 +88,9 @@ export function registerCard(program: Command): void {
       for (const n of s.notes) info(`note: ${n}`);
       const w = Math.max(...s.files.map((f) => f.path.length));
       console.log(
-        `${s.path}: pifs card ready, ${humanBytes(s.size)}; FAT32 partition ${s.partition.label} ` +
+        `${s.path}: pifs card ready, ${
+          formatBytes(s.size)
+        }; FAT32 partition ${s.partition.label} ` +
           `at sector ${s.partition.start}, ${s.partition.sectors} sectors; boot files: ` +
           s.boot_files,
       );

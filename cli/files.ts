@@ -3,6 +3,7 @@
  *
  * @module
  */
+import { formatBytes } from "../units.ts";
 import { type Command, Option } from "commander";
 import type { Entry } from "../store/index_db.ts";
 import { resolve } from "node:path";
@@ -23,7 +24,7 @@ type Matcher = (path: string) => boolean;
 import { CHECKPOINT_ENTRIES, type PutStats, Store, type StoreOptions } from "../store/store.ts";
 import { clusterDir } from "../store/cluster.ts";
 import { MultiProgress } from "./_progress.ts";
-import { humanBytes, info, intOption, UsageError } from "./_util.ts";
+import { info, intOption, UsageError } from "./_util.ts";
 import { writeLocalFile } from "../store/local.ts";
 import { PutQueue } from "../store/put.ts";
 
@@ -144,7 +145,7 @@ function reportWritten(
     for (const n of w.notWritten) info(`not written: ${printable(n.path)}: ${n.message}`);
     info(
       `${extra.dry_run ? "would write" : "wrote"} ${plural(w.files, "file")}, ${
-        humanBytes(w.bytes)
+        formatBytes(w.bytes)
       } in ${secs.toFixed(1)} s` +
         (w.notWritten.length ? `; ${w.notWritten.length} not written (listed above)` : ""),
     );
@@ -461,7 +462,7 @@ export function registerFiles(program: Command): void {
           for (const n of notStored) info(`not stored: ${printable(n.path)}: ${n.message}`);
           info(
             `stored ${plural(stats.files, "file")} in ${secs.toFixed(1)} s: ` +
-              `${humanBytes(stats.bytesRead)} read, ${stats.chunksNew} chunks sent, ` +
+              `${formatBytes(stats.bytesRead)} read, ${stats.chunksNew} chunks sent, ` +
               `${stats.chunksDeduplicated} already stored` +
               (notStored.length ? `; ${notStored.length} not stored (listed above)` : "") +
               (fatal !== undefined
@@ -708,7 +709,7 @@ export function registerFiles(program: Command): void {
         need(s.index, p);
         const u = s.index.usage(p);
         if (o.json) console.log(JSON.stringify({ path: p, ...u }));
-        else console.log(`${humanBytes(u.bytes)}\t${u.files} files\t${p}`);
+        else console.log(`${formatBytes(u.bytes)}\t${u.files} files\t${p}`);
         return Promise.resolve();
       });
     });
@@ -809,7 +810,7 @@ export function registerFiles(program: Command): void {
         const u = s.index.usage("/");
         info(
           `attached: ${u.files} files, ${
-            humanBytes(u.bytes)
+            formatBytes(u.bytes)
           }; ${s.up().length} of ${s.nodes.size} nodes answer`,
         );
         return Promise.resolve();

@@ -3,6 +3,7 @@
  *
  * @module
  */
+import { formatBytes } from "../units.ts";
 import { type Command, Option } from "commander";
 import { clusterDir } from "../store/cluster.ts";
 import { addNode } from "../store/membership.ts";
@@ -13,7 +14,7 @@ import {
   type RebalanceResult,
 } from "../store/rebalance.ts";
 import { Store } from "../store/store.ts";
-import { humanBytes, info, UsageError } from "./_util.ts";
+import { info, UsageError } from "./_util.ts";
 
 /** Parses a rate such as `20000`, `20k`, `1.5M` (bytes per second; k = 1024). */
 export function parseRate(flag: string, v: string): number {
@@ -57,7 +58,7 @@ function moveOptions(
       const now = Date.now();
       if (done === total || now - last > 1000) {
         last = now;
-        info(`${done} of ${total} chunks moved, ${humanBytes(bytes)} copied`);
+        info(`${done} of ${total} chunks moved, ${formatBytes(bytes)} copied`);
       }
     },
   };
@@ -68,12 +69,12 @@ function summary(r: RebalanceResult, dry: boolean): string[] {
   const out = [
     `${r.chunks} chunks ${dry ? "would move" : "to move"}: ${r.copied} copies ${
       dry ? "to make" : "made"
-    } (${humanBytes(r.bytesCopied)}), ${r.deleted} ${dry ? "to delete" : "deleted"} (${
-      humanBytes(r.bytesDeleted)
+    } (${formatBytes(r.bytesCopied)}), ${r.deleted} ${dry ? "to delete" : "deleted"} (${
+      formatBytes(r.bytesDeleted)
     })` + (dry ? "" : ` in ${r.seconds.toFixed(1)} s`),
   ];
   for (const n of r.nodes) {
-    out.push(`  node ${n.node}: +${n.gained} copies (${humanBytes(n.bytesGained)}), -${n.lost}`);
+    out.push(`  node ${n.node}: +${n.gained} copies (${formatBytes(n.bytesGained)}), -${n.lost}`);
   }
   if (r.yielded) out.push("stopped to let a waiting pifs command run: run it again afterwards");
   else if (r.stopped) out.push("stopped at --max-duration: run it again to go on");
@@ -120,7 +121,7 @@ export function registerNodes(program: Command): void {
       if (o.json) console.log(JSON.stringify(r));
       else {
         console.log(
-          `node ${r.id} added on ${r.tty}: ${humanBytes(r.capacity)} for chunks` +
+          `node ${r.id} added on ${r.tty}: ${formatBytes(r.capacity)} for chunks` +
             (r.resumed ? " (formatted by an earlier, interrupted add)" : "") +
             `; run \`pifs rebalance\` to move its share of the data onto it`,
         );

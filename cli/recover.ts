@@ -3,9 +3,10 @@
  *
  * @module
  */
+import { formatBytes } from "../units.ts";
 import type { Command } from "commander";
 import { recover } from "../store/recover.ts";
-import { humanBytes, info } from "./_util.ts";
+import { info } from "./_util.ts";
 
 /** Adds `recover` to `program`. */
 export function registerRecover(program: Command): void {
@@ -32,7 +33,7 @@ export function registerRecover(program: Command): void {
           const now = Date.now();
           if (done === total || now - last > 1000) {
             last = now;
-            info(`${done}/${total} files, ${humanBytes(bytes)}`);
+            info(`${done}/${total} files, ${formatBytes(bytes)}`);
           }
         },
       });
@@ -40,7 +41,7 @@ export function registerRecover(program: Command): void {
       else {
         console.log(
           `recovered cluster ${r.cluster} into ${o.out}: ${r.files} files, ${r.dirs} directories, ` +
-            `${humanBytes(r.bytes)}` + (r.links ? `, ${r.links} symbolic links` : "") +
+            `${formatBytes(r.bytes)}` + (r.links ? `, ${r.links} symbolic links` : "") +
             (o.snapshots ? `, ${r.snapshots} snapshots` : ""),
         );
         for (const c of r.cards) {

@@ -3,11 +3,12 @@
  *
  * @module
  */
+import { formatBytes } from "../units.ts";
 import { type Command, Option } from "commander";
 import { type NodeClient, sdCardText, sdInitStepText } from "../link/client.ts";
 import { statusToStr } from "../link/codec.ts";
 import { connectNode } from "../store/cluster.ts";
-import { humanBytes, withCluster } from "./_util.ts";
+import { withCluster } from "./_util.ts";
 import { lockCluster, Store } from "../store/store.ts";
 import { runningForOthers } from "./_serve.ts";
 import { DatabaseSync } from "node:sqlite";
@@ -160,9 +161,9 @@ export function registerStatus(program: Command): void {
               ? `node ${r.id}: retired (drained or forgotten; no longer used)`
               : r.answers
               ? `node ${r.id}: ${r.board} fw ${r.firmware}, card ${r.card}, ${
-                humanBytes(r.free as number)
+                formatBytes(r.free as number)
               } free of ${
-                humanBytes(r.capacity as number)
+                formatBytes(r.capacity as number)
               }, ${r.chunks} chunks, journal bytes ${r.journal_start}..${r.journal_bytes}${
                 r.journal_behind ? ` (${r.journal_behind} behind)` : ""
               }, log ${r.log_used}/${r.log_half} sectors${pi}`

@@ -3,6 +3,7 @@
  *
  * @module
  */
+import { formatBytes } from "../units.ts";
 import { type Command, Option } from "commander";
 import { Cron } from "croner";
 import { resolve } from "node:path";
@@ -20,7 +21,7 @@ import {
 } from "../sync/engine.ts";
 import { logRun, readRuns, type RunRecord, withSyncLock } from "../sync/runs.ts";
 import { estimateNodeTotals, MultiProgress, type ProgressRow } from "./_progress.ts";
-import { humanBytes, info, UsageError } from "./_util.ts";
+import { info, UsageError } from "./_util.ts";
 import { DEFAULT_SCRUB, maintenanceText, runScrub, scrubSchedule } from "./_maintenance.ts";
 import { holderPresent, runningForOthers } from "./_serve.ts";
 
@@ -38,7 +39,7 @@ function summaryText(s: SyncSummary): string {
     (s.files_skipped ? `, ${s.files_skipped} skipped` : "") +
     (s.duplicates ? `, ${s.duplicates} duplicate${s.duplicates === 1 ? "" : "s"} left out` : "") +
     ` in ${s.seconds.toFixed(1)} s`,
-    `  read ${humanBytes(s.bytes_read)}, sent ${humanBytes(s.wire_bytes)} on the wires; ` +
+    `  read ${formatBytes(s.bytes_read)}, sent ${formatBytes(s.wire_bytes)} on the wires; ` +
     `chunks ${s.chunks_new} new, ${s.chunks_deduplicated} deduplicated (ratio ${s.dedup_ratio})`,
   ];
   if (s.snapshot) lines.push(`  snapshot ${s.snapshot}`);
@@ -581,7 +582,7 @@ export function registerSync(program: Command): void {
                 ? maintenanceText(r)
                 : s
                 ? `${s.files_new} new, ${s.files_changed} changed, ${s.files_unchanged} unchanged, ` +
-                  `${s.files_failed} failed; ${humanBytes(s.wire_bytes)} sent`
+                  `${s.files_failed} failed; ${formatBytes(s.wire_bytes)} sent`
                 : r.error ?? ""),
           );
         }
@@ -608,7 +609,7 @@ export function registerSync(program: Command): void {
           for (const r of rows) {
             console.log(
               `${r.name}  ${new Date(r.time).toISOString()}  ${r.target}  ${r.files} files  ${
-                humanBytes(r.bytes)
+                formatBytes(r.bytes)
               }`,
             );
           }

@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { formatBytes } from "../units.ts";
 import { PifsError } from "../errors.ts";
 import {
   encodeFrame,
@@ -213,10 +214,7 @@ function parsePi(r: Reader): { sdCard?: SdCardInfo; cpu?: CpuInfo } {
 
 /** What a Pi said of its SD card, in a few words: `SC16G (mfr 0x03, 16 GiB, class 10, U1, 4-bit at 25 MHz)`. */
 export function sdCardText(c: SdCardInfo): string {
-  const gib = c.bytes / 1024 ** 3;
-  const size = gib >= 1
-    ? `${gib.toFixed(gib >= 10 ? 0 : 1)} GiB`
-    : `${Math.round(c.bytes / 1024 ** 2)} MiB`;
+  const size = formatBytes(c.bytes);
   return `${c.product || "?"} (mfr 0x${c.manufacturerId.toString(16).padStart(2, "0")}, ${size}, ${
     c.speedClass ?? "class unknown"
   }${c.uhsGrade ? `, U${c.uhsGrade}` : ""}, ${c.busWidth}-bit at ${

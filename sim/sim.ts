@@ -18,7 +18,8 @@ import {
   resolveIn,
   writeClusterFile,
 } from "../store/cluster.ts";
-import { buildFirmware, makeCard, MIN_CARD_SIZE, nodeBinary, parseSize } from "../card/card.ts";
+import { buildFirmware, makeCard, MIN_CARD_SIZE, nodeBinary } from "../card/card.ts";
+import { formatBytes, parseSize } from "../units.ts";
 import { addNode } from "../store/membership.ts";
 import { formatCluster } from "../store/init.ts";
 import {
@@ -501,7 +502,7 @@ async function addSimNodes(
         recordTty: entry.tty,
         entry: { card: entry.card, pid: entry.pid, log: entry.log, board: "hosted" },
       });
-      log(`node ${r.id} added: ${(r.capacity / 1024 ** 2).toFixed(1)} MiB for chunks`);
+      log(`node ${r.id} added: ${formatBytes(r.capacity)} for chunks`);
     } catch (e) {
       await stopProcess(`node ${id}`, entry.pid, isNodeProcess);
       throw e;

@@ -18,6 +18,7 @@
  *
  * @module
  */
+import { formatBytes } from "../units.ts";
 import { PifsError } from "../errors.ts";
 import { fromHex, NodeClient, type NodeInfo, TimeoutError, toHex } from "../link/client.ts";
 import { Status, statusToStr } from "../link/codec.ts";
@@ -145,7 +146,7 @@ export async function formatCluster(
           `${resolveIn(dir, f.node.tty)}: FORMAT failed: ${statusToStr(r.status)}`,
         );
       }
-      log(`node ${f.node.id} formatted: ${(r.capacity / 1024 ** 2).toFixed(1)} MiB for chunks`);
+      log(`node ${f.node.id} formatted: ${formatBytes(r.capacity)} for chunks`);
     }));
   } finally {
     await Promise.all(found.map((f) => f.client.close().catch(() => {})));

@@ -20,6 +20,7 @@
  * @module
  */
 import { PifsError } from "../errors.ts";
+import { formatBytes, KiB, MiB, parseSize, SIZE_HINT, SIZE_RE } from "../units.ts";
 import { CronPattern } from "croner";
 import picomatch from "picomatch";
 import { isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument } from "yaml";
@@ -165,9 +166,6 @@ function formatIssue(file: string, i: SpecIssue): string {
 // Sizes
 // ---------------------------------------------------------------------------
 
-const KiB = 1024;
-const MiB = 1024 * KiB;
-
 /** Smallest chunk size allowed, in bytes. */
 export const MIN_CHUNK_SIZE = 64;
 /** Largest chunk size allowed, in bytes (8 MiB). */
@@ -178,41 +176,6 @@ export const DEFAULT_CHUNK_AVG: number = MiB;
 export const DEFAULT_PHOTO_LAYOUT = "{yyyy}/{mm}/{dd}/{name}";
 /** Placeholders a photo layout may use. */
 export const PHOTO_LAYOUT_PLACEHOLDERS: readonly string[] = ["yyyy", "mm", "dd", "name", "camera"];
-
-const SIZE_RE = /^\s*(\d+(?:\.\d+)?)\s*(?:([KkMmGgTt])([iI]?[bB])?|[bB])?\s*$/;
-const SIZE_HINT = 'a number of bytes or a size like "256KiB", "1MiB" or "4M"';
-const UNIT: Record<string, number> = { K: KiB, M: MiB, G: 1024 * MiB, T: 1024 * 1024 * MiB };
-
-/**
- * Parses a size into bytes: a whole number of bytes, or a number with a unit
- * `K`, `M`, `G`, `T`, optionally followed by `iB` or `B`. All units are binary
- * (`4M`, `4MB` and `4MiB` are 4 × 2²⁰ bytes), as elsewhere in pifs. Throws a
- * `RangeError` for anything else, or for a fraction of a byte.
- *
- * @example
- * ```ts
- * import { parseSize } from "./spec.ts";
- * if (parseSize("4MiB") !== 4 * 1024 * 1024 || parseSize("256K") !== 262144) throw new Error();
- * ```
- */
-export function parseSize(size: string | number): number {
-  const bad = () => new RangeError(`not a size: ${JSON.stringify(size)} (use ${SIZE_HINT})`);
-  if (typeof size === "number") {
-    if (!Number.isSafeInteger(size) || size < 0) throw bad();
-    return size;
-  }
-  const m = SIZE_RE.exec(size);
-  if (!m) throw bad();
-  const n = Number(m[1]) * (m[2] ? UNIT[m[2].toUpperCase()] : 1);
-  if (!Number.isSafeInteger(n)) throw bad();
-  return n;
-}
-
-function formatSize(n: number): string {
-  if (n >= MiB && n % MiB === 0) return `${n / MiB} MiB`;
-  if (n >= KiB && n % KiB === 0) return `${n / KiB} KiB`;
-  return `${n} B`;
-}
 
 // ---------------------------------------------------------------------------
 // Field schemas
@@ -303,26 +266,31 @@ const chunkingSchema = z.strictObject({
     ctx.addIssue({ code: "custom", path: [path], message, input: c });
   const bad = ctx.issues.length;
   if (!Number.isInteger(Math.log2(avg))) {
-    fail("avg", `must be a power of two (e.g. 256KiB, 1MiB), not ${formatSize(avg)}`);
+    fail("avg", `must be a power of two (e.g. 256KiB, 1MiB), not ${formatBytes(avg, true)}`);
   }
   if (min < MIN_CHUNK_SIZE) {
     if (c.min === undefined) {
       fail(
         "avg",
-        `${formatSize(avg)} gives a default min of ${formatSize(min)}, below ${MIN_CHUNK_SIZE} B`,
+        `${formatBytes(avg, true)} gives a default min of ${
+          formatBytes(min, true)
+        }, below ${MIN_CHUNK_SIZE} B`,
       );
-    } else fail("min", `must be at least ${MIN_CHUNK_SIZE} B, not ${formatSize(min)}`);
+    } else fail("min", `must be at least ${MIN_CHUNK_SIZE} B, not ${formatBytes(min, true)}`);
   }
   if (min >= avg) {
     fail(
       c.min === undefined ? "avg" : "min",
-      `min (${formatSize(min)}) must be less than avg (${formatSize(avg)})`,
+      `min (${formatBytes(min, true)}) must be less than avg (${formatBytes(avg, true)})`,
     );
   }
-  if (max > MAX_CHUNK_SIZE) fail("max", `must be at most 8 MiB, not ${formatSize(max)}`);
+  if (max > MAX_CHUNK_SIZE) fail("max", `must be at most 8 MiB, not ${formatBytes(max, true)}`);
   if (avg >= max) {
-    if (c.max === undefined) fail("avg", `must be less than ${formatSize(MAX_CHUNK_SIZE)}`);
-    else fail("max", `max (${formatSize(max)}) must be more than avg (${formatSize(avg)})`);
+    if (c.max === undefined) fail("avg", `must be less than ${formatBytes(MAX_CHUNK_SIZE, true)}`);
+    else {fail(
+        "max",
+        `max (${formatBytes(max, true)}) must be more than avg (${formatBytes(avg, true)})`,
+      );}
   }
   return ctx.issues.length > bad ? z.NEVER : { min, avg, max };
 });

@@ -4,12 +4,12 @@ import {
   jobSchema,
   type JobSpec,
   loadSpec,
-  parseSize,
   parseSpec,
   SpecError,
   specFileSchema,
   specJsonSchema,
 } from "./spec.ts";
+import { parseSize, SizeError } from "../units.ts";
 
 const MiB = 1024 * 1024;
 
@@ -239,9 +239,10 @@ Deno.test("parseSize: bytes and binary units", () => {
     try {
       parseSize(bad);
     } catch (e) {
-      threw = e instanceof RangeError && e.message.includes(JSON.stringify(bad));
+      threw = e instanceof SizeError && e.code === "SIZE" &&
+        e.message.includes(JSON.stringify(bad));
     }
-    assert(threw, `parseSize(${JSON.stringify(bad)}) did not throw a RangeError naming it`);
+    assert(threw, `parseSize(${JSON.stringify(bad)}) did not throw a SizeError naming it`);
   }
 });
 

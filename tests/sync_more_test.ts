@@ -3,11 +3,11 @@
  * the http source's Last-Modified, photo duplicates counted as duplicates
  * (not problems), and the daemon reading edited job files again.
  */
+import { formatBytes } from "../units.ts";
 import { ok, PIFS, pifs, withSim } from "./_cli.ts";
 import assert from "node:assert/strict";
 import {
   estimateNodeTotals,
-  fmtBytes,
   fmtEta,
   formatProgressLine,
   type SyncCounters,
@@ -28,9 +28,11 @@ function lines(out: string): Record<string, unknown>[] {
 const KiB = 1024, MiB = 1024 * KiB;
 
 Deno.test("progress: sizes, ETAs and a line with files, bytes, rate, bar and ETA", () => {
-  assert.deepStrictEqual(fmtBytes(512), "512 B");
-  assert.deepStrictEqual(fmtBytes(1536), "1.5 KiB");
-  assert.deepStrictEqual(fmtBytes(3 * 1024 * MiB), "3.0 GiB");
+  assert.deepStrictEqual(formatBytes(512), "512 B");
+  assert.deepStrictEqual(formatBytes(1536), "1.5 KiB");
+  assert.deepStrictEqual(formatBytes(3 * 1024 * MiB), "3.0 GiB");
+  assert.deepStrictEqual(formatBytes(4 * MiB, true), "4 MiB");
+  assert.deepStrictEqual(formatBytes(4 * MiB + 1024, true), "4097 KiB");
   assert.deepStrictEqual(fmtEta(0), "0s");
   assert.deepStrictEqual(fmtEta(59.4), "59s");
   assert.deepStrictEqual(fmtEta(187), "3m07s");
