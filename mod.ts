@@ -18,6 +18,7 @@ export { errorCode, isOsError, PifsError, printable } from "./errors.ts";
 export * from "./link/codec.ts";
 export * from "./link/crc32c.ts";
 export * from "./link/client.ts";
+export { chunkId, objectId, type Sha256Stream, sha256Stream } from "./ids.ts";
 export { listPorts, SerialError, SerialPort, UnsupportedBaudError } from "./link/serial.ts";
 export type { SerialOptions, WaitMethod } from "./link/serial.ts";
 export {

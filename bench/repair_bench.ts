@@ -24,7 +24,7 @@
 import { simDown, simUp } from "../sim/sim.ts";
 import { Store } from "../store/store.ts";
 import { repair, scrub } from "../store/repair.ts";
-import { chunkId } from "../link/client.ts";
+import { chunkId } from "../ids.ts";
 import { opt, quick, random } from "./_util.ts";
 
 const args = Deno.args;

@@ -21,7 +21,7 @@
  *    after 10 % of the first file (in the middle) changed.
  */
 import { Chunker, defineJob, newSyncProgress, openCluster, sync } from "../mod.ts";
-import { chunkId } from "../link/client.ts";
+import { chunkId } from "../ids.ts";
 import { simDown, simUp } from "../sim/sim.ts";
 import { opt, quick } from "./_util.ts";
 

@@ -17,7 +17,7 @@
  *
  * @module
  */
-import { chunkId } from "../link/client.ts";
+import { chunkId } from "../ids.ts";
 
 const ID = /^[0-9a-f]{64}$/;
 

@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { chunkId } from "../ids.ts";
 import { formatBytes } from "../units.ts";
 import { PifsError } from "../errors.ts";
 import {
@@ -360,20 +361,6 @@ export function fromHex(hex: string): Uint8Array {
   const out = new Uint8Array(hex.length / 2);
   for (let i = 0; i < out.length; i++) out[i] = parseInt(hex.slice(2 * i, 2 * i + 2), 16);
   return out;
-}
-
-/**
- * SHA-256 of bytes: the id of a chunk.
- *
- * @example
- * ```ts
- * import { chunkId } from "./client.ts";
- * const id = await chunkId(new TextEncoder().encode("abc"));
- * if (!id.startsWith("ba7816bf")) throw new Error();
- * ```
- */
-export async function chunkId(data: Uint8Array): Promise<string> {
-  return toHex(new Uint8Array(await crypto.subtle.digest("SHA-256", data as BufferSource)));
 }
 
 /**

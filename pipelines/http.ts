@@ -23,8 +23,7 @@
  * @module
  */
 
-import { sha256 } from "@noble/hashes/sha2.js";
-import { bytesToHex } from "@noble/hashes/utils.js";
+import { type Sha256Stream, sha256Stream } from "../ids.ts";
 import { type Source, type SourceEntry, SourceError, type SourceProblem } from "./source.ts";
 
 /** Options of {@linkcode HttpSource}. At least one of `urls` and `manifest` is required. */
@@ -635,7 +634,7 @@ class Download {
   #failures = 0;
   #total?: number;
   #etag?: string;
-  readonly #hasher?: ReturnType<typeof sha256.create>;
+  readonly #hasher?: Sha256Stream;
   readonly #onAbort = () => this.#attempt?.abort(this.signal?.reason);
 
   constructor(
@@ -650,7 +649,7 @@ class Download {
   ) {
     this.#pos = offset;
     this.verifiesSha256 = sha !== undefined && offset === 0;
-    if (this.verifiesSha256) this.#hasher = sha256.create();
+    if (this.verifiesSha256) this.#hasher = sha256Stream();
     signal?.addEventListener("abort", this.#onAbort);
   }
 
@@ -900,7 +899,7 @@ class Download {
       );
     }
     if (this.#hasher !== undefined && this.sha !== undefined) {
-      const got = bytesToHex(this.#hasher.digest());
+      const got = this.#hasher.hex();
       if (got !== this.sha) {
         throw new SourceError(
           `${this.url}: sha256 mismatch: expected ${this.sha}, got ${got}`,

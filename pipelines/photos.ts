@@ -21,7 +21,7 @@
  */
 
 import exifr from "exifr";
-import { sha256 } from "@noble/hashes/sha2.js";
+import { sha256Stream } from "../ids.ts";
 import { type Source, type SourceEntry, SourceError, type SourceProblem } from "./source.ts";
 import {
   isAbsolutePath,
@@ -321,7 +321,7 @@ export async function readPhotoMetadata(absPath: string): Promise<PhotoMetadata>
 async function hashFile(absPath: string, signal?: AbortSignal): Promise<string> {
   const file = await Deno.open(absPath, { read: true });
   try {
-    const h = sha256.create();
+    const h = sha256Stream();
     const buf = new Uint8Array(READ_PIECE);
     for (;;) {
       signal?.throwIfAborted();
@@ -329,7 +329,7 @@ async function hashFile(absPath: string, signal?: AbortSignal): Promise<string> 
       if (n === null) break;
       h.update(buf.subarray(0, n));
     }
-    return Array.from(h.digest(), (b) => b.toString(16).padStart(2, "0")).join("");
+    return h.hex();
   } finally {
     file.close();
   }

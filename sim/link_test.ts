@@ -6,7 +6,7 @@
  * and stops without leaving a process behind.
  */
 import { pifs } from "../tests/_cli.ts";
-import { chunkId } from "../link/client.ts";
+import { chunkId } from "../ids.ts";
 import { SerialPort } from "../link/serial.ts";
 import { connectNode, readClusterFile } from "../store/cluster.ts";
 import assert from "node:assert/strict";

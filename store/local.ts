@@ -4,8 +4,7 @@
  *
  * @module
  */
-import { sha256 } from "@noble/hashes/sha2.js";
-import { bytesToHex } from "@noble/hashes/utils.js";
+import { objectId } from "../ids.ts";
 import type { Store } from "./store.ts";
 
 /** Suffix of the file a stored file is written to before it is whole. */
@@ -35,7 +34,7 @@ export function partPath(path: string): string {
   const dir = path.slice(0, slash + 1), name = path.slice(slash + 1);
   const bytes = new TextEncoder().encode(name);
   if (bytes.length + PART_SUFFIX.length <= NAME_MAX) return `${path}${PART_SUFFIX}`;
-  const tag = `~${bytesToHex(sha256(bytes)).slice(0, 12)}`;
+  const tag = `~${objectId(bytes).slice(0, 12)}`;
   let cut = NAME_MAX - PART_SUFFIX.length - tag.length;
   while (cut > 0 && (bytes[cut] & 0xc0) === 0x80) cut--; // not inside a character
   return `${dir}${new TextDecoder().decode(bytes.subarray(0, cut))}${tag}${PART_SUFFIX}`;

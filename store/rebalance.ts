@@ -29,7 +29,8 @@
  * @module
  */
 import { PifsError } from "../errors.ts";
-import { chunkId, NodeError } from "../link/client.ts";
+import { chunkId } from "../ids.ts";
+import { NodeError } from "../link/client.ts";
 import { rankNodes } from "./placement.ts";
 import type { Store } from "./store.ts";
 

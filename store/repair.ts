@@ -7,7 +7,7 @@
  *
  * @module
  */
-import { chunkId } from "../link/client.ts";
+import { chunkId } from "../ids.ts";
 import type { Store } from "./store.ts";
 
 /** One Pi's part of a scrub. */

@@ -5,7 +5,8 @@
  * @module
  */
 import { PifsError } from "../errors.ts";
-import { chunkId, NodeClient, NodeError, type NodeInfo } from "../link/client.ts";
+import { chunkId } from "../ids.ts";
+import { NodeClient, NodeError, type NodeInfo } from "../link/client.ts";
 import { MAX_DATA, ProtocolError, Status } from "../link/codec.ts";
 import { type SerialPort, tryLockFile } from "../link/serial.ts";
 import { type ClusterFile, type NodeEntry, openNodePort, readClusterFile } from "./cluster.ts";
@@ -29,7 +30,8 @@ import {
   type SnapshotObject,
   zipEntries,
 } from "./namespace.ts";
-import { buildTrees, objectId, pool, readTreeAll } from "./trees.ts";
+import { buildTrees, pool, readTreeAll } from "./trees.ts";
+import { objectId } from "../ids.ts";
 import { inSnapshots, type NamespaceView, snapshotContents, SnapshotView } from "./snapshots.ts";
 import { type PlacementNode, rankNodes } from "./placement.ts";
 

@@ -21,8 +21,7 @@
  *
  * @module
  */
-import { sha256 } from "@noble/hashes/sha2.js";
-import { bytesToHex } from "@noble/hashes/utils.js";
+import { objectId } from "../ids.ts";
 import type { Entry } from "./index_db.ts";
 import {
   decodeTree,
@@ -33,11 +32,6 @@ import {
   type TreeEntry,
   type TreeObject,
 } from "./namespace.ts";
-
-/** The id of an object the host writes (a tree, a checkpoint, a snapshot): hex SHA-256 of its bytes. */
-export function objectId(bytes: Uint8Array): string {
-  return bytesToHex(sha256(bytes));
-}
 
 /** Reads an object by its id (from the nodes, or a test's map). */
 export type GetObject = (id: string) => Promise<Uint8Array>;

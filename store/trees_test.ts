@@ -9,14 +9,8 @@ import type { Entry } from "./index_db.ts";
 import { decodeSnapshot, decodeTree, TREE_PART_BYTES } from "./namespace.ts";
 import { type SnapshotStore, writeSnapshot } from "./snapshots.ts";
 import { diffSnapshots, snapshotContents } from "./snapshots.ts";
-import {
-  buildTrees,
-  diffFiles,
-  diffTrees,
-  objectId,
-  readTreeFiles,
-  type SnapshotFile,
-} from "./trees.ts";
+import { buildTrees, diffFiles, diffTrees, readTreeFiles, type SnapshotFile } from "./trees.ts";
+import { objectId } from "../ids.ts";
 
 const file = (path: string, manifest: string, size = 100, mode = 0o644, mtime = 1): Entry => ({
   path,

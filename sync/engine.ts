@@ -15,9 +15,7 @@
  * @module
  */
 import picomatch from "picomatch";
-import { sha256 } from "@noble/hashes/sha2.js";
-import { bytesToHex } from "@noble/hashes/utils.js";
-import { chunkId } from "../link/client.ts";
+import { chunkId, sha256Stream } from "../ids.ts";
 import type { Store } from "../store/store.ts";
 import { Feed } from "../store/feed.ts";
 import { encodeManifest, type Manifest, normalizePath } from "../store/namespace.ts";
@@ -321,7 +319,7 @@ export async function runJob(
       throw new FileFailed((e as Error).message);
     }
     const verifies = (stream as { verifiesSha256?: boolean }).verifiesSha256 === true;
-    const hash = entry.sha256 && !verifies ? sha256.create() : undefined;
+    const hash = entry.sha256 && !verifies ? sha256Stream() : undefined;
     const chunker = new Chunker(job.chunking);
     const chunks: [string, number][] = [];
     const inflight = new Set<Promise<void>>();
@@ -415,7 +413,7 @@ export async function runJob(
       throw new FileFailed((e as Error).message);
     }
     if (hash) {
-      const got = bytesToHex(hash.digest());
+      const got = hash.hex();
       if (got !== entry.sha256) {
         throw new FileFailed(`sha256 mismatch: expected ${entry.sha256}, got ${got}`);
       }

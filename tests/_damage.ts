@@ -6,7 +6,7 @@
  * @module
  */
 import { ok, pifs, rand } from "./_cli.ts";
-import { chunkId } from "../link/client.ts";
+import { chunkId } from "../ids.ts";
 import { DatabaseSync } from "node:sqlite";
 import assert from "node:assert/strict";
 

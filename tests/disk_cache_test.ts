@@ -3,7 +3,7 @@
  * puts at once), kept across opens, a damaged file never served.
  */
 import { DiskChunkCache } from "../fuse/disk_cache.ts";
-import { chunkId } from "../link/client.ts";
+import { chunkId } from "../ids.ts";
 import { rand } from "./_cli.ts";
 import assert from "node:assert/strict";
 

@@ -3,7 +3,8 @@
  * between the host and a hosted node. Every chunk must still go in and come
  * back bit-exact, through NAKs, timeouts and retransmissions.
  */
-import { chunkId, type ClientOptions, NodeClient } from "../link/client.ts";
+import { chunkId } from "../ids.ts";
+import { type ClientOptions, NodeClient } from "../link/client.ts";
 import { SerialPort } from "../link/serial.ts";
 import { makeCard } from "../card/card.ts";
 import { run } from "../card/run.ts";

@@ -4,7 +4,7 @@
  * down`, then every card fsck-clean with its boot files intact.
  */
 import { pifs } from "./_cli.ts";
-import { chunkId } from "../link/client.ts";
+import { chunkId } from "../ids.ts";
 import { readClusterFile } from "../store/cluster.ts";
 import { connectNode } from "../store/cluster.ts";
 import assert from "node:assert/strict";

@@ -6,7 +6,8 @@
  */
 import { DatabaseSync } from "node:sqlite";
 import { pifs } from "../_cli.ts";
-import { chunkId, NodeClient } from "../../link/client.ts";
+import { chunkId } from "../../ids.ts";
+import { NodeClient } from "../../link/client.ts";
 import { crc32c } from "../../link/crc32c.ts";
 import { DeployError, deployImage } from "../../link/deploy.ts";
 import { SerialPort } from "../../link/serial.ts";
