@@ -4,7 +4,7 @@
  * @module
  */
 import type { Command } from "commander";
-import { CardError, CardHoldsDataError, initCard } from "../card/card.ts";
+import { CardHoldsDataError, initCard } from "../card/card.ts";
 import { formatBytes, parseSize, SizeError } from "../units.ts";
 import { info, UsageError } from "./_util.ts";
 

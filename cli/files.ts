@@ -649,17 +649,7 @@ export function registerFiles(program: Command): void {
     .addOption(clusterOpt())
     .action(async (path: string, o) => {
       const p = normalizePath(path);
-      await withStore(o, async (s) => {
-        const e = s.index.get(p);
-        if (e && e.type !== "d") throw new UsageError(`${p}: a file of that name exists`);
-        for (let q = parentOf(p); q !== "/"; q = parentOf(q)) {
-          const t = s.index.get(q)?.type;
-          if (t && t !== "d") {
-            throw new UsageError(`${q}: is a file, not a directory`);
-          }
-        }
-        if (!e) await s.commit({ op: "mkdir", p, mode: 0o755, mtime: Date.now() });
-      });
+      await withStore(o, (s) => s.mkdir(p));
     });
 
   program.command("rm")
@@ -669,14 +659,7 @@ export function registerFiles(program: Command): void {
     .addOption(clusterOpt())
     .action(async (path: string, o) => {
       const p = normalizePath(path);
-      if (p === "/") throw new UsageError("refusing to remove /");
-      await withStore(o, async (s) => {
-        const e = need(s.index, p);
-        if (e.type === "d" && !o.recursive && s.index.list(p).length > 0) {
-          throw new UsageError(`${p}: is a directory (use -r)`);
-        }
-        await s.commit({ op: "rm", p });
-      });
+      await withStore(o, (s) => s.remove(p, { recursive: !!o.recursive }));
     });
 
   program.command("mv")
@@ -687,14 +670,10 @@ export function registerFiles(program: Command): void {
     .action(async (from: string, to: string, o) => {
       const a = normalizePath(from);
       let b = normalizePath(to);
-      if (a === "/") throw new UsageError("cannot move /");
       await withStore(o, async (s) => {
-        need(s.index, a);
-        if (s.index.get(b)?.type === "d") b = normalizePath(`${b}/${baseName(a)}`);
-        if (b === a) return;
-        if (b.startsWith(a + "/")) throw new UsageError(`cannot move ${a} into itself (${b})`);
-        if (s.index.get(b)?.type === "d") throw new UsageError(`${b}: is a directory`);
-        await s.commit({ op: "mv", p: a, to: b, mtime: Date.now() });
+        // As mv: into TO when it is a directory.
+        if (a !== "/" && s.index.get(b)?.type === "d") b = normalizePath(`${b}/${baseName(a)}`);
+        await s.move(a, b);
       });
     });
 
@@ -745,7 +724,7 @@ export function registerFiles(program: Command): void {
           if (o.clear && !s.index.policies().some((x) => x.path === p)) {
             throw new UsageError(`${p}: no copies rule to clear`);
           }
-          await s.commit({ op: "copies", p, copies: n });
+          await s.setCopies(p, n);
         }
         const eff = s.copiesFor(p);
         if (o.json) console.log(JSON.stringify({ path: p, copies: eff }));

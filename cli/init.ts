@@ -65,7 +65,7 @@ export function registerInit(program: Command): void {
         // (quietly: a new cluster's index is built from empty journals)
         const s = await Store.open(dir);
         try {
-          await s.commit({ op: "copies", p: "/", copies: o.copies });
+          await s.setCopies("/", o.copies);
         } finally {
           await s.close();
         }

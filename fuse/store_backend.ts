@@ -6,7 +6,13 @@
  *
  * @module
  */
-import { CHUNK_SIZE, NoSpaceError, ReadOnlyError, type Store } from "../store/store.ts";
+import {
+  CHUNK_SIZE,
+  NamespaceError,
+  NoSpaceError,
+  ReadOnlyError,
+  type Store,
+} from "../store/store.ts";
 import { NodeError } from "../link/client.ts";
 import { Status } from "../link/codec.ts";
 import type { Entry } from "../store/index_db.ts";
@@ -51,6 +57,10 @@ export function errnoOf(e: unknown): number {
   if (e instanceof NoSpaceError) return Errno.ENOSPC;
   if (e instanceof NodeError && e.status === Status.ENOSPC) return Errno.ENOSPC;
   if (e instanceof ReadOnlyError) return Errno.EROFS;
+  if (e instanceof NamespaceError) {
+    const errno = (Errno as Record<string, number>)[e.code];
+    if (errno !== undefined) return errno;
+  }
   if (e instanceof PathError) {
     return e.code === "NAME_TOO_LONG"
       ? Errno.ENAMETOOLONG
@@ -121,30 +131,15 @@ export class StoreBackend implements Backend {
         }, p.manifest);
       }),
     mkdir: (path, mode, mtime) =>
-      mapped(
-        `mkdir ${path}`,
-        () => this.#s.commit({ op: "mkdir", p: storePath(path), mode, mtime }),
-      ),
-    remove: (path) => mapped(`rm ${path}`, () => this.#s.commit({ op: "rm", p: storePath(path) })),
+      mapped(`mkdir ${path}`, () => this.#s.mkdir(storePath(path), { mode, mtime })),
+    // The file system checked that a directory it removes is empty.
+    remove: (path) =>
+      mapped(`rm ${path}`, () => this.#s.remove(storePath(path), { recursive: true })),
     move: (from, to) =>
-      mapped(
-        `mv ${from} ${to}`,
-        () =>
-          this.#s.commit({ op: "mv", p: storePath(from), to: storePath(to), mtime: Date.now() }),
-      ),
-    setAttr: (path, a) =>
-      mapped(`setattr ${path}`, () =>
-        this.#s.commit({
-          op: "attr",
-          p: storePath(path),
-          ...(a.mode !== undefined ? { mode: a.mode } : {}),
-          ...(a.mtime !== undefined ? { mtime: a.mtime } : {}),
-        })),
+      mapped(`mv ${from} ${to}`, () => this.#s.move(storePath(from), storePath(to))),
+    setAttr: (path, a) => mapped(`setattr ${path}`, () => this.#s.setAttr(storePath(path), a)),
     symlink: (path, target, mtime) =>
-      mapped(`symlink ${path}`, () => {
-        if (target.length === 0) throw new FsError(Errno.ENOENT, "empty symbolic link target");
-        return this.#s.commit({ op: "symlink", p: storePath(path), target, mtime });
-      }),
+      mapped(`symlink ${path}`, () => this.#s.symlink(storePath(path), target, mtime)),
   };
 
   manifest(id: string): Promise<Manifest> {

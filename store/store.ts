@@ -27,6 +27,7 @@ import {
   type JournalEntry,
   JournalError,
   type Manifest,
+  parentOf,
   type SnapshotObject,
   zipEntries,
 } from "./namespace.ts";
@@ -180,6 +181,28 @@ export interface StoreOptions {
    * {@linkcode LAZY_JOURNAL_BYTES}; 0: every append goes to every node).
    */
   lazyJournalBytes?: number;
+}
+
+/** A namespace operation (mkdir, rm, mv, ...) that its rules refuse. */
+export class NamespaceError extends PifsError {
+  /** Which rule refused it: `ENOENT`, `EEXIST`, `ENOTDIR`, `EISDIR`, `ENOTEMPTY` or `EINVAL`. */
+  override readonly code: string;
+  /** The error's name. */
+  override name = "NamespaceError";
+  /** Like a bad argument: the CLI exits with 2. */
+  override readonly exitCode: number = 2;
+  /**
+   * A namespace operation refused by its rules; `code` says which, as the
+   * POSIX errno a file system would give: `ENOENT`, `EEXIST`, `ENOTDIR`,
+   * `EISDIR`, `ENOTEMPTY` or `EINVAL`.
+   */
+  constructor(
+    message: string,
+    code: "ENOENT" | "EEXIST" | "ENOTDIR" | "EISDIR" | "ENOTEMPTY" | "EINVAL",
+  ) {
+    super(message);
+    this.code = code;
+  }
 }
 
 /**
@@ -963,6 +986,100 @@ export class Store {
     const bytes = this.#appliedBytes() - this.index.journalStart();
     return (this.#ckptEntries > 0 && since >= this.#ckptEntries) ||
       (this.#ckptBytes > 0 && this.#ckptEntries > 0 && bytes >= this.#ckptBytes);
+  }
+
+  // ---- the namespace: its operations, each rule checked here once ----
+
+  /** The entry at `path`, or a {@linkcode NamespaceError} (`ENOENT`). */
+  #need(path: string): Entry {
+    const e = this.index.get(path);
+    if (!e) throw new NamespaceError(`${path}: no such file or directory in the store`, "ENOENT");
+    return e;
+  }
+
+  /**
+   * Makes the directory `path` and its missing parents (nothing if it is a
+   * directory already). Refused where a file or link is in the way.
+   */
+  async mkdir(path: string, opts: { mode?: number; mtime?: number } = {}): Promise<void> {
+    const e = this.index.get(path);
+    if (e && e.type !== "d") {
+      throw new NamespaceError(`${path}: a file of that name exists`, "EEXIST");
+    }
+    for (let q = parentOf(path); q !== "/"; q = parentOf(q)) {
+      const t = this.index.get(q)?.type;
+      if (t && t !== "d") throw new NamespaceError(`${q}: is a file, not a directory`, "ENOTDIR");
+    }
+    if (e) return;
+    await this.commit({
+      op: "mkdir",
+      p: path,
+      mode: opts.mode ?? 0o755,
+      mtime: opts.mtime ?? Date.now(),
+    });
+  }
+
+  /**
+   * Removes a file, a link, an empty directory, or (`recursive`) a
+   * directory and everything under it. The space returns at the next gc.
+   */
+  async remove(path: string, opts: { recursive?: boolean } = {}): Promise<void> {
+    if (path === "/") throw new NamespaceError("refusing to remove /", "EINVAL");
+    const e = this.#need(path);
+    if (e.type === "d" && !opts.recursive && this.index.list(path).length > 0) {
+      throw new NamespaceError(
+        `${path}: is a directory that is not empty (remove it recursively)`,
+        "ENOTEMPTY",
+      );
+    }
+    await this.commit({ op: "rm", p: path });
+  }
+
+  /**
+   * Renames `from` to `to`, as POSIX rename does: a file or link replaces a
+   * file or link; a directory replaces an empty directory; nothing moves
+   * into itself.
+   */
+  async move(from: string, to: string): Promise<void> {
+    if (from === "/") throw new NamespaceError("cannot move /", "EINVAL");
+    const a = this.#need(from);
+    if (to === from) return;
+    if (to.startsWith(from + "/")) {
+      throw new NamespaceError(`cannot move ${from} into itself (${to})`, "EINVAL");
+    }
+    const b = this.index.get(to);
+    if (b?.type === "d") {
+      if (a.type !== "d") throw new NamespaceError(`${to}: is a directory`, "EISDIR");
+      if (this.index.list(to).length) {
+        throw new NamespaceError(`${to}: is a directory that is not empty`, "ENOTEMPTY");
+      }
+    } else if (b && a.type === "d") {
+      throw new NamespaceError(`${to}: is not a directory`, "ENOTDIR");
+    }
+    await this.commit({ op: "mv", p: from, to, mtime: Date.now() });
+  }
+
+  /** Sets the mode bits and/or the modification time of `path` (nothing if it does not exist). */
+  async setAttr(path: string, attr: { mode?: number; mtime?: number }): Promise<void> {
+    await this.commit({
+      op: "attr",
+      p: path,
+      ...(attr.mode !== undefined ? { mode: attr.mode } : {}),
+      ...(attr.mtime !== undefined ? { mtime: attr.mtime } : {}),
+    });
+  }
+
+  /** Makes `path` a symbolic link to `target` (kept as given, never empty). */
+  async symlink(path: string, target: string, mtime: number = Date.now()): Promise<void> {
+    if (target.length === 0) {
+      throw new NamespaceError(`${path}: empty symbolic link target`, "ENOENT");
+    }
+    await this.commit({ op: "symlink", p: path, target, mtime });
+  }
+
+  /** The copies rule at `path` (0: removed): new files at or under it get `copies` copies. */
+  async setCopies(path: string, copies: number): Promise<void> {
+    await this.commit({ op: "copies", p: path, copies });
   }
 
   /**

@@ -20,7 +20,7 @@
  * @module
  */
 import { PifsError } from "../errors.ts";
-import { formatBytes, KiB, MiB, parseSize, SIZE_HINT, SIZE_RE } from "../units.ts";
+import { formatBytes, MiB, parseSize, SIZE_HINT, SIZE_RE } from "../units.ts";
 import { CronPattern } from "croner";
 import picomatch from "picomatch";
 import { isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument } from "yaml";
