@@ -139,6 +139,38 @@ function byName(a: Deno.DirEntry, b: Deno.DirEntry): number {
   return a.name < b.name ? -1 : a.name > b.name ? 1 : 0;
 }
 
+/** How many directory entries ahead of the one handled are looked at (lstat, open). */
+const PROBE_AHEAD = 32;
+
+/** What was learnt of one directory entry ahead of its turn. */
+interface Probe {
+  /** Filtered out by name: not looked at. */
+  skip?: boolean;
+  /** Its lstat. */
+  info?: Deno.FileInfo;
+  /** Why lstat failed. */
+  statError?: unknown;
+  /** A regular file that cannot be opened for reading: why. */
+  openError?: unknown;
+}
+
+/** lstat of `absPath`, and for a regular file whether it opens for reading. Never throws. */
+async function probe(absPath: string): Promise<Probe> {
+  let info: Deno.FileInfo;
+  try {
+    info = await Deno.lstat(absPath);
+  } catch (e) {
+    return { statError: e };
+  }
+  if (!info.isFile) return { info };
+  try {
+    (await Deno.open(absPath, { read: true })).close();
+    return { info };
+  } catch (e) {
+    return { info, openError: e };
+  }
+}
+
 /** What a file that is neither regular, a directory nor a link is, in words ("fifo", "socket"...). */
 export function specialKind(info: Deno.FileInfo): string {
   if (info.isFifo) return "fifo";
@@ -222,14 +254,30 @@ export async function* walkLocalTree(
       return;
     }
     entries.sort(byName);
-    for (const entry of entries) {
+    // Each entry's lstat and (a regular file) whether it opens, asked up to
+    // PROBE_AHEAD entries ahead of the one handled: asked one at a time, a
+    // library of 10,000 files waited 0.4 s on them.
+    const probes: Promise<Probe>[] = [];
+    const ahead = (k: number) => {
+      if (k < entries.length && probes[k] === undefined) {
+        const e = entries[k];
+        probes[k] = accept && !e.isDirectory && !e.isSymlink && !accept(e.name)
+          ? Promise.resolve({ skip: true })
+          : probe(joinLocalPath(absDir, e.name));
+      }
+    };
+    for (let k = 0; k < PROBE_AHEAD; k++) ahead(k);
+    for (const [i, entry] of entries.entries()) {
       signal?.throwIfAborted();
+      ahead(i + PROBE_AHEAD);
+      const pr = await probes[i];
       const absPath = joinLocalPath(absDir, entry.name);
       const relPath = relDir === "" ? entry.name : `${relDir}/${entry.name}`;
-      if (accept && !entry.isDirectory && !entry.isSymlink && !accept(entry.name)) continue;
+      if (pr.skip) continue;
       let info: Deno.FileInfo;
       try {
-        info = await Deno.lstat(absPath);
+        if (pr.statError !== undefined) throw pr.statError;
+        info = pr.info!;
       } catch (e) {
         if (e instanceof Deno.errors.NotFound && entry.name.includes("\uFFFD")) {
           // The directory listing decodes names as UTF-8, replacing what is
@@ -309,7 +357,9 @@ export async function* walkLocalTree(
         continue;
       }
       try {
-        (await Deno.open(absPath, { read: true })).close();
+        // Opened by the probe (lstat said a file; a link followed is opened here).
+        if (pr.openError !== undefined) throw pr.openError;
+        if (!pr.info!.isFile) (await Deno.open(absPath, { read: true })).close();
       } catch (e) {
         if (e instanceof Deno.errors.NotFound) continue;
         report({ path: relPath, message: `file not readable, skipped: ${errorText(e)}` });

@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { DatabaseSync } from "node:sqlite";
+import { DatabaseSync, type StatementSync } from "node:sqlite";
 import { baseName, type JournalEntry, type Manifest, parentOf, unzipEntry } from "./namespace.ts";
 
 /** One file or directory of the namespace. */
@@ -109,6 +109,15 @@ export interface SyncCacheRow {
 /** The index of one cluster. */
 export class Index {
   #db: DatabaseSync;
+  /** Prepared statements by their SQL: preparing one costs more than running it. */
+  #stmts = new Map<string, StatementSync>();
+
+  /** The statement for `sql`, prepared once. */
+  #q(sql: string): StatementSync {
+    let st = this.#stmts.get(sql);
+    if (!st) this.#stmts.set(sql, st = this.#db.prepare(sql));
+    return st;
+  }
 
   private constructor(db: DatabaseSync) {
     this.#db = db;
@@ -146,7 +155,7 @@ export class Index {
 
   /** A metadata value. */
   meta(k: string): string | undefined {
-    const r = this.#db.prepare("SELECT v FROM meta WHERE k = ?").get(k) as
+    const r = this.#q("SELECT v FROM meta WHERE k = ?").get(k) as
       | { v: string }
       | undefined;
     return r?.v;
@@ -154,12 +163,12 @@ export class Index {
 
   /** Sets a metadata value. */
   setMeta(k: string, v: string): void {
-    this.#db.prepare("INSERT OR REPLACE INTO meta VALUES (?, ?)").run(k, v);
+    this.#q("INSERT OR REPLACE INTO meta VALUES (?, ?)").run(k, v);
   }
 
   /** Sequence number of the last journal entry applied (0 for none). */
   lastSeq(): number {
-    const r = this.#db.prepare("SELECT s, entry FROM journal ORDER BY s DESC LIMIT 1").get() as
+    const r = this.#q("SELECT s, entry FROM journal ORDER BY s DESC LIMIT 1").get() as
       | { s: number; entry: string }
       | undefined;
     // The entries before a checkpoint loaded from the cards were never here.
@@ -186,17 +195,17 @@ export class Index {
    * tree objects) are what `gc` keeps for it.
    */
   setCheckpoint(c: CheckpointRow, objects: string[]): void {
-    this.#db.prepare("DELETE FROM journal WHERE s < ?").run(c.s);
+    this.#q("DELETE FROM journal WHERE s < ?").run(c.s);
     this.setMeta("ckpt", JSON.stringify(c));
     this.setMeta("journal_start", String(c.offset));
-    this.#db.prepare("DELETE FROM ckpt_objects").run();
-    const ins = this.#db.prepare("INSERT OR IGNORE INTO ckpt_objects VALUES (?)");
+    this.#q("DELETE FROM ckpt_objects").run();
+    const ins = this.#q("INSERT OR IGNORE INTO ckpt_objects VALUES (?)");
     for (const id of objects) ins.run(id);
   }
 
   /** The current checkpoint's objects. */
   checkpointObjects(): string[] {
-    return (this.#db.prepare("SELECT id FROM ckpt_objects ORDER BY id").all() as { id: string }[])
+    return (this.#q("SELECT id FROM ckpt_objects ORDER BY id").all() as { id: string }[])
       .map((r) => r.id);
   }
 
@@ -218,9 +227,9 @@ export class Index {
         "forgotten",
       ]
     ) this.#db.exec(`DELETE FROM ${t}`);
-    this.#db.prepare("DELETE FROM entries WHERE path != '/'").run();
-    this.#db.prepare("UPDATE entries SET mode = 493, mtime = 0 WHERE path = '/'").run();
-    this.#db.prepare("DELETE FROM meta WHERE k = 'ckpt'").run();
+    this.#q("DELETE FROM entries WHERE path != '/'").run();
+    this.#q("UPDATE entries SET mode = 493, mtime = 0 WHERE path = '/'").run();
+    this.#q("DELETE FROM meta WHERE k = 'ckpt'").run();
     this.setMeta("base_seq", String(baseSeq));
     this.setMeta("journal_start", String(offset));
     this.setMeta("journal_bytes", String(offset));
@@ -229,7 +238,7 @@ export class Index {
   /** Inserts one entry as it is (loading a checkpoint; parents first). */
   insertEntry(e: Entry): void {
     if (e.path === "/") return;
-    this.#db.prepare("INSERT OR REPLACE INTO entries VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)").run(
+    this.#q("INSERT OR REPLACE INTO entries VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)").run(
       e.path,
       parentOf(e.path),
       baseName(e.path),
@@ -245,16 +254,16 @@ export class Index {
   /** Sets the mode and/or mtime of the entry at `path` (an `attr` entry; the root from a checkpoint). */
   setAttr(path: string, mode?: number, mtime?: number): void {
     if (mode !== undefined) {
-      this.#db.prepare("UPDATE entries SET mode = ? WHERE path = ?").run(mode, path);
+      this.#q("UPDATE entries SET mode = ? WHERE path = ?").run(mode, path);
     }
     if (mtime !== undefined) {
-      this.#db.prepare("UPDATE entries SET mtime = ? WHERE path = ?").run(mtime, path);
+      this.#q("UPDATE entries SET mtime = ? WHERE path = ?").run(mtime, path);
     }
   }
 
   /** Inserts a snapshot row (loading a checkpoint). */
   insertSnapshot(r: SnapshotRow): void {
-    this.#db.prepare("INSERT OR REPLACE INTO snapshots VALUES (?, ?, ?, ?, ?, ?, ?)").run(
+    this.#q("INSERT OR REPLACE INTO snapshots VALUES (?, ?, ?, ?, ?, ?, ?)").run(
       r.name,
       r.job,
       r.target,
@@ -267,12 +276,12 @@ export class Index {
 
   /** Sets a copies rule (loading a checkpoint). */
   setPolicy(path: string, copies: number): void {
-    this.#db.prepare("INSERT OR REPLACE INTO policies VALUES (?, ?)").run(path, copies);
+    this.#q("INSERT OR REPLACE INTO policies VALUES (?, ?)").run(path, copies);
   }
 
   /** The journal entries applied, from `from` on. */
   journal(from = 1): JournalEntry[] {
-    return (this.#db.prepare("SELECT entry FROM journal WHERE s >= ? ORDER BY s").all(from) as {
+    return (this.#q("SELECT entry FROM journal WHERE s >= ? ORDER BY s").all(from) as {
       entry: string;
     }[]).map((r) => JSON.parse(r.entry));
   }
@@ -281,7 +290,7 @@ export class Index {
 
   /** The entry at a normalised path. */
   get(path: string): Entry | undefined {
-    const r = this.#db.prepare(`SELECT ${ENTRY_COLS} FROM entries WHERE path = ?`).get(path) as
+    const r = this.#q(`SELECT ${ENTRY_COLS} FROM entries WHERE path = ?`).get(path) as
       | Entry
       | undefined;
     return r ? entryOf(r) : undefined;
@@ -289,7 +298,7 @@ export class Index {
 
   /** The children of a directory, by name. */
   list(dir: string): Entry[] {
-    return (this.#db.prepare(
+    return (this.#q(
       `SELECT ${ENTRY_COLS} FROM entries WHERE parent = ? ORDER BY name`,
     ).all(dir) as unknown as Entry[]).map(entryOf);
   }
@@ -297,7 +306,7 @@ export class Index {
   /** Every entry under (and including) `dir`, in path order. */
   walk(dir: string): Entry[] {
     const like = dir === "/" ? "/%" : `${escapeLike(dir)}/%`;
-    return (this.#db.prepare(
+    return (this.#q(
       `SELECT ${ENTRY_COLS} FROM entries ` +
         "WHERE path = ? OR path LIKE ? ESCAPE '\\' ORDER BY path",
     ).all(dir, like) as unknown as Entry[]).map(entryOf);
@@ -318,7 +327,7 @@ export class Index {
     }
     // One row per journal line: catch-up sends a lagging node these lines
     // as they are, so its journal is byte for byte the others'.
-    this.#db.prepare("INSERT INTO journal VALUES (?, ?)").run(e.s, JSON.stringify(e));
+    this.#q("INSERT INTO journal VALUES (?, ?)").run(e.s, JSON.stringify(e));
     if (e.op === "z") {
       // The entries a packed line holds; `manifests` gives their puts' manifests.
       unzipEntry(e).forEach((x, i) => this.#effect(x, manifests?.[i]));
@@ -333,7 +342,7 @@ export class Index {
       case "put": {
         this.#mkdirs(parentOf(e.p), 0o755, e.mtime);
         this.#removeTree(e.p);
-        this.#db.prepare("INSERT INTO entries VALUES (?, ?, ?, 'f', ?, ?, ?, ?, ?)").run(
+        this.#q("INSERT INTO entries VALUES (?, ?, ?, 'f', ?, ?, ?, ?, ?)").run(
           e.p,
           parentOf(e.p),
           baseName(e.p),
@@ -356,7 +365,7 @@ export class Index {
         this.#mkdirs(parentOf(e.p), 0o755, e.mtime);
         this.#removeTree(e.p);
         // The target is kept in the manifest column (see entryOf).
-        this.#db.prepare("INSERT INTO entries VALUES (?, ?, ?, 'l', ?, 511, ?, ?, 0)").run(
+        this.#q("INSERT INTO entries VALUES (?, ?, ?, 'l', ?, 511, ?, ?, 0)").run(
           e.p,
           parentOf(e.p),
           baseName(e.p),
@@ -375,15 +384,15 @@ export class Index {
         break;
       }
       case "snaprm":
-        this.#db.prepare("DELETE FROM snapshots WHERE name = ?").run(e.name);
+        this.#q("DELETE FROM snapshots WHERE name = ?").run(e.name);
         break;
       case "forget":
         this.setForgotten(e.node);
         break;
       case "copies":
         if (e.copies > 0) {
-          this.#db.prepare("INSERT OR REPLACE INTO policies VALUES (?, ?)").run(e.p, e.copies);
-        } else this.#db.prepare("DELETE FROM policies WHERE path = ?").run(e.p);
+          this.#q("INSERT OR REPLACE INTO policies VALUES (?, ?)").run(e.p, e.copies);
+        } else this.#q("DELETE FROM policies WHERE path = ?").run(e.p);
         break;
     }
   }
@@ -395,12 +404,12 @@ export class Index {
    * the chunk's last copy.
    */
   cacheObject(id: string, data: Uint8Array): void {
-    this.#db.prepare("INSERT OR IGNORE INTO objects VALUES (?, ?)").run(id, data);
+    this.#q("INSERT OR IGNORE INTO objects VALUES (?, ?)").run(id, data);
   }
 
   /** A metadata object from the host's copy, if it has one. */
   cachedObject(id: string): Uint8Array | undefined {
-    const r = this.#db.prepare("SELECT data FROM objects WHERE id = ?").get(id) as
+    const r = this.#q("SELECT data FROM objects WHERE id = ?").get(id) as
       | { data: Uint8Array }
       | undefined;
     return r?.data;
@@ -408,20 +417,20 @@ export class Index {
 
   /** Records node `node` as lost for good: its copies are forgotten with it. */
   setForgotten(node: number): void {
-    this.#db.prepare("INSERT OR IGNORE INTO forgotten VALUES (?)").run(node);
-    this.#db.prepare("DELETE FROM locations WHERE node = ?").run(node);
+    this.#q("INSERT OR IGNORE INTO forgotten VALUES (?)").run(node);
+    this.#q("DELETE FROM locations WHERE node = ?").run(node);
   }
 
   /** Nodes recorded as lost for good, ascending. */
   forgotten(): number[] {
-    return (this.#db.prepare("SELECT node FROM forgotten ORDER BY node").all() as {
+    return (this.#q("SELECT node FROM forgotten ORDER BY node").all() as {
       node: number;
     }[]).map((r) => r.node);
   }
 
   /** The per-path copies rules, by path. */
   policies(): { path: string; copies: number }[] {
-    return this.#db.prepare("SELECT path, copies FROM policies ORDER BY path").all() as {
+    return this.#q("SELECT path, copies FROM policies ORDER BY path").all() as {
       path: string;
       copies: number;
     }[];
@@ -429,7 +438,7 @@ export class Index {
 
   /** Copies the nearest rule at or above `path` asks for (undefined: no rule). */
   copiesFor(path: string): number | undefined {
-    const get = this.#db.prepare("SELECT copies FROM policies WHERE path = ?");
+    const get = this.#q("SELECT copies FROM policies WHERE path = ?");
     for (let p = path;; p = parentOf(p)) {
       const r = get.get(p) as { copies: number } | undefined;
       if (r) return r.copies;
@@ -443,14 +452,14 @@ export class Index {
    * rows gc keeps, with the chunks of those that are manifests.
    */
   setSnapshotHeld(root: string, held: Iterable<string>): void {
-    const ins = this.#db.prepare("INSERT OR IGNORE INTO snap_manifests VALUES (?, ?)");
+    const ins = this.#q("INSERT OR IGNORE INTO snap_manifests VALUES (?, ?)");
     for (const id of held) ins.run(root, id);
-    this.#db.prepare("INSERT OR IGNORE INTO snap_known VALUES (?)").run(root);
+    this.#q("INSERT OR IGNORE INTO snap_known VALUES (?)").run(root);
   }
 
   /** Objects of live snapshots whose manifests are not recorded yet. */
   missingSnapshots(): string[] {
-    return (this.#db.prepare(
+    return (this.#q(
       "SELECT DISTINCT s.root AS r FROM snapshots s WHERE " +
         "NOT EXISTS (SELECT 1 FROM snap_known k WHERE k.root = s.root) AND " +
         "NOT EXISTS (SELECT 1 FROM snap_manifests m WHERE m.root = s.root)",
@@ -460,29 +469,29 @@ export class Index {
   /** Snapshots, oldest first (of one job, when given). */
   snapshots(job?: string): SnapshotRow[] {
     return (job === undefined
-      ? this.#db.prepare("SELECT * FROM snapshots ORDER BY time, name").all()
-      : this.#db.prepare("SELECT * FROM snapshots WHERE job = ? ORDER BY time, name").all(
+      ? this.#q("SELECT * FROM snapshots ORDER BY time, name").all()
+      : this.#q("SELECT * FROM snapshots WHERE job = ? ORDER BY time, name").all(
         job,
       )) as unknown as SnapshotRow[];
   }
 
   /** One snapshot by name. */
   snapshot(name: string): SnapshotRow | undefined {
-    return this.#db.prepare("SELECT * FROM snapshots WHERE name = ?").get(name) as unknown as
+    return this.#q("SELECT * FROM snapshots WHERE name = ?").get(name) as unknown as
       | SnapshotRow
       | undefined;
   }
 
   /** What the sync engine stored for `path` of `job`. */
   syncCacheGet(job: string, path: string): SyncCacheRow | undefined {
-    return this.#db.prepare(
+    return this.#q(
       "SELECT key, size, mtime, manifest FROM sync_cache WHERE job = ? AND path = ?",
     ).get(job, path) as unknown as SyncCacheRow | undefined;
   }
 
   /** Remembers what the sync engine stored for `path` of `job`. */
   syncCacheSet(job: string, path: string, r: SyncCacheRow): void {
-    this.#db.prepare("INSERT OR REPLACE INTO sync_cache VALUES (?, ?, ?, ?, ?, ?)").run(
+    this.#q("INSERT OR REPLACE INTO sync_cache VALUES (?, ?, ?, ?, ?, ?)").run(
       job,
       path,
       r.key,
@@ -494,19 +503,19 @@ export class Index {
 
   /** Records the chunk list of a manifest. */
   setManifest(id: string, m: Manifest): void {
-    const ins = this.#db.prepare("INSERT OR REPLACE INTO manifests VALUES (?, ?, ?)");
+    const ins = this.#q("INSERT OR REPLACE INTO manifests VALUES (?, ?, ?)");
     m.chunks.forEach(([cid], i) => ins.run(id, i, cid));
-    this.#db.prepare("INSERT OR IGNORE INTO manifest_known VALUES (?)").run(id);
+    this.#q("INSERT OR IGNORE INTO manifest_known VALUES (?)").run(id);
   }
 
   /** Whether the chunk list of a manifest is known. */
   hasManifest(id: string): boolean {
-    return !!this.#db.prepare("SELECT 1 FROM manifests WHERE manifest = ? LIMIT 1").get(id);
+    return !!this.#q("SELECT 1 FROM manifests WHERE manifest = ? LIMIT 1").get(id);
   }
 
   /** Manifests of live files whose chunk lists are not known yet. */
   missingManifests(): string[] {
-    return (this.#db.prepare(
+    return (this.#q(
       "SELECT DISTINCT e.manifest AS m FROM entries e WHERE e.type = 'f' AND " +
         "NOT EXISTS (SELECT 1 FROM manifest_known k WHERE k.manifest = e.manifest) AND " +
         "NOT EXISTS (SELECT 1 FROM manifests x WHERE x.manifest = e.manifest)",
@@ -518,7 +527,7 @@ export class Index {
     const cur = this.get(path);
     if (cur) return;
     this.#mkdirs(parentOf(path), 0o755, mtime);
-    this.#db.prepare("INSERT INTO entries VALUES (?, ?, ?, 'd', 0, ?, ?, NULL, 0)").run(
+    this.#q("INSERT INTO entries VALUES (?, ?, ?, 'd', 0, ?, ?, NULL, 0)").run(
       path,
       parentOf(path),
       baseName(path),
@@ -529,10 +538,10 @@ export class Index {
 
   #removeTree(path: string) {
     if (path === "/") {
-      this.#db.prepare("DELETE FROM entries WHERE path != '/'").run();
+      this.#q("DELETE FROM entries WHERE path != '/'").run();
       return;
     }
-    this.#db.prepare("DELETE FROM entries WHERE path = ? OR path LIKE ? ESCAPE '\\'").run(
+    this.#q("DELETE FROM entries WHERE path = ? OR path LIKE ? ESCAPE '\\'").run(
       path,
       `${escapeLike(path)}/%`,
     );
@@ -543,7 +552,7 @@ export class Index {
     this.#mkdirs(parentOf(to), 0o755, mtime);
     for (const e of this.walk(from)) {
       const np = to + e.path.slice(from.length);
-      this.#db.prepare("UPDATE entries SET path = ?, parent = ?, name = ? WHERE path = ?").run(
+      this.#q("UPDATE entries SET path = ?, parent = ?, name = ? WHERE path = ?").run(
         np,
         parentOf(np),
         baseName(np),
@@ -556,15 +565,15 @@ export class Index {
 
   /** Records that `node` holds chunk `id`. */
   addLocation(id: string, size: number, node: number): void {
-    this.#db.prepare("INSERT OR IGNORE INTO chunks VALUES (?, ?, ?)").run(id, size, Date.now());
-    this.#db.prepare("INSERT OR IGNORE INTO locations VALUES (?, ?)").run(id, node);
+    this.#q("INSERT OR IGNORE INTO chunks VALUES (?, ?, ?)").run(id, size, Date.now());
+    this.#q("INSERT OR IGNORE INTO locations VALUES (?, ?)").run(id, node);
   }
 
   /** Forgets that `node` holds chunk `id`. */
   removeLocation(id: string, node: number): void {
-    this.#db.prepare("DELETE FROM locations WHERE id = ? AND node = ?").run(id, node);
+    this.#q("DELETE FROM locations WHERE id = ? AND node = ?").run(id, node);
     for (const t of ["chunks", "objects"]) {
-      this.#db.prepare(
+      this.#q(
         `DELETE FROM ${t} WHERE id = ? AND NOT EXISTS (SELECT 1 FROM locations WHERE id = ?)`,
       ).run(id, id);
     }
@@ -572,19 +581,19 @@ export class Index {
 
   /** Forgets every location on `node` (before re-listing it). */
   clearNode(node: number): void {
-    this.#db.prepare("DELETE FROM locations WHERE node = ?").run(node);
+    this.#q("DELETE FROM locations WHERE node = ?").run(node);
   }
 
   /** Nodes that hold chunk `id`. */
   locations(id: string): number[] {
-    return (this.#db.prepare("SELECT node FROM locations WHERE id = ? ORDER BY node").all(id) as {
+    return (this.#q("SELECT node FROM locations WHERE id = ? ORDER BY node").all(id) as {
       node: number;
     }[]).map((r) => r.node);
   }
 
   /** Size of a known chunk. */
   chunkSize(id: string): number | undefined {
-    const r = this.#db.prepare("SELECT size FROM chunks WHERE id = ?").get(id) as
+    const r = this.#q("SELECT size FROM chunks WHERE id = ?").get(id) as
       | { size: number }
       | undefined;
     return r?.size;
@@ -597,7 +606,7 @@ export class Index {
    */
   unreferenced(before: number): { id: string; nodes: number[] }[] {
     // Live files and snapshots both hold their manifests and chunks.
-    const rows = this.#db.prepare(
+    const rows = this.#q(
       "WITH held(m) AS (SELECT manifest FROM entries WHERE type = 'f' " +
         "UNION SELECT sm.manifest FROM snap_manifests sm JOIN snapshots s ON s.root = sm.root) " +
         "SELECT c.id AS id FROM chunks c WHERE c.seen < ? " +
@@ -617,7 +626,7 @@ export class Index {
    * the cluster's default).
    */
   referenced(): { id: string; copies: number }[] {
-    return this.#db.prepare(
+    return this.#q(
       "WITH files(m, r) AS (SELECT manifest, copies FROM entries WHERE type = 'f'), " +
         "snaps(m) AS (SELECT sm.manifest FROM snap_manifests sm JOIN snapshots s ON s.root = sm.root), " +
         "refs(id, r) AS (SELECT m, r FROM files " +
