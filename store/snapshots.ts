@@ -19,6 +19,7 @@ import {
   buildTrees,
   diffFiles,
   diffTrees,
+  entryOf,
   readTreeAll,
   readTreeFiles,
   type SnapshotChange,
@@ -190,18 +191,7 @@ export class SnapshotView implements NamespaceView {
     const obj = await store.snapshotObject(row.root);
     if (obj.v === 2) {
       const t = await readTreeAll(obj.tree, (id) => store.getObject(id));
-      for (const { path: rel, entry: [, type, size, mode, mtime, id, copies] } of t.items) {
-        entries.push({
-          path: `${base}/${rel}`,
-          type,
-          size,
-          mode,
-          mtime,
-          manifest: type === "f" ? id : null,
-          copies,
-          ...(type === "l" ? { target: id } : {}),
-        });
-      }
+      for (const { path: rel, entry } of t.items) entries.push(entryOf(`${base}/${rel}`, entry));
     } else {
       const dirs = new Set<string>();
       for (const [rel, manifest, size, mode, mtime] of obj.files) {

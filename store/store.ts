@@ -31,7 +31,7 @@ import {
   type SnapshotObject,
   zipEntries,
 } from "./namespace.ts";
-import { buildTrees, pool, readTreeAll } from "./trees.ts";
+import { buildTrees, entryOf, pool, readTreeAll } from "./trees.ts";
 import { objectId } from "../ids.ts";
 import { inSnapshots, type NamespaceView, snapshotContents, SnapshotView } from "./snapshots.ts";
 import { type PlacementNode, rankNodes } from "./placement.ts";
@@ -638,18 +638,7 @@ export class Store {
     const limit = Math.max(2, 2 * this.up().length);
     const t = await readTreeAll(obj.tree, (id) => this.getObject(id), limit);
     const objects = [ck.root, ...t.objects];
-    const entries: Entry[] = t.items.map((
-      { path, entry: [, type, size, mode, mtime, id, copies] },
-    ) => ({
-      path: `/${path}`,
-      type,
-      size,
-      mode,
-      mtime,
-      manifest: type === "f" ? id : null,
-      copies,
-      ...(type === "l" ? { target: id } : {}),
-    }));
+    const entries: Entry[] = t.items.map(({ path, entry }) => entryOf(`/${path}`, entry));
     entries.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
     return { obj, entries, objects };
   }

@@ -175,6 +175,21 @@ export async function readTreeAll(
   return { items, objects };
 }
 
+/** The index entry a tree holds at `path` (absolute): the inverse of {@linkcode buildTrees}. */
+export function entryOf(path: string, entry: TreeEntry): Entry {
+  const [, type, size, mode, mtime, id, copies] = entry;
+  return {
+    path,
+    type,
+    size,
+    mode,
+    mtime,
+    manifest: type === "f" ? id : null,
+    copies,
+    ...(type === "l" ? { target: id } : {}),
+  };
+}
+
 /** A file in a snapshot: path relative to its target, manifest id, size, mode, mtime. */
 export type SnapshotFile = [string, string, number, number, number];
 
