@@ -487,8 +487,9 @@ export function registerFiles(program: Command): void {
 
   program.command("get")
     .description(
-      "copy REMOTE (a file or a directory tree) to LOCAL, as cp -r would (LOCAL's parent must " +
-        "exist; - writes a file to standard output). An entry that cannot be written is named " +
+      "copy REMOTE (a file or a directory tree; /.snapshots/NAME/... from a snapshot) to LOCAL, " +
+        "as cp -r would (LOCAL's parent must exist; - writes a file to standard output). An " +
+        "entry that cannot be written is named " +
         "and skipped, the rest is written, and the exit code is 1",
     )
     .argument("<remote>")
@@ -587,7 +588,7 @@ export function registerFiles(program: Command): void {
     });
 
   program.command("ls")
-    .description("list a directory of the store (default /)")
+    .description("list a directory of the store (default /); /.snapshots/NAME/... lists a snapshot")
     .argument("[path]", "remote path", "/")
     .option("-l, --long", "mode, size, time")
     .option("-R, --recursive", "everything under the directory, by path (relative to it)")
@@ -628,7 +629,9 @@ export function registerFiles(program: Command): void {
     });
 
   program.command("cat")
-    .description("write a stored file to standard output")
+    .description(
+      "write a stored file (or /.snapshots/NAME/FILE, as a snapshot holds it) to standard output",
+    )
     .argument("<path>")
     .addOption(clusterOpt())
     .action(async (path: string, o) => {
