@@ -30,6 +30,12 @@ export interface NodeEntry {
    * a simulated cluster with faults.
    */
   link?: LinkEntry;
+  /**
+   * Bytes for chunks its store had when it joined (was formatted): its weight
+   * in placement, the same whether it answers or not. Absent from clusters
+   * made before it was recorded: the node's INFO at open is used.
+   */
+  capacity?: number;
 }
 
 /** A simulated node's emulated line, as `cluster.json` records it. */
@@ -79,6 +85,7 @@ const NodeEntrySchema = z.object({
   pid: z.number().int().positive().nullable().optional(),
   log: z.string().optional(),
   board: z.string().optional(),
+  capacity: z.number().int().min(0).optional(),
   link: z.object({
     pid: z.number().int().positive().nullable(),
     line: z.string().min(1),

@@ -146,6 +146,7 @@ export async function formatCluster(
           `${resolveIn(dir, f.node.tty)}: FORMAT failed: ${statusToStr(r.status)}`,
         );
       }
+      f.node.capacity = r.capacity; // its placement weight, recorded in cluster.json
       log(`node ${f.node.id} formatted: ${formatBytes(r.capacity)} for chunks`);
     }));
   } finally {

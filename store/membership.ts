@@ -124,7 +124,7 @@ export async function addNode(
       }
       // Recorded last: a crash before this leaves a formatted card the next add adopts.
       const fresh = await readClusterFile(dir);
-      fresh.nodes.push({ id, tty: opts.recordTty ?? port, ...opts.entry });
+      fresh.nodes.push({ id, tty: opts.recordTty ?? port, ...opts.entry, capacity });
       await writeClusterFile(dir, fresh);
       result = { id, tty: port, capacity, resumed };
     } finally {

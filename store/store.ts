@@ -1385,11 +1385,14 @@ export class Store {
     return this.#weights().filter((n) => !ex.has(n.id));
   }
 
+  // A node's weight is the capacity recorded when it joined (cluster.json),
+  // so placement is the same whether it answers now or not, and whatever
+  // INFO said since; a cluster made before that was recorded uses INFO.
   #weights(): PlacementNode[] {
     const gone = new Set(this.index.forgotten());
     return [...this.nodes.values()].filter((s) => !gone.has(s.entry.id)).map((s) => ({
       id: s.entry.id,
-      weight: Math.max(1, s.info?.capacity ?? 1),
+      weight: Math.max(1, s.entry.capacity ?? s.info?.capacity ?? 1),
     }));
   }
 

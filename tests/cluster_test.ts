@@ -413,3 +413,33 @@ Deno.test("cluster: asking for free space (a df on the mount) does not change wh
     }
   });
 });
+
+Deno.test("cluster: placement weighs each node by the capacity recorded when it joined, whether it answers or not", async () => {
+  await withSim(["--nodes", "3"], async (dir) => {
+    const c = await readClusterFile(dir);
+    const weights = (s: Store) => s.placementNodes().map((n) => [n.id, n.weight]);
+    const s1 = await Store.open(dir);
+    let up: number[][];
+    try {
+      // cluster.json holds what FORMAT said; placement uses it.
+      for (const n of c.nodes) {
+        assert.deepStrictEqual(n.capacity, s1.nodes.get(n.id)!.info!.capacity);
+        assert(n.capacity! > 50 * 1024 * 1024, `node ${n.id}: capacity ${n.capacity}`);
+      }
+      up = weights(s1);
+      assert.deepStrictEqual(up, c.nodes.map((n) => [n.id, n.capacity]));
+    } finally {
+      await s1.close();
+    }
+    // Node 1 down at open: the same weights, so chunks rank as before.
+    Deno.kill(c.nodes[1].pid!, "SIGKILL");
+    await new Promise((r) => setTimeout(r, 200));
+    const s2 = await Store.open(dir);
+    try {
+      assert.equal(s2.nodes.get(1)!.client, undefined);
+      assert.deepStrictEqual(weights(s2), up);
+    } finally {
+      await s2.close();
+    }
+  });
+});
