@@ -574,6 +574,8 @@ export function registerFiles(program: Command): void {
           }
           rows = rows.filter((e) => e.type === "d" ? dirs.has(e.path) : wanted.includes(e));
         } else if (top.type === "d") rows = rows.filter((e) => e.path !== src);
+        const at = await Deno.stat(out).catch(() => undefined);
+        if (at && !at.isDirectory) throw new UsageError(`${out}: exists and is not a directory`);
         if (!o.dryRun) await Deno.mkdir(out, { recursive: true });
         const t0 = performance.now();
         const w = await writeEntries(s, rows, from, out, {

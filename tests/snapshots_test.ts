@@ -95,6 +95,12 @@ Deno.test("snapshots: restore, ls/cat/get of /.snapshots, diff; a first-format s
       assert.notEqual(bad.code, 0);
       assert.match(bad.err, /^pifs: restore: nosuch: no such snapshot/);
       assert.equal(bad.err.trim().split("\n").length, 1);
+      // DEST a file: refused in one line, the file untouched.
+      await Deno.writeTextFile(`${dir}/afile`, "mine\n");
+      const onFile = await pifs("restore", "--cluster", c, s1, `${dir}/afile`);
+      assert.equal(onFile.code, 2);
+      assert.match(onFile.err, /^pifs: restore: .*afile: exists and is not a directory\n$/);
+      assert.equal(await Deno.readTextFile(`${dir}/afile`), "mine\n");
 
       // The same through /.snapshots paths.
       assert.deepStrictEqual(
