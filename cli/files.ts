@@ -572,7 +572,8 @@ export function registerFiles(program: Command): void {
           for (const e of wanted) {
             for (let d = parentOf(e.path); d.length > from.length; d = parentOf(d)) dirs.add(d);
           }
-          rows = rows.filter((e) => e.type === "d" ? dirs.has(e.path) : wanted.includes(e));
+          const keep = new Set(wanted);
+          rows = rows.filter((e) => e.type === "d" ? dirs.has(e.path) : keep.has(e));
         } else if (top.type === "d") rows = rows.filter((e) => e.path !== src);
         const at = await Deno.stat(out).catch(() => undefined);
         if (at && !at.isDirectory) throw new UsageError(`${out}: exists and is not a directory`);

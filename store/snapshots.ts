@@ -20,6 +20,7 @@ import {
   diffFiles,
   diffTrees,
   entryOf,
+  pool,
   readTreeAll,
   readTreeFiles,
   type SnapshotChange,
@@ -97,9 +98,11 @@ export async function writeSnapshot(
     files++, bytes += e.size;
     held.push(e.manifest);
   }
-  for (const [id, data] of objects) {
+  // Side by side (a snapshot's first trees are many; each copy waits for its
+  // commit), the record last: a record never names a tree not yet stored.
+  await pool([...objects], 8, async ([id, data]) => {
     if ((await store.storeObject(data, { id, copies: s.copies })).sent) sent++;
-  }
+  });
   const obj: SnapshotV2 = {
     v: 2,
     kind: "snap",
